@@ -1,0 +1,90 @@
+"""Dispatch throughput: ``chia_remote`` + ``get`` against raw ``@ray.remote``.
+
+Runs in one Ray session with whole-CPU no-op tasks: a batch of N tasks
+submitted then gathered, and M sequential submit-and-get round trips, for raw
+Ray and for chia, alternating over several rounds. Prints the median
+throughput of each and the ratio chia/raw (target: both >= 0.90).
+
+    python benchmarks/dispatch.py [--batch 2000] [--sequential 200] [--rounds 7] [--profile]
+
+``--profile`` runs the chia side with the chia-ops profiler collecting
+(target for that configuration: >= 0.80).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import ray
+
+from chia.base.ChiaFunction import ChiaFunction, get
+
+
+@ray.remote(num_cpus=1)
+def raw_noop() -> None:
+    return None
+
+
+@ChiaFunction(num_cpus=1)
+def chia_noop() -> None:
+    return None
+
+
+def batch_rate(submit: Callable[[], Any], fetch: Callable[[list[Any]], Any], n: int) -> float:
+    start = time.perf_counter()
+    refs = [submit() for _ in range(n)]
+    fetch(refs)
+    return n / (time.perf_counter() - start)
+
+
+def sequential_rate(submit: Callable[[], Any], fetch: Callable[[Any], Any], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fetch(submit())
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--sequential", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="collect a chia-ops profile on the chia side")
+    args = parser.parse_args()
+
+    ray.init(address=os.environ.get("RAY_ADDRESS", "local"), num_cpus=2, include_dashboard=False)
+    if args.profile:
+        from chia.trace import profiler
+
+        profiler.start_collector()
+    raw_submit, chia_submit = raw_noop.remote, chia_noop.chia_remote
+    # Warm up: start workers, export both functions.
+    ray.get([raw_submit() for _ in range(200)])
+    get([chia_submit() for _ in range(200)])
+
+    results: dict[str, list[float]] = {"raw batch": [], "chia batch": [], "raw seq": [], "chia seq": []}
+    for _ in range(args.rounds):
+        results["raw batch"].append(batch_rate(raw_submit, ray.get, args.batch))
+        results["chia batch"].append(batch_rate(chia_submit, get, args.batch))
+        results["raw seq"].append(sequential_rate(raw_submit, ray.get, args.sequential))
+        results["chia seq"].append(sequential_rate(chia_submit, get, args.sequential))
+    medians = {name: statistics.median(values) for name, values in results.items()}
+    label = "chia (profiled)" if args.profile else "chia"
+    print(f"dispatch benchmark: {args.rounds} rounds, batch={args.batch}, sequential={args.sequential}, 2 CPUs")
+    for name, value in medians.items():
+        print(f"  {name:<11} {value:10.0f} tasks/s (median)")
+    print(f"  ratio {label}/raw batch:      {medians['chia batch'] / medians['raw batch']:.2f}")
+    print(f"  ratio {label}/raw sequential: {medians['chia seq'] / medians['raw seq']:.2f}")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

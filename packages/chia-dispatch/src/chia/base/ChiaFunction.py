@@ -1,0 +1,621 @@
+"""``@ChiaFunction``: one decorator, a local call and a typed Ray dispatch.
+
+Owns the dispatch surface of chia: the decorator, ``ChiaCallRemote``,
+``get``, ``ObjectRefCallback`` and the actor wrapper ``chia_actor``. Other
+distributions add behaviour through :mod:`chia.base.dispatch_hooks`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, List, ParamSpec, Protocol, TypeVar, overload
+
+import ray
+
+from chia.base import dispatch_hooks as _hooks
+from chia.base.dispatch_hooks import CallInfo, CallWrapper, DispatchCall
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.experimental.compiled_dag_ref import CompiledDAGRef
+
+__all__ = [
+    "ChiaActorHandle",
+    "ChiaCallRemote",
+    "ChiaFunction",
+    "ChiaOptions",
+    "ChiaWrapped",
+    "ObjectRefCallback",
+    "chia_actor",
+    "get",
+]
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+TAG_KEYWORD = "_chia_tag"
+_CTX_KEYWORD = "__chia_ctx__"
+
+
+class ChiaOptions(Protocol[P, R_co]):
+    """A ChiaFunction with Ray options layered over its decorator options. Stable.
+
+    Returned by :meth:`ChiaWrapped.options`. ``remote`` is an alias of
+    ``chia_remote``. ``options(_chia_tag="t")`` is the typed way to tag a
+    call (``_chia_tag`` cannot appear in a ``ParamSpec`` signature).
+    """
+
+    def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R_co]: ...
+
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R_co]: ...
+
+    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def options(self, **overrides: Any) -> ChiaOptions[P, R_co]: ...
+
+
+class ChiaWrapped(Protocol[P, R_co]):
+    """Protocol describing the object returned by ``@ChiaFunction()``. Stable.
+
+    Includes ``__get__`` overloads so that mypy treats instances of this
+    protocol as descriptors. When accessed on a class (``obj is None``) the
+    full ``ParamSpec`` is preserved. When accessed on an instance (bound-method
+    position) the type falls back to ``ChiaWrapped[..., R]`` because Python's
+    type system cannot express "P minus the first argument": the local call
+    binds ``self``, while ``chia_remote`` takes it explicitly
+    (``tool.do_work.chia_remote(tool, x=5)``).
+    """
+
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[P, R_co]
+
+    @property
+    def chia_options(self) -> Mapping[str, Any]:
+        """The decorator's Ray options (read-only)."""
+        ...
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R_co]: ...
+
+    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def options(self, **overrides: Any) -> ChiaOptions[P, R_co]: ...
+
+    @overload
+    def __get__(self, obj: None, objtype: type[Any] | None = None, /) -> ChiaWrapped[P, R_co]: ...
+
+    @overload
+    def __get__(self, obj: object, objtype: type[Any] | None = None, /) -> ChiaWrapped[..., R_co]: ...
+
+
+# --- worker side ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _WorkerContext:
+    """Travels with a dispatch only when hooks or wrappers are active."""
+
+    name: str
+    qualname: str
+    tag: str | None
+    context: Mapping[str, Any]
+    wrappers: tuple[CallWrapper, ...]
+    replaced: bool
+
+
+def _run_wrapped(
+    fn: Callable[..., Any],
+    info: CallInfo,
+    wrappers: tuple[CallWrapper, ...],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    local = _hooks._task_local
+    saved = (local.call, local.wrappers)
+    local.call, local.wrappers = info, wrappers
+    try:
+        proceed: Callable[[], Any] = functools.partial(fn, *args, **kwargs)
+        for wrapper in reversed(wrappers):
+            proceed = functools.partial(wrapper, info, proceed)
+        return proceed()
+    finally:
+        local.call, local.wrappers = saved
+
+
+def _execute(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    ctx: _WorkerContext | None = kwargs.pop(_CTX_KEYWORD, None)
+    if ctx is None:
+        return fn(*args, **kwargs)
+    info = CallInfo(ctx.name, ctx.qualname, ctx.tag, args, kwargs, ctx.context, True, ctx.replaced)
+    return _run_wrapped(fn, info, ctx.wrappers, args, kwargs)
+
+
+def _make_task_body(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The function Ray exports: runs ``fn`` under any shipped call wrappers."""
+
+    def chia_task(*args: Any, **kwargs: Any) -> Any:
+        return _execute(fn, args, kwargs)
+
+    # Ray names tasks after the function (state API, dashboard, profiler).
+    chia_task.__name__ = getattr(fn, "__name__", "chia_task")
+    chia_task.__qualname__ = getattr(fn, "__qualname__", chia_task.__name__)
+    return chia_task
+
+
+# --- caller side ------------------------------------------------------------------
+
+
+def _check_tag(tag: object, qualname: str) -> str | None:
+    if tag is None or type(tag) is str:
+        return tag
+    raise TypeError(f"{TAG_KEYWORD} of a call to {qualname} must be a str or None, got {tag!r} ({type(tag).__name__})")
+
+
+def _ray_remote(body: Callable[..., Any], options: Mapping[str, Any], qualname: str) -> Any:
+    try:
+        return ray.remote(**options)(body) if options else ray.remote(body)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid Ray options for ChiaFunction {qualname}: {exc}") from exc
+
+
+class _Dispatcher:
+    """Submits one function with one set of options; owns its Ray exports.
+
+    The Ray remote function for the real body is built once; replacement
+    bodies (bypass providers) are built once per replacement callable.
+    """
+
+    __slots__ = ("_fn", "_name", "_qualname", "_options", "_remote", "_replacements", "_tag")
+
+    def __init__(self, fn: Callable[..., Any], options: Mapping[str, Any], remote: Any, tag: str | None) -> None:
+        self._fn = fn
+        self._name: str = getattr(fn, "__name__", repr(fn))
+        self._qualname = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', self._name)}"
+        self._options = types.MappingProxyType(dict(options))
+        self._remote = remote
+        self._replacements: dict[Callable[..., Any], Any] = {}
+        self._tag = tag
+
+    def submit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        tag = self._tag
+        if kwargs and TAG_KEYWORD in kwargs:
+            tag = _check_tag(kwargs.pop(TAG_KEYWORD), self._qualname)
+        if not _hooks._active_hooks and not _hooks._active_wrappers and not _hooks._task_local.wrappers:
+            return self._remote.remote(*args, **kwargs)
+        return self._submit_hooked(tag, args, kwargs)
+
+    def _submit_hooked(self, tag: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = DispatchCall(
+            self._fn, self._name, self._qualname, self._options, tag, args, kwargs, _submitter=self._submit_call
+        )
+        ref = None
+        for hook in _hooks._active_hooks:
+            ref = hook(call)
+            if ref is not None:
+                break
+        if ref is None:
+            ref = call.submit()
+        if call._resolve_callbacks:
+            _hooks._attach_resolve_callbacks(_ref_id(ref), call._resolve_callbacks)
+        return ref
+
+    def _submit_call(
+        self,
+        call: DispatchCall,
+        replacement: Callable[..., Any] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        wrappers = _hooks._active_wrappers or _hooks._task_local.wrappers
+        ctx = _WorkerContext(self._name, call.qualname, call.tag, call.context, wrappers, replacement is not None)
+        remote = self._remote if replacement is None else self._replacement_remote(replacement)
+        if not wrappers and not call.context and replacement is None:
+            return remote.remote(*args, **kwargs)
+        return remote.remote(*args, **{**kwargs, _CTX_KEYWORD: ctx})
+
+    def _replacement_remote(self, replacement: Callable[..., Any]) -> Any:
+        remote = self._replacements.get(replacement)
+        if remote is None:
+            remote = _ray_remote(_make_task_body(replacement), self._options, self._qualname)
+            self._replacements[replacement] = remote
+        return remote
+
+    def with_overrides(self, overrides: dict[str, Any]) -> _Dispatcher:
+        tag = self._tag
+        if TAG_KEYWORD in overrides:
+            tag = _check_tag(overrides.pop(TAG_KEYWORD), self._qualname)
+        if not overrides:
+            return _Dispatcher(self._fn, self._options, self._remote, tag)
+        try:
+            remote = self._remote.options(**overrides)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"invalid Ray options for ChiaFunction {self._qualname}: {exc}") from exc
+        return _Dispatcher(self._fn, {**self._options, **overrides}, remote, tag)
+
+
+def _ref_id(ref: Any) -> bytes:
+    if isinstance(ref, list):  # num_returns > 1: callbacks follow the first ref
+        ref = ref[0]
+    binary: bytes = ref.binary()
+    return binary
+
+
+class _OptionsHandle(Generic[P, R]):
+    """Implementation of :class:`ChiaOptions`."""
+
+    __slots__ = ("_dispatcher",)
+
+    def __init__(self, dispatcher: _Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
+        ref: ObjectRef[R] = self._dispatcher.submit(args, kwargs)
+        return ref
+
+    remote = chia_remote
+
+    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return get(self.chia_remote(*args, **kwargs))
+
+    def options(self, **overrides: Any) -> _OptionsHandle[P, R]:
+        return _OptionsHandle(self._dispatcher.with_overrides(overrides))
+
+
+class _ChiaWrappedImpl(Generic[P, R]):
+    """Implementation of :class:`ChiaWrapped` (what ``@ChiaFunction()`` returns)."""
+
+    def __init__(self, fn: Callable[P, R], options: Mapping[str, Any]) -> None:
+        functools.update_wrapper(self, fn)
+        self._fn = fn
+        self._options = dict(options)
+        qualname = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+        remote = _ray_remote(_make_task_body(fn), self._options, qualname)
+        self._dispatcher = _Dispatcher(fn, self._options, remote, None)
+
+    @property
+    def chia_options(self) -> Mapping[str, Any]:
+        return self._dispatcher._options
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        tag = None
+        if kwargs and TAG_KEYWORD in kwargs:
+            tag = _check_tag(kwargs.pop(TAG_KEYWORD), self._dispatcher._qualname)
+        wrappers = _hooks._active_wrappers or _hooks._task_local.wrappers
+        if not wrappers:
+            return self._fn(*args, **kwargs)
+        dispatcher = self._dispatcher
+        info = CallInfo(dispatcher._name, dispatcher._qualname, tag, args, kwargs, {}, False)
+        result: R = _run_wrapped(self._fn, info, wrappers, args, kwargs)
+        return result
+
+    def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
+        ref: ObjectRef[R] = self._dispatcher.submit(args, kwargs)
+        return ref
+
+    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return get(self.chia_remote(*args, **kwargs))
+
+    def options(self, **overrides: Any) -> _OptionsHandle[P, R]:
+        return _OptionsHandle(self._dispatcher.with_overrides(overrides))
+
+    def __get__(self, obj: object, objtype: type[Any] | None = None) -> Any:
+        if obj is None:
+            return self
+        return types.MethodType(self, obj)
+
+    def __repr__(self) -> str:
+        return f"<ChiaFunction {self._dispatcher._qualname} options={self._options!r}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Importable functions travel by reference (the worker imports them);
+        # others (e.g. defined in __main__ or a closure) by value.
+        module = getattr(self._fn, "__module__", None)
+        qualname = getattr(self._fn, "__qualname__", "")
+        if module and module != "__main__" and "<locals>" not in qualname:
+            return (_import_wrapped, (module, qualname, self._fn, self._options))
+        return (_ChiaWrappedImpl, (self._fn, self._options))
+
+
+def _import_wrapped(module: str, qualname: str, fn: Callable[..., Any], options: dict[str, Any]) -> Any:
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        obj = None
+    if isinstance(obj, _ChiaWrappedImpl) and obj._fn is fn:
+        return obj
+    return _ChiaWrappedImpl(fn, options)
+
+
+class ChiaFunction:
+    """Decorator that creates both a local and a ``ray.remote`` version of a function. Stable.
+
+    Usage::
+
+        @ChiaFunction(resources={"db1": 1.0})
+        def my_function(x, y):
+            return x + y
+
+        my_function(1, 2)                      # local call, in-process
+        ref = my_function.chia_remote(1, 2)    # ObjectRef[int], dispatched by Ray
+        result = get(ref)
+        ref = ChiaCallRemote(my_function, 1, 2)
+
+    For bound methods the instance is passed explicitly to ``chia_remote``
+    (it is serialized to the worker with the call)::
+
+        class MyTool:
+            @ChiaFunction()
+            def do_work(self, x):
+                return x * 2
+
+        tool = MyTool()
+        tool.do_work(5)                          # local, binds self
+        ref = tool.do_work.chia_remote(tool, x=5)
+
+    Accepts any keyword argument supported by ``ray.remote().options()``
+    (``resources``, ``num_cpus``, ``num_gpus``, ``num_returns``,
+    ``max_retries``, ``retry_exceptions``, ``memory``,
+    ``scheduling_strategy``, ``max_calls``, ``runtime_env``, ``name``...);
+    unknown options raise ``ValueError`` at decoration. Every
+    ``chia_remote`` also accepts the reserved keyword ``_chia_tag`` (a str
+    naming the call for bypass, cache and profiling), which never reaches the
+    function. The function is exported to Ray once per (function, options).
+    """
+
+    __slots__ = ("_options",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if args:
+            raise TypeError(
+                f"ChiaFunction takes only keyword Ray options, got positional {args[0]!r}; "
+                "decorate with @ChiaFunction() (with parentheses)"
+            )
+        self._options = kwargs
+
+    def __call__(self, fn: Callable[P, R]) -> ChiaWrapped[P, R]:
+        if not callable(fn):
+            raise TypeError(f"@ChiaFunction() can only decorate a callable, got {fn!r} ({type(fn).__name__})")
+        if isinstance(fn, _ChiaWrappedImpl):
+            raise TypeError(f"{fn!r} is already a ChiaFunction; use .options(...) to change its options")
+        wrapped: ChiaWrapped[P, R] = _ChiaWrappedImpl(fn, self._options)
+        return wrapped
+
+
+def ChiaCallRemote(func: ChiaWrapped[P, R], /, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
+    """Call the ``ray.remote`` version of a ``@ChiaFunction``-decorated function. Stable.
+
+    Returns a ``ray.ObjectRef[R]`` where ``R`` is the wrapped function's
+    return type, so ``get(...)`` infers the final value type.
+    """
+    if not isinstance(func, _ChiaWrappedImpl):
+        raise TypeError(f"ChiaCallRemote needs a @ChiaFunction()-decorated function, got {func!r}")
+    return func.chia_remote(*args, **kwargs)
+
+
+class ObjectRefCallback:
+    """An ObjectRef paired with a callback that :func:`get` runs on resolution. Stable.
+
+    Lets a producer attach a post-resolution hook to the ref it hands back:
+    ``get(orc)`` fetches ``orc.ref``, applies ``orc.callback`` and returns its
+    result. ``.ref`` exposes the underlying ObjectRef for ``ray.wait`` /
+    ``chia_wait``.
+    """
+
+    __slots__ = ("ref", "callback")
+
+    def __init__(self, ref: ObjectRef[Any], callback: Callable[[Any], Any]) -> None:
+        if not callable(callback):
+            raise TypeError(f"ObjectRefCallback callback must be callable, got {callback!r}")
+        self.ref = ref
+        self.callback = callback
+
+    def __repr__(self) -> str:
+        return f"ObjectRefCallback({self.ref!r}, {self.callback!r})"
+
+
+def _run_resolve_callbacks(ref: Any, value: Any) -> None:
+    callbacks = _hooks._take_resolve_callbacks(ref.binary())
+    for callback in callbacks or ():
+        try:
+            callback(value)
+        except Exception:
+            logger.exception("resolve callback %r failed; the value is returned unchanged", callback)
+
+
+@overload
+def get(
+    ref: ObjectRefCallback,
+    *,
+    timeout: float | None = None,
+    callback: Callable[[Any], Any] | None = None,
+    _use_object_store: bool = False,
+) -> Any: ...
+
+
+@overload
+def get(
+    ref: Sequence[ObjectRef[R]],
+    *,
+    timeout: float | None = None,
+    callback: Callable[[Any], Any] | None = None,
+    _use_object_store: bool = False,
+) -> List[R]: ...
+
+
+@overload
+def get(
+    ref: Sequence[ObjectRef[Any]],
+    *,
+    timeout: float | None = None,
+    callback: Callable[[Any], Any] | None = None,
+    _use_object_store: bool = False,
+) -> List[Any]: ...
+
+
+@overload
+def get(
+    ref: ObjectRef[R],
+    *,
+    timeout: float | None = None,
+    callback: Callable[[Any], Any] | None = None,
+    _use_object_store: bool = False,
+) -> R: ...
+
+
+@overload
+def get(
+    ref: Sequence[CompiledDAGRef],
+    *,
+    timeout: float | None = None,
+    callback: Callable[[Any], Any] | None = None,
+    _use_object_store: bool = False,
+) -> List[Any]: ...
+
+
+@overload
+def get(
+    ref: CompiledDAGRef,
+    *,
+    timeout: float | None = None,
+    callback: Callable[[Any], Any] | None = None,
+    _use_object_store: bool = False,
+) -> Any: ...
+
+
+def get(
+    ref: Any,
+    *,
+    timeout: float | None = None,
+    callback: Callable[[Any], Any] | None = None,
+    _use_object_store: bool = False,
+) -> Any:
+    """Wrapper around ``ray.get()`` for use in chia flows. Stable.
+
+    Delegates to ``ray.get()`` and runs what the dispatch seam attached to the
+    refs (e.g. cache write-through, profiling). A single ``ObjectRef[R]``
+    returns ``R`` and a sequence returns ``List[R]``.
+
+    ``callback``: invoked with the resolved value; its return value is what
+    ``get`` returns. An :class:`ObjectRefCallback` carries its own callback;
+    if both are present they compose: the ref's own callback first, then the
+    explicit ``callback``. Sequences may mix ObjectRefs and
+    ObjectRefCallbacks. ``_use_object_store`` is accepted for compatibility
+    with earlier chia releases and has no effect (values always come through
+    Ray's object store).
+    """
+    if type(ref) is ObjectRefCallback:
+        value = ref.callback(get(ref.ref, timeout=timeout))
+    elif isinstance(ref, (list, tuple)) and any(type(item) is ObjectRefCallback for item in ref):
+        plain = [item.ref if type(item) is ObjectRefCallback else item for item in ref]
+        values = get(plain, timeout=timeout)
+        value = [
+            item.callback(v) if type(item) is ObjectRefCallback else v for item, v in zip(ref, values, strict=True)
+        ]
+    else:
+        value = ray.get(ref, timeout=timeout)
+        if _hooks._has_pending_resolve():
+            if isinstance(ref, (list, tuple)):
+                for item, item_value in zip(ref, value, strict=True):
+                    if isinstance(item, ray.ObjectRef):
+                        _run_resolve_callbacks(item, item_value)
+            elif isinstance(ref, ray.ObjectRef):
+                _run_resolve_callbacks(ref, value)
+    if callback is not None:
+        return callback(value)
+    return value
+
+
+# --- actors -----------------------------------------------------------------------------
+
+
+class _ChiaActorMethod:
+    """One actor method with ``chia_remote`` as an alias of ``remote``."""
+
+    __slots__ = ("_method", "remote", "chia_remote")
+
+    def __init__(self, method: Any) -> None:
+        self._method = method
+        self.remote: Callable[..., Any] = method.remote
+        self.chia_remote: Callable[..., Any] = method.remote
+
+    def options(self, **overrides: Any) -> _ChiaActorMethod:
+        return _ChiaActorMethod(self._method.options(**overrides))
+
+    def chia_remote_blocking(self, *args: Any, **kwargs: Any) -> Any:
+        return get(self.remote(*args, **kwargs))
+
+
+class ChiaActorHandle:
+    """Thin proxy over a Ray actor handle that adds ``chia_remote`` to each method. Stable.
+
+    Built by :func:`chia_actor`. ``handle.method.chia_remote(...)`` and
+    ``handle.method.remote(...)`` both dispatch straight to the actor (no
+    bypass, cache or profiling wrapping); :func:`get` resolves the result.
+    ``actor`` recovers the raw Ray handle (e.g. for ``ray.kill``). The
+    wrapper pickles, so it can be passed into tasks.
+    """
+
+    __slots__ = ("_actor", "_methods")
+
+    def __init__(self, actor: Any) -> None:
+        if isinstance(actor, ChiaActorHandle):
+            actor = actor.actor
+        if not isinstance(actor, ray.actor.ActorHandle):
+            raise TypeError(f"chia_actor needs a Ray actor handle, got {actor!r} ({type(actor).__name__})")
+        self._actor = actor
+        self._methods: dict[str, _ChiaActorMethod] = {}
+
+    @property
+    def actor(self) -> Any:
+        """The underlying raw Ray actor handle."""
+        return self._actor
+
+    def __getattr__(self, name: str) -> _ChiaActorMethod:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        method = self._methods.get(name)
+        if method is None:
+            method = _ChiaActorMethod(getattr(self._actor, name))
+            self._methods[name] = method
+        return method
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ChiaActorHandle, (self._actor,))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ChiaActorHandle):
+            return bool(self._actor == other._actor)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._actor)
+
+    def __repr__(self) -> str:
+        return f"ChiaActorHandle({self._actor!r})"
+
+
+def chia_actor(handle: Any) -> ChiaActorHandle:
+    """Wrap a Ray actor handle so its methods accept ``chia_remote``. Stable.
+
+    ::
+
+        store = chia_actor(some_actor)
+        n = get(store.size_bytes.chia_remote())
+
+    Idempotent: wrapping an already wrapped handle returns it unchanged.
+    """
+    if isinstance(handle, ChiaActorHandle):
+        return handle
+    return ChiaActorHandle(handle)
