@@ -71,11 +71,15 @@ def main() -> None:
     get([chia_submit() for _ in range(200)])
 
     results: dict[str, list[float]] = {"raw batch": [], "chia batch": [], "raw seq": [], "chia seq": []}
-    for _ in range(args.rounds):
-        results["raw batch"].append(batch_rate(raw_submit, ray.get, args.batch))
-        results["chia batch"].append(batch_rate(chia_submit, get, args.batch))
-        results["raw seq"].append(sequential_rate(raw_submit, ray.get, args.sequential))
-        results["chia seq"].append(sequential_rate(chia_submit, get, args.sequential))
+    sides: list[tuple[str, Callable[[], Any], Callable[[Any], Any]]] = [
+        ("raw", raw_submit, ray.get),
+        ("chia", chia_submit, get),
+    ]
+    for round_index in range(args.rounds):
+        # Alternate who goes first so warm-up and drift do not favour a side.
+        for name, submit, fetch in sides[:: 1 if round_index % 2 == 0 else -1]:
+            results[f"{name} batch"].append(batch_rate(submit, fetch, args.batch))
+            results[f"{name} seq"].append(sequential_rate(submit, fetch, args.sequential))
     medians = {name: statistics.median(values) for name, values in results.items()}
     label = "chia (profiled)" if args.profile else "chia"
     print(f"dispatch benchmark: {args.rounds} rounds, batch={args.batch}, sequential={args.sequential}, 2 CPUs")

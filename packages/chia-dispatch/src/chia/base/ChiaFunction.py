@@ -39,13 +39,12 @@ logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
 
 TAG_KEYWORD = "_chia_tag"
 _CTX_KEYWORD = "__chia_ctx__"
 
 
-class ChiaOptions(Protocol[P, R_co]):
+class ChiaOptions(Protocol[P, R]):
     """A ChiaFunction with Ray options layered over its decorator options. Stable.
 
     Returned by :meth:`ChiaWrapped.options`. ``remote`` is an alias of
@@ -53,16 +52,16 @@ class ChiaOptions(Protocol[P, R_co]):
     call (``_chia_tag`` cannot appear in a ``ParamSpec`` signature).
     """
 
-    def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R_co]: ...
+    def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]: ...
 
-    def remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R_co]: ...
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]: ...
 
-    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
-    def options(self, **overrides: Any) -> ChiaOptions[P, R_co]: ...
+    def options(self, **overrides: Any) -> ChiaOptions[P, R]: ...
 
 
-class ChiaWrapped(Protocol[P, R_co]):
+class ChiaWrapped(Protocol[P, R]):
     """Protocol describing the object returned by ``@ChiaFunction()``. Stable.
 
     Includes ``__get__`` overloads so that mypy treats instances of this
@@ -76,26 +75,26 @@ class ChiaWrapped(Protocol[P, R_co]):
 
     __name__: str
     __qualname__: str
-    __wrapped__: Callable[P, R_co]
+    __wrapped__: Callable[P, R]
 
     @property
     def chia_options(self) -> Mapping[str, Any]:
         """The decorator's Ray options (read-only)."""
         ...
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
-    def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R_co]: ...
+    def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]: ...
 
-    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
-    def options(self, **overrides: Any) -> ChiaOptions[P, R_co]: ...
-
-    @overload
-    def __get__(self, obj: None, objtype: type[Any] | None = None, /) -> ChiaWrapped[P, R_co]: ...
+    def options(self, **overrides: Any) -> ChiaOptions[P, R]: ...
 
     @overload
-    def __get__(self, obj: object, objtype: type[Any] | None = None, /) -> ChiaWrapped[..., R_co]: ...
+    def __get__(self, obj: None, objtype: type[Any] | None = None, /) -> ChiaWrapped[P, R]: ...
+
+    @overload
+    def __get__(self, obj: object, objtype: type[Any] | None = None, /) -> ChiaWrapped[..., R]: ...
 
 
 # --- worker side ---------------------------------------------------------------
@@ -273,6 +272,10 @@ class _OptionsHandle(Generic[P, R]):
 
 class _ChiaWrappedImpl(Generic[P, R]):
     """Implementation of :class:`ChiaWrapped` (what ``@ChiaFunction()`` returns)."""
+
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[P, R]
 
     def __init__(self, fn: Callable[P, R], options: Mapping[str, Any]) -> None:
         functools.update_wrapper(self, fn)

@@ -124,7 +124,7 @@ class DispatchCall:
     kwargs: dict[str, Any]
     context: dict[str, Any] = field(default_factory=dict)
     _submitter: Submitter | None = field(default=None, repr=False)
-    _resolve_callbacks: list[Callable[[Any], None]] = field(default_factory=list, repr=False)
+    _resolve_callbacks: list[Callable[[Any], object]] = field(default_factory=list, repr=False)
 
     def submit(self, replacement: Callable[..., Any] | None = None, /, *args: Any, **kwargs: Any) -> ObjectRef[Any]:
         """Submit a Ray task scheduled with exactly this call's options.
@@ -142,7 +142,7 @@ class DispatchCall:
             return self._submitter(self, None, self.args, self.kwargs)
         return self._submitter(self, replacement, args, kwargs)
 
-    def on_resolve(self, callback: Callable[[Any], None]) -> None:
+    def on_resolve(self, callback: Callable[[Any], object]) -> None:
         """Run ``callback(value)`` once, when ``get()`` resolves this call's ref.
 
         Callbacks observe the value; their return value is ignored and an
@@ -225,11 +225,11 @@ def current_call() -> CallInfo | None:
 # --- resolve callbacks: ref id -> callbacks, bounded --------------------------
 
 _MAX_PENDING_RESOLVE = 1_000_000
-_pending_resolve: OrderedDict[bytes, list[Callable[[Any], None]]] = OrderedDict()
+_pending_resolve: OrderedDict[bytes, list[Callable[[Any], object]]] = OrderedDict()
 _overflow_warned = False
 
 
-def _attach_resolve_callbacks(ref_id: bytes, callbacks: list[Callable[[Any], None]]) -> None:
+def _attach_resolve_callbacks(ref_id: bytes, callbacks: list[Callable[[Any], object]]) -> None:
     global _overflow_warned
     with _lock:
         _pending_resolve[ref_id] = callbacks
@@ -244,7 +244,7 @@ def _attach_resolve_callbacks(ref_id: bytes, callbacks: list[Callable[[Any], Non
                 )
 
 
-def _take_resolve_callbacks(ref_id: bytes) -> list[Callable[[Any], None]] | None:
+def _take_resolve_callbacks(ref_id: bytes) -> list[Callable[[Any], object]] | None:
     with _lock:
         return _pending_resolve.pop(ref_id, None)
 
