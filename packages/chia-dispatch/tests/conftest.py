@@ -18,7 +18,20 @@ from typing import Any
 
 import pytest
 import ray
+import ray.cloudpickle
 from ray.cluster_utils import Cluster
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Ship test-module functions and classes to workers by value.
+
+    Test modules are imported under names (``packages.chia-dispatch.tests...``)
+    that workers cannot import, whatever their working directory.
+    """
+    for item in session.items:
+        module = getattr(item, "module", None)
+        if module is not None:
+            ray.cloudpickle.register_pickle_by_value(module)  # type: ignore[no-untyped-call]
 
 
 @dataclass

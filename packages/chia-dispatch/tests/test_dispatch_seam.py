@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 import ray
-import ray.cloudpickle
 
 from chia.base import dispatch_hooks
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.dispatch_hooks import CallInfo, DispatchCall
 
-# Test modules are not importable on workers: ship their functions by value.
-ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # type: ignore[no-untyped-call]
 
 pytestmark = pytest.mark.usefixtures("two_node_cluster")
 

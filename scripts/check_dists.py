@@ -1,0 +1,142 @@
+"""Build every distribution's wheel and prove each stands alone.
+
+For each distribution: a fresh virtual environment gets its wheel and the
+wheels of its declared chia dependencies only (third-party dependencies from
+the index), then every module it ships is imported from there, a mypy
+--strict consumer snippet type-checks against the installed markers, and the
+package's own tests run against the installed wheel (not the source tree).
+Finally all wheels go into one environment: no two distributions may ship the
+same file, and ``pip check`` must be clean.
+
+    .venv/bin/python scripts/check_dists.py [--only chia-tools ...] [--no-tests] [pytest args after --]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = ["chia-dispatch", "chia-bypass-cache", "chia-placement", "chia-tools", "chia-ops"]
+
+
+def run(cmd: list[str], **kwargs: object) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, **kwargs)  # type: ignore[call-overload]
+
+
+def chia_dependencies(dist: str) -> list[str]:
+    """The chia distributions ``dist`` needs, itself first, transitively."""
+    order = [dist]
+    for name in order:
+        project = tomllib.loads((ROOT / "packages" / name / "pyproject.toml").read_text())["project"]
+        for requirement in project.get("dependencies", []):
+            dep = requirement.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip()
+            if dep.startswith("chia") and dep not in order:
+                order.append(dep)
+    return order
+
+
+def wheel_of(dist_dir: Path, dist: str) -> Path:
+    matches = sorted(dist_dir.glob(dist.replace("-", "_") + "-*.whl"))
+    if len(matches) != 1:
+        raise SystemExit(f"expected one wheel for {dist} in {dist_dir}, found {matches}")
+    return matches[0]
+
+
+def shipped_files(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return [name for name in archive.namelist() if ".dist-info/" not in name and not name.endswith("/")]
+
+
+def modules_of(wheel: Path) -> list[str]:
+    modules = []
+    for name in shipped_files(wheel):
+        if name.endswith(".py"):
+            module = name[: -len(".py")].replace("/", ".")
+            modules.append(module.removesuffix(".__init__"))
+    return sorted(modules)
+
+
+def venv(path: Path, uv: str) -> Path:
+    run([uv, "venv", "--quiet", "--python", sys.executable, str(path)])
+    return path / "bin" / "python"
+
+
+def check_alone(dist: str, dist_dir: Path, work: Path, uv: str, tests: bool, pytest_args: list[str]) -> None:
+    print(f"\n=== {dist} alone", flush=True)
+    python = venv(work / f"venv-{dist}", uv)
+    wheels = [str(wheel_of(dist_dir, name)) for name in chia_dependencies(dist)]
+    run([uv, "pip", "install", "--quiet", "--python", str(python), *wheels, "pytest>=8", "mypy>=1.11"])
+    installed = subprocess.run(
+        [uv, "pip", "list", "--python", str(python), "--format", "freeze"], check=True, capture_output=True, text=True
+    ).stdout
+    foreign = sorted(
+        line.split("==")[0]
+        for line in installed.splitlines()
+        if line.startswith("chia") and line.split("==")[0] not in chia_dependencies(dist)
+    )
+    if foreign:
+        raise SystemExit(f"{dist}: unexpected chia distributions installed: {foreign}")
+    modules = modules_of(wheel_of(dist_dir, dist))
+    probe = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    module = importlib.import_module(name)\n"
+        "    assert 'site-packages' in (module.__file__ or ''), (name, module.__file__)\n"
+        f"print('imported {len(modules)} modules of {dist} from site-packages')\n"
+    )
+    run([str(python), "-c", probe], cwd=work)
+    snippet = work / f"typed_{dist.replace('-', '_')}.py"
+    snippet.write_text("".join(f"import {name}\n" for name in modules if not name.split(".")[-1].startswith("_")))
+    run([str(python), "-m", "mypy", "--strict", "--config-file", os.devnull, str(snippet)], cwd=work)
+    if tests:
+        env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+        # The repository root is the rootdir (pytest config) but not on the
+        # path for `chia`: importlib mode imports chia from the installed wheel.
+        cmd = [str(python), "-m", "pytest", f"packages/{dist}/tests", "-q", "-p", "no:cacheprovider", *pytest_args]
+        print("+", " ".join(cmd), flush=True)
+        status = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+        if status not in (0, 5):
+            raise SystemExit(f"{dist}: its tests failed against the installed wheel (exit {status})")
+
+
+def check_together(dist_dir: Path, work: Path, uv: str) -> None:
+    print("\n=== all distributions together", flush=True)
+    owners: dict[str, str] = {}
+    for wheel in sorted(dist_dir.glob("*.whl")):
+        for name in shipped_files(wheel):
+            if name in owners:
+                raise SystemExit(f"{name} is shipped by both {owners[name]} and {wheel.name}")
+            owners[name] = wheel.name
+    print(f"{len(owners)} files, each shipped by exactly one wheel")
+    python = venv(work / "venv-all", uv)
+    run([uv, "pip", "install", "--quiet", "--python", str(python), *map(str, sorted(dist_dir.glob("*.whl")))])
+    run([uv, "pip", "check", "--python", str(python)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", default=PARTS, choices=PARTS)
+    parser.add_argument("--no-tests", action="store_true", help="skip running package tests in the fresh venvs")
+    parser.add_argument("pytest_args", nargs="*")
+    args = parser.parse_args()
+    uv = str(Path(sys.executable).with_name("uv"))
+    with tempfile.TemporaryDirectory(prefix="chia-dists-") as tmp:
+        work = Path(tmp)
+        dist_dir = work / "dist"
+        run([uv, "build", "--quiet", "--all-packages", "--wheel", "-o", str(dist_dir)], cwd=ROOT)
+        for dist in args.only:
+            check_alone(dist, dist_dir, work, uv, not args.no_tests, args.pytest_args)
+        check_together(dist_dir, work, uv)
+    print("\ndistributions OK")
+
+
+if __name__ == "__main__":
+    main()
