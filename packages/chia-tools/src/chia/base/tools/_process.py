@@ -1,0 +1,320 @@
+"""Run one shell command for the bash tools: own process group, bounded output, hard timeout.
+
+Every command starts in a new session, so a timeout (or a server stop) kills the whole
+process group, not just the shell. Output (stdout and stderr interleaved) is kept in
+memory up to a cap, dropping the oldest bytes first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
+_READ_CHUNK = 64 * 1024
+_TERM_GRACE_SECONDS = 2.0
+# After the command exits, background children may still hold the pipe open: read what
+# is already buffered for at most this long rather than waiting for EOF.
+_DRAIN_SECONDS = 1.0
+# Exit detection without pidfd support: how often to poll the child.
+_POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """Outcome of one command: exit code (negative = killed by that signal) and output tail."""
+
+    exit_code: int
+    output: str
+    timed_out: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CommandPolicy:
+    """How a bash tool turns a command string into a process.
+
+    ``shell=True`` runs ``bash -c command``. ``shell=False`` splits the command with
+    shlex and executes argv[0] directly (no shell expansion, pipes or redirection);
+    ``allowed_executables`` (names or paths) then restricts argv[0].
+    """
+
+    shell: bool = True
+    allowed_executables: frozenset[str] | None = None
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+
+    def __post_init__(self) -> None:
+        if self.max_output_bytes < 1:
+            raise ValueError(f"max_output_bytes={self.max_output_bytes} must be >= 1")
+        if self.allowed_executables is not None and self.shell:
+            raise ValueError(
+                "allowed_executables needs shell=False: a shell can run any program, so "
+                "an executable allowlist is only enforceable in argv mode"
+            )
+
+    @classmethod
+    def create(
+        cls,
+        shell: bool,
+        allowed_executables: Iterable[str] | None,
+        max_output_bytes: int,
+    ) -> CommandPolicy:
+        allowed = None if allowed_executables is None else frozenset(allowed_executables)
+        return cls(shell=shell, allowed_executables=allowed, max_output_bytes=max_output_bytes)
+
+    def describe(self, work_dir: str, timeout_seconds: float | None) -> str:
+        """What a run function under this policy does, for its MCP tool description."""
+        if self.shell:
+            how = "Run a command with bash"
+        else:
+            how = (
+                "Run one program without a shell (no pipes, redirection or variable "
+                "expansion; arguments are split like a shell would)"
+            )
+        parts = [
+            f"{how} in the working directory {work_dir!r}.",
+            "The result holds the combined stdout and stderr; only the last "
+            f"{self.max_output_bytes} bytes are kept.",
+        ]
+        if self.allowed_executables is not None:
+            parts.append(f"Allowed programs: {', '.join(sorted(self.allowed_executables))}.")
+        if timeout_seconds is not None:
+            parts.append(
+                f"A command running longer than {timeout_seconds}s is killed together "
+                "with every process it started."
+            )
+        return " ".join(parts)
+
+    def argv(self, command: str, work_dir: str, env: Mapping[str, str]) -> list[str]:
+        """The argv to execute for ``command``; raises PermissionError if argv[0] is not allowed."""
+        if self.shell:
+            return [shutil.which("bash") or "/bin/sh", "-c", command]
+        argv = shlex.split(command)
+        if not argv:
+            raise ValueError("empty command: nothing to execute")
+        executable = _resolve_executable(argv[0], work_dir, env)
+        if executable is None:
+            raise FileNotFoundError(f"executable {argv[0]!r} not found on PATH or in {work_dir}")
+        if self.allowed_executables is not None:
+            allowed = {
+                resolved
+                for entry in self.allowed_executables
+                if (resolved := _resolve_executable(entry, work_dir, env)) is not None
+            }
+            if executable not in allowed:
+                raise PermissionError(
+                    f"executable {argv[0]!r} is not allowed; allowed: "
+                    f"{sorted(self.allowed_executables)}"
+                )
+        return [executable, *argv[1:]]
+
+
+def _resolve_executable(name: str, work_dir: str, env: Mapping[str, str]) -> str | None:
+    """Absolute real path of ``name`` as exec would find it, or None."""
+    if os.sep in name:
+        candidate = os.path.join(work_dir, name)
+        found = candidate if os.access(candidate, os.X_OK) else None
+    else:
+        found = shutil.which(name, path=env.get("PATH", os.defpath))
+    return os.path.realpath(found) if found else None
+
+
+class _TailBuffer:
+    """Bytes buffer that keeps only the last ``limit`` bytes, counting what it dropped."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._data = bytearray()
+        self.dropped = 0
+
+    def append(self, chunk: bytes) -> None:
+        self._data += chunk
+        # Trim in batches so a chatty command does not re-copy the buffer per chunk.
+        excess = len(self._data) - 2 * self._limit
+        if excess > 0:
+            self._trim()
+
+    def _trim(self) -> None:
+        excess = len(self._data) - self._limit
+        if excess > 0:
+            del self._data[:excess]
+            self.dropped += excess
+
+    def text(self) -> str:
+        self._trim()
+        body = self._data.decode("utf-8", errors="replace")
+        if self.dropped:
+            return f"[... {self.dropped} bytes of earlier output truncated ...]\n{body}"
+        return body
+
+
+class ProcessGroups:
+    """Process groups of commands in flight, so a stopping server can kill them.
+
+    Pickles as an empty tracker: live processes never travel with a tool object.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._groups: set[int] = set()
+
+    def __getstate__(self) -> dict[str, object]:
+        return {}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self._lock = threading.Lock()
+        self._groups = set()
+
+    def add(self, pgid: int) -> None:
+        with self._lock:
+            self._groups.add(pgid)
+
+    def discard(self, pgid: int) -> None:
+        with self._lock:
+            self._groups.discard(pgid)
+
+    def kill_all(self) -> None:
+        with self._lock:
+            groups = list(self._groups)
+        for pgid in groups:
+            kill_process_group(pgid, signal.SIGKILL)
+
+
+def kill_process_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_command(
+    argv: list[str],
+    *,
+    work_dir: str,
+    env: Mapping[str, str] | None,
+    timeout_seconds: float | None,
+    max_output_bytes: int,
+    groups: ProcessGroups | None = None,
+) -> CommandResult:
+    """Run ``argv`` in its own process group and collect its combined output.
+
+    On timeout the group gets SIGTERM, then SIGKILL after a short grace, so children
+    and grandchildren die with the shell.
+    """
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    buffer = _TailBuffer(max_output_bytes)
+    proc = subprocess.Popen(
+        argv,
+        cwd=work_dir,
+        env=None if env is None else dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    if groups is not None:
+        groups.add(proc.pid)
+    try:
+        timed_out = not _pump(proc, deadline, buffer)
+        if timed_out:
+            logger.info("command timed out after %ss; killing group %d", timeout_seconds, proc.pid)
+            _terminate_group(proc)
+            _drain(proc, buffer)
+        exit_code = proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted while running: leave nothing behind
+            kill_process_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if groups is not None:
+            groups.discard(proc.pid)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    output = buffer.text()
+    if timed_out:
+        output = append_line(output, f"[timed out after {timeout_seconds}s: process group killed]")
+    return CommandResult(exit_code=exit_code, output=output, timed_out=timed_out)
+
+
+def append_line(text: str, line: str) -> str:
+    """``text`` with ``line`` added on a line of its own."""
+    separator = "" if not text or text.endswith("\n") else "\n"
+    return f"{text}{separator}{line}"
+
+
+def _open_pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _pump(proc: subprocess.Popen[bytes], deadline: float | None, buffer: _TailBuffer) -> bool:
+    """Read output until the process exits; False if the deadline passed first."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    pidfd = _open_pidfd(proc.pid)
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ, "output")
+        if pidfd is not None:
+            selector.register(pidfd, selectors.EVENT_READ, "exit")
+        try:
+            while proc.poll() is None:
+                timeout = None if deadline is None else deadline - time.monotonic()
+                if timeout is not None and timeout <= 0:
+                    return False
+                if pidfd is None:
+                    timeout = _POLL_SECONDS if timeout is None else min(timeout, _POLL_SECONDS)
+                for key, _ in selector.select(timeout):
+                    if key.data == "output" and not _read_available(fd, buffer):
+                        selector.unregister(fd)  # EOF: only the exit is left to wait for
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+    _drain(proc, buffer)
+    return True
+
+
+def _read_available(fd: int, buffer: _TailBuffer) -> bool:
+    """Read what the pipe holds now; False at EOF."""
+    while True:
+        try:
+            chunk = os.read(fd, _READ_CHUNK)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        buffer.append(chunk)
+
+
+def _drain(proc: subprocess.Popen[bytes], buffer: _TailBuffer) -> None:
+    """Collect output still in the pipe after the command ended, for a bounded time."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    end = time.monotonic() + _DRAIN_SECONDS
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while (remaining := end - time.monotonic()) > 0:
+            if not selector.select(remaining) or not _read_available(fd, buffer):
+                return
+
+
+def _terminate_group(proc: subprocess.Popen[bytes]) -> None:
+    kill_process_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=_TERM_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+    # The shell may be gone while children ignored SIGTERM: kill whatever is left.
+    kill_process_group(proc.pid, signal.SIGKILL)

@@ -1,0 +1,127 @@
+"""Serving without Ray: in-process API, the command line, and a venv holding only chia-tools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chia.base.tools.BashTool import BashTool
+from chia.base.tools.ChiaTool import ToolServerConfig
+from chia.base.tools.ChiaToolTemplate import ChiaToolTemplate
+from chia.base.tools.serve import in_process, main, serve
+
+MCP = Any
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+class Greeter(ChiaToolTemplate):
+    def setup(self, greeting: str = "hello") -> None:
+        self.greeting = greeting
+        self.mcp.add_tool(self.greet, name=f"{self.name}_greet")
+
+    def greet(self, who: str) -> str:
+        return f"{self.greeting} {who}"
+
+
+def test_serve_runs_a_tool_in_this_process_without_ray(mcp: MCP, tmp_path: Path) -> None:
+    bash = serve(BashTool, "local", work_dir=str(tmp_path), server_config=ToolServerConfig(base_port=0))
+    try:
+        assert bash.node_id == "" and bash.info.node_id == ""
+        assert mcp.call(bash.url, "local_run_command", {"command": "pwd"}) == f"{tmp_path}\n"
+    finally:
+        bash.stop()
+
+
+def test_in_process_applies_its_config_to_every_tool(mcp: MCP) -> None:
+    with in_process(ToolServerConfig(base_port=0, token="shared")):
+        one = Greeter("one", greeting="hi")
+        two = Greeter("two")
+    try:
+        assert one.port != two.port
+        assert mcp.call(one.url, "one_greet", {"who": "a"}, one.auth_headers) == "hi a"
+        assert mcp.call(two.url, "two_greet", {"who": "b"}, two.auth_headers) == "hello b"
+    finally:
+        one.stop()
+        two.stop()
+
+
+def test_command_line_rejects_bad_arguments() -> None:
+    with pytest.raises(SystemExit, match="module.path:ClassName"):
+        main(["BashTool", "x"])
+    with pytest.raises(SystemExit, match="not a ChiaTool subclass"):
+        main(["os.path:join", "x"])
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        main(["chia.base.tools.BashTool:BashTool", "x", "--arg", "novalue"])
+    with pytest.raises(SystemExit, match="without a bearer token"):
+        main(["chia.base.tools.BashTool:BashTool", "x", "--host", "0.0.0.0"])
+
+
+@pytest.fixture(scope="module")
+def tools_only_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment with chia-tools (and its dependencies) and nothing else.
+
+    Installed with uv from this repository's lock file and uv's cache: no network needed.
+    """
+    # The workspace's own uv first: it matches the lock file's format.
+    candidates = [str(Path(sys.executable).with_name("uv")), shutil.which("uv")]
+    uv = next((c for c in candidates if c and Path(c).exists()), None)
+    if uv is None or not (REPO / "uv.lock").exists():
+        pytest.skip("needs uv and the workspace lock file")
+    venv = tmp_path_factory.mktemp("tools-only") / "venv"
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON_DOWNLOADS": "never"}
+    env.pop("VIRTUAL_ENV", None)
+    subprocess.run(
+        [
+            uv, "sync", "--quiet", "--package", "chia-tools", "--no-dev", "--frozen", "--offline",
+            # A wheel built from this tree, rebuilt every time (uv keys local builds on pyproject.toml).
+            "--no-editable", "--reinstall-package", "chia-tools",
+        ],
+        cwd=REPO,
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    return venv
+
+
+@pytest.fixture
+def served_from_venv(tools_only_venv: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    python = tools_only_venv / "bin" / "python"
+    command = [
+        str(python), "-m", "chia.base.tools.serve", "chia.base.tools.BashTool:BashTool", "alone",
+        "--arg", f"work_dir={tmp_path}", "--arg", "timeout_seconds=30", "--port", "0",
+    ]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CHIA_TOOL_")}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("chia-tool alone serving at http://127.0.0.1:"), line
+        yield proc, line.rsplit(" ", 1)[1].strip()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)
+
+
+def test_fresh_venv_with_only_chia_tools_serves_a_bash_tool(
+    tools_only_venv: Path, served_from_venv: tuple[subprocess.Popen[str], str], mcp: MCP, tmp_path: Path
+) -> None:
+    python = str(tools_only_venv / "bin" / "python")
+    probe = subprocess.run(
+        [python, "-c", "import chia.base.ChiaFunction"], capture_output=True, text=True, timeout=120
+    )
+    assert probe.returncode != 0 and "No module named 'chia.base.ChiaFunction'" in probe.stderr
+    proc, url = served_from_venv
+    assert mcp.call(url, "alone_run_command", {"command": "pwd; echo $((6 * 7))"}) == f"{tmp_path}\n42\n"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
