@@ -12,7 +12,10 @@ import os
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from collections.abc import Iterator
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,3 +92,80 @@ def two_node_cluster(clusters: ClusterManager) -> ClusterManager:
     """A head (2 CPUs, resource ``head``) and a worker node (1 CPU, resource ``node_b``)."""
     clusters.ensure("two-nodes", TWO_NODES)
     return clusters
+
+
+# --- cancellation, chia_wait and the dispatch proxy (issue 3) ---------------------------
+# Fixtures of test_cancel_*, test_wait_* and test_proxy_*.
+
+TUNNELED_NODES: dict[str, dict[str, Any]] = {
+    # The GCS must not declare a SIGSTOPped raylet dead during the wedged-raylet test.
+    "head": {"num_cpus": 2, "resources": {"head": 1}, "_system_config": {"health_check_failure_threshold": 1000}},
+    "lan": {"num_cpus": 1, "resources": {"lan": 1}},
+    "tun": {"num_cpus": 1, "resources": {"tun": 1}, "labels": {"chia/tunneled": "true"}},
+}
+
+
+@pytest.fixture
+def tunneled_cluster(clusters: ClusterManager) -> ClusterManager:
+    """Head (2 CPUs, dashboard for Ray's state API), node ``lan`` and node ``tun`` labelled tunneled."""
+    clusters.ensure("tunneled-dashboard", TUNNELED_NODES, dashboard=True)
+    return clusters
+
+
+def _wait_until(condition: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., None]:
+    """``wait_until(condition, timeout=60, what=...)``: poll until truthy, fail at the deadline."""
+    return _wait_until
+
+
+class TaggedProcesses:
+    """Live processes whose argv[0] starts with a test's unique tag (``exec -a <tag>-... sleep``)."""
+
+    def __init__(self) -> None:
+        self.tags: list[str] = []
+
+    def new_tag(self, prefix: str = "chia-test") -> str:
+        tag = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        self.tags.append(tag)
+        return tag
+
+    @staticmethod
+    def pids(tag: str) -> list[int]:
+        found = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as handle:
+                    argv0 = handle.read().split(b"\0", 1)[0]
+                with open(f"/proc/{name}/stat", "rb") as handle:
+                    state = handle.read().rsplit(b")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if argv0.startswith(tag.encode()) and state != b"Z":
+                found.append(int(name))
+        return found
+
+    def kill_leftovers(self) -> None:
+        for tag in self.tags:
+            for pid in self.pids(tag):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+@pytest.fixture
+def tagged() -> Iterator[TaggedProcesses]:
+    """Tags for test subprocesses; whatever a test leaves behind is SIGKILLed at teardown."""
+    processes = TaggedProcesses()
+    yield processes
+    processes.kill_leftovers()

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import pytest
 import ray
+import ray.cloudpickle
 from ray.exceptions import GetTimeoutError, TaskCancelledError
 
 from chia.base.ChiaFunction import (
@@ -136,6 +137,27 @@ def test_options_merge_over_decorator_options() -> None:
     refs: Any = pair.options(num_returns=2).chia_remote(3)
     assert [get(r) for r in refs] == [3, 30]
     assert dict(add.chia_options) == {"num_cpus": 1}
+
+
+def test_options_chain_and_layer(two_node_cluster: Any) -> None:
+    chained = whoami.options(num_cpus=0).options(resources={"node_b": 0.1}).options(_chia_tag="t")
+    assert {node for _, node in get([chained.chia_remote() for _ in range(3)])} == {
+        two_node_cluster.node_ids["node_b"]
+    }
+    assert get(add.options(num_cpus=0.5).options(num_cpus=1).chia_remote(1, 2)) == 3
+
+
+def test_decorated_functions_pickle_with_the_standard_library() -> None:
+    assert pickle.loads(pickle.dumps(add)) is add  # importable: by reference
+    holder = pickle.loads(pickle.dumps({"fn": add, "tool": Doubler(2)}))
+    assert holder["fn"] is add
+
+    @ChiaFunction(num_cpus=1)
+    def local_only(x: int) -> int:
+        return x + 1
+
+    copy = pickle.loads(ray.cloudpickle.dumps(local_only))  # type: ignore[no-untyped-call]  # by value
+    assert copy(1) == 2 and get(copy.chia_remote(2)) == 3
 
 
 def test_custom_resources_are_honoured_across_nodes(two_node_cluster: Any) -> None:

@@ -150,6 +150,24 @@ def test_nested_dispatch_carries_wrappers_to_the_inner_worker(
     assert names == ["outer", "real_work"]
 
 
+@ChiaFunction(num_cpus=0)
+def my_task_id() -> str | None:
+    return ray.get_runtime_context().get_task_id()
+
+
+def test_on_submitted_sees_the_ref_whose_task_runs(removers: list[Callable[[], None]]) -> None:
+    submitted: list[Any] = []
+
+    def observe(call: DispatchCall) -> None:
+        call.on_submitted(submitted.append)
+        return None
+
+    removers.append(dispatch_hooks.add_dispatch_hook(observe))
+    ref = my_task_id.chia_remote()
+    assert submitted == [ref]
+    assert get(ref) == ref.task_id().hex()
+
+
 def test_resolve_callback_errors_are_logged_not_raised(
     removers: list[Callable[[], None]], caplog: pytest.LogCaptureFixture
 ) -> None:

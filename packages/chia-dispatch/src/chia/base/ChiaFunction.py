@@ -16,9 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, List, ParamSpec, Protocol, TypeVar, overload
 
 import ray
+import ray.cloudpickle
 
+from chia.base import _pid_tracking
 from chia.base import dispatch_hooks as _hooks
 from chia.base.dispatch_hooks import CallInfo, CallWrapper, DispatchCall
+from chia.base.dispatch_proxy import _route as _proxy_route
+from chia.base.pid_registry import chia_cancel
 
 if TYPE_CHECKING:
     from ray import ObjectRef
@@ -32,6 +36,7 @@ __all__ = [
     "ChiaWrapped",
     "ObjectRefCallback",
     "chia_actor",
+    "chia_cancel",
     "get",
 ]
 
@@ -100,16 +105,7 @@ class ChiaWrapped(Protocol[P, R]):
 # --- worker side ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _WorkerContext:
-    """Travels with a dispatch only when hooks or wrappers are active."""
-
-    name: str
-    qualname: str
-    tag: str | None
-    context: Mapping[str, Any]
-    wrappers: tuple[CallWrapper, ...]
-    replaced: bool
+_NO_CONTEXT: Mapping[str, Any] = types.MappingProxyType({})
 
 
 def _run_wrapped(
@@ -131,23 +127,35 @@ def _run_wrapped(
         local.call, local.wrappers = saved
 
 
-def _execute(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    ctx: _WorkerContext | None = kwargs.pop(_CTX_KEYWORD, None)
-    if ctx is None:
-        return fn(*args, **kwargs)
-    info = CallInfo(ctx.name, ctx.qualname, ctx.tag, args, kwargs, ctx.context, True, ctx.replaced)
-    return _run_wrapped(fn, info, ctx.wrappers, args, kwargs)
+def _make_task_body(
+    fn: Callable[..., Any],
+    name: str,
+    qualname: str,
+    wrappers: tuple[CallWrapper, ...] = (),
+    replaced: bool = False,
+) -> Callable[..., Any]:
+    """The function Ray exports: ``fn`` under the given call wrappers.
 
-
-def _make_task_body(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The function Ray exports: runs ``fn`` under any shipped call wrappers."""
+    Wrappers are part of the export (one export per function, options and
+    wrapper set), so a call ships at most its tag and hook context, as one
+    small keyword argument of plain values, and only when it has them.
+    """
 
     def chia_task(*args: Any, **kwargs: Any) -> Any:
-        return _execute(fn, args, kwargs)
+        tracking = _pid_tracking.enter()  # per-task Popen tracking for chia_cancel
+        try:
+            shipped: tuple[str | None, Mapping[str, Any]] | None = kwargs.pop(_CTX_KEYWORD, None)
+            if not wrappers and shipped is None:
+                return fn(*args, **kwargs)
+            tag, context = shipped if shipped is not None else (None, _NO_CONTEXT)
+            info = CallInfo(name, qualname, tag, args, kwargs, context, True, replaced)
+            return _run_wrapped(fn, info, wrappers, args, kwargs)
+        finally:
+            _pid_tracking.leave(tracking)
 
     # Ray names tasks after the function (state API, dashboard, profiler).
-    chia_task.__name__ = getattr(fn, "__name__", "chia_task")
-    chia_task.__qualname__ = getattr(fn, "__qualname__", chia_task.__name__)
+    chia_task.__name__ = name
+    chia_task.__qualname__ = getattr(fn, "__qualname__", name)
     return chia_task
 
 
@@ -174,15 +182,30 @@ class _Dispatcher:
     bodies (bypass providers) are built once per replacement callable.
     """
 
-    __slots__ = ("_fn", "_name", "_qualname", "_options", "_remote", "_replacements", "_tag")
+    __slots__ = ("_fn", "_name", "_qualname", "_options", "_remote", "_variants", "_tag", "_root", "_overrides")
 
-    def __init__(self, fn: Callable[..., Any], options: Mapping[str, Any], remote: Any, tag: str | None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        options: Mapping[str, Any],
+        remote: Any,
+        tag: str | None,
+        root: _Dispatcher | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
         self._fn = fn
         self._name: str = getattr(fn, "__name__", repr(fn))
         self._qualname = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', self._name)}"
-        self._options = types.MappingProxyType(dict(options))
+        self._options = options if isinstance(options, types.MappingProxyType) else types.MappingProxyType(dict(options))
         self._remote = remote
-        self._replacements: dict[Callable[..., Any], Any] = {}
+        # The root dispatcher (decorator options) owns the Ray exports; derived
+        # ones (``.options(...)``) layer their overrides over the root's.
+        self._root: _Dispatcher = self if root is None else root
+        self._overrides: dict[str, Any] = overrides or {}
+        # Exports beyond the plain one, keyed by (replacement or None, wrappers).
+        self._variants: dict[tuple[Callable[..., Any] | None, tuple[CallWrapper, ...]], Any] = (
+            {} if root is None else root._variants
+        )
         self._tag = tag
 
     def submit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -190,8 +213,18 @@ class _Dispatcher:
         if kwargs and TAG_KEYWORD in kwargs:
             tag = _check_tag(kwargs.pop(TAG_KEYWORD), self._qualname)
         if not _hooks._active_hooks and not _hooks._active_wrappers and not _hooks._task_local.wrappers:
+            if _proxy_route.maybe:
+                return self._send(self._remote, args, kwargs)
             return self._remote.remote(*args, **kwargs)
         return self._submit_hooked(tag, args, kwargs)
+
+    def _send(self, remote: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Submit, relayed through the job's dispatch proxy when this worker cannot reach the target."""
+        if _proxy_route.maybe:
+            ref = _proxy_route.relay(remote, self._options, args, kwargs)
+            if ref is not None:
+                return ref
+        return remote.remote(*args, **kwargs)
 
     def _submit_hooked(self, tag: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = DispatchCall(
@@ -216,30 +249,38 @@ class _Dispatcher:
         kwargs: dict[str, Any],
     ) -> Any:
         wrappers = _hooks._active_wrappers or _hooks._task_local.wrappers
-        ctx = _WorkerContext(self._name, call.qualname, call.tag, call.context, wrappers, replacement is not None)
-        remote = self._remote if replacement is None else self._replacement_remote(replacement)
-        if not wrappers and not call.context and replacement is None:
-            return remote.remote(*args, **kwargs)
-        return remote.remote(*args, **{**kwargs, _CTX_KEYWORD: ctx})
+        if replacement is None and not wrappers:
+            remote = self._remote
+        else:
+            remote = self._variant(replacement, wrappers)
+        if call.tag is not None or call.context:
+            kwargs = {**kwargs, _CTX_KEYWORD: (call.tag, call.context)}
+        ref = self._send(remote, args, kwargs)
+        for callback in call._submitted_callbacks:
+            callback(ref)
+        return ref
 
-    def _replacement_remote(self, replacement: Callable[..., Any]) -> Any:
-        remote = self._replacements.get(replacement)
-        if remote is None:
-            remote = _ray_remote(_make_task_body(replacement), self._options, self._qualname)
-            self._replacements[replacement] = remote
-        return remote
+    def _variant(self, replacement: Callable[..., Any] | None, wrappers: tuple[CallWrapper, ...]) -> Any:
+        key = (replacement, wrappers)
+        remote = self._variants.get(key)
+        if remote is None:  # exported once per replacement and wrapper set, with the decorator's options
+            body = _make_task_body(replacement or self._fn, self._name, self._qualname, wrappers, replacement is not None)
+            remote = _ray_remote(body, self._root._options, self._qualname)
+            self._variants[key] = remote
+        return remote.options(**self._overrides) if self._overrides else remote
 
     def with_overrides(self, overrides: dict[str, Any]) -> _Dispatcher:
         tag = self._tag
         if TAG_KEYWORD in overrides:
             tag = _check_tag(overrides.pop(TAG_KEYWORD), self._qualname)
         if not overrides:
-            return _Dispatcher(self._fn, self._options, self._remote, tag)
+            return _Dispatcher(self._fn, self._options, self._remote, tag, self._root, self._overrides)
+        merged = {**self._overrides, **overrides}
         try:
-            remote = self._remote.options(**overrides)
+            remote = self._root._remote.options(**merged)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"invalid Ray options for ChiaFunction {self._qualname}: {exc}") from exc
-        return _Dispatcher(self._fn, {**self._options, **overrides}, remote, tag)
+        return _Dispatcher(self._fn, {**self._root._options, **merged}, remote, tag, self._root, merged)
 
 
 def _ref_id(ref: Any) -> bytes:
@@ -282,8 +323,10 @@ class _ChiaWrappedImpl(Generic[P, R]):
         self._fn = fn
         self._options = dict(options)
         qualname = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
-        remote = _ray_remote(_make_task_body(fn), self._options, qualname)
+        name = getattr(fn, "__name__", repr(fn))
+        remote = _ray_remote(_make_task_body(fn, name, qualname), self._options, qualname)
         self._dispatcher = _Dispatcher(fn, self._options, remote, None)
+        self._pickled_fn: bytes | None = None
 
     @property
     def chia_options(self) -> Mapping[str, Any]:
@@ -320,25 +363,27 @@ class _ChiaWrappedImpl(Generic[P, R]):
         return f"<ChiaFunction {self._dispatcher._qualname} options={self._options!r}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Importable functions travel by reference (the worker imports them);
-        # others (e.g. defined in __main__ or a closure) by value.
-        module = getattr(self._fn, "__module__", None)
+        # Travels by reference when the receiving process can import it (the
+        # same object comes back), by value otherwise (``__main__``, closures,
+        # modules a worker cannot import). The function is serialised once.
+        if self._pickled_fn is None:
+            self._pickled_fn = ray.cloudpickle.dumps(self._fn)  # type: ignore[no-untyped-call]
+        module = getattr(self._fn, "__module__", None) or ""
         qualname = getattr(self._fn, "__qualname__", "")
-        if module and module != "__main__" and "<locals>" not in qualname:
-            return (_import_wrapped, (module, qualname, self._fn, self._options))
-        return (_ChiaWrappedImpl, (self._fn, self._options))
+        return (_unpickle_wrapped, (module, qualname, self._pickled_fn, self._options))
 
 
-def _import_wrapped(module: str, qualname: str, fn: Callable[..., Any], options: dict[str, Any]) -> Any:
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError):
-        obj = None
-    if isinstance(obj, _ChiaWrappedImpl) and obj._fn is fn:
-        return obj
-    return _ChiaWrappedImpl(fn, options)
+def _unpickle_wrapped(module: str, qualname: str, pickled_fn: bytes, options: dict[str, Any]) -> Any:
+    if module and module != "__main__" and "<locals>" not in qualname:
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError):
+            obj = None
+        if isinstance(obj, _ChiaWrappedImpl) and obj._options == options:
+            return obj
+    return _ChiaWrappedImpl(ray.cloudpickle.loads(pickled_fn), options)
 
 
 class ChiaFunction:

@@ -10,6 +10,7 @@ extra. Three kinds of extension exist:
   next hook (and finally the real dispatch) proceed, or return an
   ``ObjectRef`` to *replace* the dispatch (that is how bypass works: it submits
   a provider with the function's own options via :meth:`DispatchCall.submit`).
+  :meth:`DispatchCall.on_submitted` observes the ref Ray returned.
 * **Resolve callbacks** (caller side), attached with
   :meth:`DispatchCall.on_resolve`, run once when :func:`chia.base.ChiaFunction.get`
   resolves the call's ref, with the value (cache write-through).
@@ -17,7 +18,9 @@ extra. Three kinds of extension exist:
   calls (they travel with the dispatch, so they must pickle by reference:
   module-level functions or picklable objects) and in-process for local calls.
   Nested ``chia_remote`` calls made inside a wrapped call carry the same
-  wrappers on to their workers.
+  wrappers on to their workers. Wrappers are exported with the function
+  (once per wrapper set), so a call ships only its tag and hook context, and
+  only when it has them: keep context values plain (str, int, float, bool).
 
 Example: count the remote calls of every function and log each value::
 
@@ -125,6 +128,7 @@ class DispatchCall:
     context: dict[str, Any] = field(default_factory=dict)
     _submitter: Submitter | None = field(default=None, repr=False)
     _resolve_callbacks: list[Callable[[Any], object]] = field(default_factory=list, repr=False)
+    _submitted_callbacks: list[Callable[[Any], object]] = field(default_factory=list, repr=False)
 
     def submit(self, replacement: Callable[..., Any] | None = None, /, *args: Any, **kwargs: Any) -> ObjectRef[Any]:
         """Submit a Ray task scheduled with exactly this call's options.
@@ -141,6 +145,16 @@ class DispatchCall:
         if replacement is None:
             return self._submitter(self, None, self.args, self.kwargs)
         return self._submitter(self, replacement, args, kwargs)
+
+    def on_submitted(self, callback: Callable[[ObjectRef[Any]], object]) -> None:
+        """Run ``callback(ref)`` right after Ray accepted the task :meth:`submit` made.
+
+        Lets an observer correlate the call with what runs on the worker
+        (``ref.task_id()`` equals the worker's
+        ``ray.get_runtime_context().get_task_id()``) without shipping any
+        per-call context. Exceptions propagate to the ``chia_remote`` caller.
+        """
+        self._submitted_callbacks.append(callback)
 
     def on_resolve(self, callback: Callable[[Any], object]) -> None:
         """Run ``callback(value)`` once, when ``get()`` resolves this call's ref.

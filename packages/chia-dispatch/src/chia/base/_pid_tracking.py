@@ -1,0 +1,225 @@
+"""Worker side of ``chia_cancel``: which subprocesses each running chia task started.
+
+Owns the per-task scope (a ``threading.local`` the task trampoline sets), the
+``subprocess.Popen`` hook (installed once per worker process) and the
+background reporter that ships spawn/end events to the job's head-pinned
+registry. A task that starts no subprocess costs one thread-local set/reset;
+a spawn costs a ``/proc`` read and a queue append, never a round trip.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from chia.base._proc_tree import MARKER_VARIABLE, ProcessId, start_ticks
+
+logger = logging.getLogger(__name__)
+
+
+class Spawn(NamedTuple):
+    """Task ``task_id``, running in ``worker`` on ``node_id``, started ``process``."""
+
+    task_id: str
+    node_id: str
+    worker: ProcessId
+    process: ProcessId
+
+
+class TaskEnd(NamedTuple):
+    """Task ``task_id`` (which had spawned something) returned or raised on ``node_id``."""
+
+    task_id: str
+    node_id: str
+
+
+Event = Spawn | TaskEnd
+
+
+class _TaskSpawns:
+    """Per running task, created on its first tracked spawn."""
+
+    __slots__ = ("task_id", "marker")
+
+    def __init__(self, task_id: str, marker: str) -> None:
+        self.task_id = task_id
+        self.marker = marker
+
+
+class _Scope(threading.local):
+    """Set by the task trampoline while a chia task body runs in this thread."""
+
+    active: bool = False
+    spawns: _TaskSpawns | None = None
+
+
+scope = _Scope()
+_FIRST_REPORT_TIMEOUT = 60.0
+_install_lock = threading.Lock()
+_installed = False
+
+
+def enter() -> tuple[bool, _TaskSpawns | None]:
+    """Mark this thread as running a chia task; returns what ``leave`` restores."""
+    if not _installed:
+        _install()
+    saved = (scope.active, scope.spawns)
+    scope.active, scope.spawns = True, None
+    return saved
+
+
+def leave(saved: tuple[bool, _TaskSpawns | None]) -> None:
+    """End the task scope ``enter`` opened; reports the task's end if it spawned anything."""
+    spawns = scope.spawns
+    scope.active, scope.spawns = saved
+    if spawns is not None:
+        report(TaskEnd(spawns.task_id, _process_facts()[0]))
+
+
+def _install() -> None:
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        original: Callable[..., None] = subprocess.Popen.__init__
+        signature = inspect.signature(original)
+
+        @functools.wraps(original)
+        def tracking_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+            if not scope.active:
+                original(self, *args, **kwargs)
+                return
+            spawns = scope.spawns or _begin_task()
+            bound = signature.bind(self, *args, **kwargs)
+            bound.arguments["env"] = _with_marker(bound.arguments.get("env"), spawns.marker)
+            original(*bound.args, **bound.kwargs)
+            ticks = start_ticks(self.pid)
+            if ticks is not None:
+                node_id, worker = _process_facts()
+                report(Spawn(spawns.task_id, node_id, worker, ProcessId(self.pid, ticks)))
+
+        subprocess.Popen.__init__ = tracking_init  # type: ignore[method-assign]
+        _installed = True
+
+
+def _with_marker(env: Any, marker: str) -> dict[Any, Any]:
+    merged = dict(os.environ if env is None else env)
+    if merged and isinstance(next(iter(merged)), bytes):
+        merged[MARKER_VARIABLE.encode()] = marker.encode()
+    else:
+        merged[MARKER_VARIABLE] = marker
+    return merged
+
+
+def job_marker_prefix(job_hex: str) -> str:
+    """Marker prefix shared by every task of ``job_hex`` in this cluster.
+
+    The cluster's GCS address is part of it: job and task ids repeat across
+    clusters, and several clusters can share a machine.
+    """
+    import ray
+
+    return f"{ray.get_runtime_context().gcs_address}/{job_hex}/"
+
+
+def task_marker(job_hex: str, task_id: str) -> str:
+    """The ``CHIA_TASK_MARKER`` value of the subprocesses task ``task_id`` starts."""
+    return job_marker_prefix(job_hex) + task_id
+
+
+def _begin_task() -> _TaskSpawns:
+    import ray
+
+    context = ray.get_runtime_context()
+    task_id = context.get_task_id() or ""
+    spawns = _TaskSpawns(task_id, task_marker(context.get_job_id(), task_id))
+    scope.spawns = spawns
+    return spawns
+
+
+@functools.cache
+def _process_facts() -> tuple[str, ProcessId]:
+    """(node id, this worker process): constant for a worker process."""
+    import ray
+
+    pid = os.getpid()
+    return ray.get_runtime_context().get_node_id(), ProcessId(pid, start_ticks(pid) or 0)
+
+
+class _Reporter:
+    """Ships events to the registry from a daemon thread, in order, batched.
+
+    The first event of a worker process is delivered synchronously (one
+    round trip per process, not per task; the job's first spawn also waits
+    for the registry to start): a worker dies with its job, and an event
+    still queued for a registry that is not up yet would die with it.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._queue: list[Event] = []
+        self._thread: threading.Thread | None = None
+        self._registry: Any = None
+        self._warned = False
+
+    def put(self, event: Event) -> None:
+        if self._registry is None and self._deliver_first(event):
+            return
+        with self._condition:
+            self._queue.append(event)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="chia-pid-reporter", daemon=True)
+                self._thread.start()
+            self._condition.notify()
+
+    def _deliver_first(self, event: Event) -> bool:
+        import ray
+
+        from chia.base import pid_registry
+
+        try:
+            registry = pid_registry._get_registry()
+            ray.get(registry.report.remote([event]), timeout=_FIRST_REPORT_TIMEOUT)
+        except Exception:
+            self._warn()
+            return False
+        self._registry = registry
+        return True
+
+    def _run(self) -> None:
+        from chia.base import pid_registry
+
+        while True:
+            with self._condition:
+                while not self._queue:
+                    self._condition.wait()
+                batch, self._queue = self._queue, []
+            try:
+                if self._registry is None:
+                    self._registry = pid_registry._get_registry()
+                self._registry.report.remote(batch)
+            except Exception:
+                self._registry = None
+                self._warn()
+
+    def _warn(self) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "could not report subprocesses to the chia pid registry; chia_cancel may not reach them",
+                exc_info=True,
+            )
+
+
+_reporter = _Reporter()
+
+
+def report(event: Event) -> None:
+    """Queue ``event`` for this job's registry (never blocks on Ray)."""
+    _reporter.put(event)

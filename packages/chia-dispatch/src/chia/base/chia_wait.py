@@ -1,0 +1,366 @@
+"""``ray.wait`` wrapper with stuck-PENDING_NODE_ASSIGNMENT detection and retry.
+
+Ray's owner-side task submitter sends RequestWorkerLease RPCs without a
+client-side timeout. If the chosen raylet is wedged but TCP-reachable
+(silent), the lease slot stays full forever and downstream tasks of the same
+scheduling key are throttled at the owner. :func:`chia_wait` detects the
+pattern (PENDING_NODE_ASSIGNMENT older than ``pending_timeout`` while the
+cluster has free resources) and optionally cancels + resubmits.
+
+Use a :class:`TrackedRef` to pair an ObjectRef with the closure that can
+re-dispatch it. ``chia_wait`` mirrors ``ray.wait``'s ``(ready, pending)``
+return shape but operates on TrackedRefs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import ray
+
+from chia.base import _stuck
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+
+    from chia.base.ChiaFunction import ObjectRefCallback
+
+__all__ = ["TrackedRef", "chia_wait"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_SLICE = 1.0
+_MIN_SLICE = 0.05
+_MIN_QUERY_INTERVAL = 1.0
+_MAX_QUERY_INTERVAL = 30.0
+_PROGRESS_INTERVAL = 5.0
+
+
+@dataclass(slots=True, eq=False)
+class TrackedRef:
+    """ObjectRef + resubmit closure + submission timestamp. Stable.
+
+    ``submit_fn`` must accept no arguments and produce a fresh ObjectRef
+    equivalent to the original submission (same function, args, options).
+    Capture call-site state via ``functools.partial`` or a closure.
+    ``ref`` may also be an ``ObjectRefCallback`` (``get(tr.ref)`` then runs
+    its callback). ``submitted_at`` is a ``time.monotonic()`` reading; the
+    default 0.0 means "now". Hashable by identity, so callers can key
+    bookkeeping on it across retries (``chia_wait`` mutates ``ref``,
+    ``submitted_at`` and ``retries`` in place).
+
+    Example::
+
+        submit = functools.partial(simulate.chia_remote, config)
+        tracked = [TrackedRef(submit(), submit, label=config.name)]
+        ready, pending = chia_wait(tracked, pending_timeout=300, retry=True)
+    """
+
+    ref: ObjectRef[Any] | ObjectRefCallback
+    submit_fn: Callable[[], ObjectRef[Any] | ObjectRefCallback] | None = None
+    label: str = ""
+    submitted_at: float = 0.0
+    retries: int = 0
+    _plain_ref: ObjectRef[Any] = field(init=False, repr=False)
+    _stuck_warned: bool = field(default=False, init=False, repr=False)
+    _missing_noted: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.submitted_at == 0.0:
+            self.submitted_at = time.monotonic()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # ``ref`` is validated and unwrapped once per assignment, not on every wait.
+        if name == "ref":
+            object.__setattr__(self, "_plain_ref", _plain(value))
+        object.__setattr__(self, name, value)
+
+    @property
+    def object_ref(self) -> ObjectRef[Any]:
+        """The plain ObjectRef (unwrapping an ``ObjectRefCallback``)."""
+        return self._plain_ref
+
+    def _name(self) -> str:
+        return self.label or self._plain_ref.task_id().hex()
+
+
+def _plain(ref: Any) -> ObjectRef[Any]:
+    if isinstance(ref, ray.ObjectRef):
+        return ref
+    inner = getattr(ref, "ref", None)
+    if isinstance(inner, ray.ObjectRef):
+        return inner
+    raise TypeError(f"TrackedRef.ref must be an ObjectRef or an ObjectRefCallback, got {ref!r}")
+
+
+def _core_wait(refs: list[ObjectRef[Any]], num_returns: int, timeout: float | None) -> list[ObjectRef[Any]]:
+    """The ready refs, in input order, as the same objects.
+
+    Calls the core worker's wait, as ``ray.wait`` does, without ``ray.wait``'s
+    per-ref Python validation: TrackedRef already validated each ref once,
+    and this call is what a wait loop repeats over thousands of refs.
+    """
+    core_worker = getattr(ray._private.worker.global_worker, "core_worker", None)
+    if core_worker is None:  # Ray Client, or not connected (ray.wait says which)
+        return ray.wait(refs, num_returns=num_returns, timeout=timeout)[0]
+    timeout_ms = int((10**6 if timeout is None else timeout) * 1000)
+    try:
+        ready: list[ObjectRef[Any]] = core_worker.wait(refs, num_returns, timeout_ms, True)[0]
+    except ray.exceptions.RaySystemError:
+        if len(set(refs)) != len(refs):
+            raise ValueError("chia_wait needs TrackedRefs of distinct ObjectRefs (like ray.wait)") from None
+        raise
+    return ready
+
+
+def _wait_once(
+    tracked: list[TrackedRef], num_returns: int, timeout: float | None
+) -> tuple[list[TrackedRef], list[TrackedRef]]:
+    try:
+        refs = [tr._plain_ref for tr in tracked]
+    except AttributeError:
+        offending = next(tr for tr in tracked if not isinstance(tr, TrackedRef))
+        raise TypeError(f"chia_wait needs a list of TrackedRef, got {offending!r} in it") from None
+    ready_refs = _core_wait(refs, num_returns, timeout)
+    if not ready_refs:
+        return [], list(tracked)
+    if len(ready_refs) == len(refs):
+        return list(tracked), []
+    # The ready refs are the very objects passed in, in input order: one identity
+    # walk partitions (hashing ObjectRefs costs more), stopping at the last ready one.
+    ready: list[TrackedRef] = []
+    pending: list[TrackedRef] = []
+    add_ready, add_pending = ready.append, pending.append
+    marks: Iterator[ObjectRef[Any] | None] = iter(ready_refs)
+    mark = next(marks)
+    for tr, ref in zip(tracked, refs):
+        if ref is mark:
+            add_ready(tr)
+            mark = next(marks, None)
+            if mark is None:
+                pending += tracked[len(ready) + len(pending) :]
+                break
+        else:
+            add_pending(tr)
+    if len(ready) != len(ready_refs):  # new ref objects came back (Ray Client): match by value
+        ready_set = set(ready_refs)
+        ready = [tr for tr, ref in zip(tracked, refs) if ref in ready_set]
+        pending = [tr for tr, ref in zip(tracked, refs) if ref not in ready_set]
+    return ready, pending
+
+
+def chia_wait(
+    tracked: list[TrackedRef],
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    pending_timeout: float | None = None,
+    retry: bool = False,
+    max_retries: int = 1,
+    require_demand_absent: bool = False,
+    min_free_fraction: float = 0.5,
+    cancel_on_stuck: bool = False,
+    print_logs: bool = False,
+    progress: bool = False,
+) -> tuple[list[TrackedRef], list[TrackedRef]]:
+    """Drop-in replacement for ``ray.wait()`` that handles stuck-PENDING tasks. Stable.
+
+    Returns ``(ready, pending)`` lists of :class:`TrackedRef` after at most
+    ``num_returns`` complete or ``timeout`` seconds elapse — same semantics
+    as ``ray.wait`` (both lists keep the input order; ``ready`` holds at most
+    ``num_returns``). When ``pending_timeout`` is set, any pending TrackedRef
+    whose submission age exceeds ``pending_timeout`` is classified as
+    "stuck" iff:
+
+    1. Ray's state API reports ``state == PENDING_NODE_ASSIGNMENT``, AND
+    2. ``ray.available_resources()`` covers the task's required resources
+       (it could schedule somewhere if Ray were healthy), AND
+    3. for every required resource ``r``,
+       ``available[r] / cluster_total[r] >= min_free_fraction`` (a wedged
+       raylet leaves the resource unused; a busy cluster does not), AND
+    4. (when ``require_demand_absent=True``) the cluster reports no pending
+       demand for the task's resource shape.
+
+    A task the state API does not report is not stuck (no evidence). For
+    each stuck TrackedRef:
+
+    * If ``retry=True``, ``tr.submit_fn`` is set and ``tr.retries <
+      max_retries``: ``ray.cancel(tr.ref, force=True)`` (best effort), then
+      ``tr.submit_fn()`` for a fresh ref; ``tr`` is mutated in place
+      (``ref``, ``submitted_at``, ``retries += 1``). The old ref is orphaned.
+    * Else: a warning is logged once for that ref, which stays pending
+      (with ``cancel_on_stuck=True`` it is also cancelled, so it resolves
+      with Ray's cancellation error and shows up as ready).
+
+    Detection runs even with ``timeout=None`` (the wait proceeds in slices of
+    at most a second). Ray's state API (it needs the dashboard) is queried
+    in a background thread — never on this call's path — at most once per
+    ``pending_timeout / 4`` (between 1 and 30 s), only while some pending
+    ref is older than ``pending_timeout``; if it fails, detection is off
+    (one warning) and the wait goes on. ``print_logs=True`` prints each
+    detection and resubmission; ``progress=True`` prints a progress line
+    to stderr every few seconds.
+
+    The returned ``pending`` list contains the same TrackedRef objects passed
+    in; callers can keep parallel bookkeeping keyed on identity.
+    """
+    if not isinstance(tracked, list):
+        raise TypeError(f"chia_wait needs a list of TrackedRef, got {tracked!r}")
+    if not tracked:
+        return [], []
+    if not 1 <= num_returns <= len(tracked):
+        raise ValueError(f"num_returns must be between 1 and len(tracked)={len(tracked)}, got {num_returns}")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
+    if pending_timeout is not None and pending_timeout <= 0:
+        raise ValueError(f"pending_timeout must be None or > 0 seconds, got {pending_timeout!r}")
+    if not 0.0 <= min_free_fraction <= 1.0:
+        raise ValueError(f"min_free_fraction must be within [0, 1], got {min_free_fraction!r}")
+    if max_retries < 0:
+        raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
+    if pending_timeout is None and not progress:
+        return _wait_once(tracked, num_returns, timeout)
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    slice_length = _MAX_SLICE if pending_timeout is None else min(_MAX_SLICE, max(_MIN_SLICE, pending_timeout / 4))
+    detector = None if pending_timeout is None else _Detector(
+        pending_timeout, retry, max_retries, require_demand_absent, min_free_fraction, cancel_on_stuck, print_logs
+    )
+    reporter = _Progress(len(tracked), num_returns) if progress else None
+    while True:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        wait_for = slice_length if remaining is None else min(slice_length, remaining)
+        ready, pending = _wait_once(tracked, num_returns, wait_for)
+        if reporter is not None:
+            reporter.show(len(ready), detector)
+        if len(ready) >= num_returns or (remaining is not None and remaining <= wait_for):
+            if reporter is not None:
+                reporter.show(len(ready), detector, force=True)
+            return ready, pending
+        if detector is not None:
+            detector.check(pending)
+
+
+class _Detector:
+    """Stuck detection and its consequences for one ``chia_wait`` call."""
+
+    def __init__(
+        self,
+        pending_timeout: float,
+        retry: bool,
+        max_retries: int,
+        require_demand_absent: bool,
+        min_free_fraction: float,
+        cancel_on_stuck: bool,
+        print_logs: bool,
+    ) -> None:
+        self.pending_timeout = pending_timeout
+        self.retry = retry
+        self.max_retries = max_retries
+        self.require_demand_absent = require_demand_absent
+        self.min_free_fraction = min_free_fraction
+        self.cancel_on_stuck = cancel_on_stuck
+        self.print_logs = print_logs
+        self.interval = min(_MAX_QUERY_INTERVAL, max(_MIN_QUERY_INTERVAL, pending_timeout / 4))
+        self.stuck = 0
+        self.resubmitted = 0
+
+    def check(self, pending: list[TrackedRef]) -> None:
+        now = time.monotonic()
+        old_by_job: dict[str, list[TrackedRef]] = {}
+        for tr in pending:
+            if now - tr.submitted_at > self.pending_timeout:
+                old_by_job.setdefault(tr.object_ref.task_id().job_id().hex(), []).append(tr)
+        querier = _stuck.querier()
+        for job_hex, old in old_by_job.items():
+            not_before = min(tr.submitted_at for tr in old) + self.pending_timeout
+            snapshot = querier.latest(
+                job_hex, with_demands=self.require_demand_absent, not_before=not_before, interval=self.interval
+            )
+            if snapshot is None:
+                continue
+            for tr in old:
+                if snapshot.taken_at < tr.submitted_at + self.pending_timeout:
+                    continue  # evidence from before this ref was overdue
+                verdict = _stuck.classify(
+                    tr.object_ref.task_id().hex(),
+                    snapshot,
+                    min_free_fraction=self.min_free_fraction,
+                    require_demand_absent=self.require_demand_absent,
+                )
+                if verdict is _stuck.Verdict.STUCK:
+                    self._handle_stuck(tr)
+                elif verdict is _stuck.Verdict.MISSING and not tr._missing_noted:
+                    tr._missing_noted = True
+                    self._log(logging.DEBUG, "chia_wait: %s is not reported by Ray's state API yet", tr._name())
+
+    def _handle_stuck(self, tr: TrackedRef) -> None:
+        self.stuck += 1
+        age = time.monotonic() - tr.submitted_at
+        if self.retry and tr.submit_fn is not None and tr.retries < self.max_retries:
+            _cancel_quietly(tr.object_ref)
+            tr.ref = tr.submit_fn()
+            tr.submitted_at = time.monotonic()
+            tr.retries += 1
+            self.resubmitted += 1
+            self._log(
+                logging.WARNING,
+                "chia_wait: %s stuck in PENDING_NODE_ASSIGNMENT for %.0f s: resubmitted (retry %d of %d)",
+                tr._name(),
+                age,
+                tr.retries,
+                self.max_retries,
+            )
+            return
+        if not tr._stuck_warned:
+            tr._stuck_warned = True
+            action = "cancelled" if self.cancel_on_stuck else "left pending"
+            self._log(
+                logging.WARNING,
+                "chia_wait: %s stuck in PENDING_NODE_ASSIGNMENT for %.0f s: %s (retries %d of %d%s)",
+                tr._name(),
+                age,
+                action,
+                tr.retries,
+                self.max_retries,
+                "" if tr.submit_fn is not None else ", no submit_fn",
+            )
+            if self.cancel_on_stuck:
+                _cancel_quietly(tr.object_ref)
+
+    def _log(self, level: int, message: str, *args: Any) -> None:
+        logger.log(level, message, *args)
+        if self.print_logs:
+            print(message % args, flush=True)
+
+
+def _cancel_quietly(ref: ObjectRef[Any]) -> None:
+    try:
+        ray.cancel(ref, force=True)
+    except Exception:  # best effort: e.g. actor tasks refuse force, the task may be gone
+        logger.debug("chia_wait: could not cancel %s", ref, exc_info=True)
+
+
+class _Progress:
+    """A plain progress line on stderr, at most every few seconds."""
+
+    def __init__(self, total: int, num_returns: int) -> None:
+        self.total = total
+        self.num_returns = num_returns
+        self.started = time.monotonic()
+        self.shown_at = self.started
+
+    def show(self, ready: int, detector: _Detector | None, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.shown_at < _PROGRESS_INTERVAL:
+            return
+        self.shown_at = now
+        line = f"chia_wait: {ready}/{self.num_returns} ready of {self.total}, {now - self.started:.0f} s"
+        if detector is not None:
+            line += f", {detector.stuck} stuck, {detector.resubmitted} resubmitted"
+        print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,233 @@
+"""chia_cancel, the pid registry and kill_all_tracked on a real two-node local Ray cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Any
+
+import pytest
+import ray
+from ray.exceptions import TaskCancelledError
+
+from chia.base import ChiaFunction as chia_function_module
+from chia.base import pid_registry
+from chia.base._pid_tracking import job_marker_prefix
+from chia.base._proc_tree import MARKER_VARIABLE
+from chia.base.ChiaFunction import ChiaFunction, get
+from chia.base.pid_registry import chia_cancel, kill_all_tracked
+
+pytestmark = pytest.mark.usefixtures("two_node_cluster")
+
+# Three sleepers per tree: a child, a grandchild and a setsid daemon (argv[0] = <tag>-...).
+TREE = (
+    "(exec -a {tag}-child sleep 300) & "
+    "bash -c '(exec -a {tag}-grandchild sleep 300) & wait' & "
+    "(setsid bash -c '(exec -a {tag}-daemon sleep 300) &') ; "
+    "wait"
+)
+
+
+@ChiaFunction(num_cpus=1)
+def run_trees(tag: str, foreground_new_session: bool) -> str:
+    """Start a background tree in its own session, then block on a foreground tree."""
+    subprocess.Popen(["bash", "-c", TREE.format(tag=f"{tag}-bg")], start_new_session=True)
+    subprocess.run(["bash", "-c", TREE.format(tag=f"{tag}-fg")], start_new_session=foreground_new_session)
+    return "finished"
+
+
+@ChiaFunction(num_cpus=1)
+def spawn_and_return(count: int) -> list[int]:
+    return [subprocess.run(["true"]).returncode for _ in range(count)]
+
+
+@ChiaFunction(num_cpus=1)
+def markers_of_concurrent_spawns() -> tuple[str | None, str | None]:
+    """Spawn from the task thread and, concurrently, from a thread outside the task scope."""
+    started = threading.Event()
+    outside: list[subprocess.Popen[bytes]] = []
+
+    def spawn_outside() -> None:
+        outside.append(subprocess.Popen(["sleep", "30"]))
+        started.set()
+
+    thread = threading.Thread(target=spawn_outside)
+    thread.start()
+    inside = subprocess.Popen(["sleep", "30"])
+    started.wait(30)
+    thread.join()
+    result = (_marker(inside.pid), _marker(outside[0].pid))
+    for process in (inside, outside[0]):
+        process.kill()
+        process.wait()
+    return result
+
+
+@ChiaFunction(num_cpus=1)
+def environments_of_spawns_with_explicit_env() -> list[dict[bytes, bytes]]:
+    """The environment children see when the task passes ``env`` (str or bytes keys)."""
+    seen = []
+    environments = ({"PATH": os.environ["PATH"], "USER_SETTING": "1"}, {b"PATH": os.environb[b"PATH"], b"USER_SETTING": b"2"})
+    for env in environments:
+        child = subprocess.Popen(["sleep", "30"], env=env)
+        with open(f"/proc/{child.pid}/environ", "rb") as handle:
+            seen.append(dict(item.split(b"=", 1) for item in handle.read().split(b"\0") if item))
+        child.kill()
+        child.wait()
+    return seen
+
+
+def _marker(pid: int) -> str | None:
+    with open(f"/proc/{pid}/environ", "rb") as handle:
+        for item in handle.read().split(b"\0"):
+            if item.startswith(MARKER_VARIABLE.encode() + b"="):
+                return item.split(b"=", 1)[1].decode()
+    return None
+
+
+def _start_trees(tagged: Any, wait_until: Any, node: str, *, foreground_new_session: bool) -> tuple[Any, str]:
+    tag = tagged.new_tag("chia-cancel")
+    ref = run_trees.options(resources={node: 0.01}).chia_remote(tag, foreground_new_session)
+    wait_until(lambda: len(tagged.pids(tag)) == 6, what="six sleepers of the task")
+    return ref, tag
+
+
+@pytest.mark.parametrize("node", ["head", "node_b"])
+@pytest.mark.parametrize("foreground_new_session", [True, False])
+def test_cancel_kills_every_process_of_the_task_and_get_raises_cancelled(
+    tagged: Any, wait_until: Any, node: str, foreground_new_session: bool
+) -> None:
+    ref, tag = _start_trees(tagged, wait_until, node, foreground_new_session=foreground_new_session)
+    chia_cancel(ref, grace=5.0)
+    assert tagged.pids(tag) == []  # gone when chia_cancel returns: children, grandchildren, daemons
+    with pytest.raises(TaskCancelledError):
+        get(ref)
+
+
+def test_force_cancel_kills_the_tree_and_the_worker(tagged: Any, wait_until: Any) -> None:
+    ref, tag = _start_trees(tagged, wait_until, "node_b", foreground_new_session=False)
+    chia_cancel(ref, force=True, grace=5.0)
+    assert tagged.pids(tag) == []
+    with pytest.raises(TaskCancelledError):
+        get(ref)
+
+
+def test_chia_cancel_is_reexported_from_chia_function() -> None:
+    assert chia_function_module.chia_cancel is chia_cancel
+    assert "chia_cancel" in chia_function_module.__all__
+
+
+def test_registry_lives_on_the_head_and_forgets_tasks_when_they_end(two_node_cluster: Any, wait_until: Any) -> None:
+    refs = [spawn_and_return.options(resources={node: 0.01}).chia_remote(3) for node in ("head", "node_b")] * 10
+    assert get(refs) == [[0, 0, 0]] * 20
+    registry = pid_registry._get_registry()
+    wait_until(lambda: ray.get(registry.tracked.remote()) == {}, what="an empty registry")  # bounded memory
+    info = ray._private.state.actors(actor_id=registry._actor_id.hex())
+    assert info["Address"]["NodeID"] == two_node_cluster.node_ids["head"]
+    assert info["Name"] == pid_registry._registry_name(ray.get_runtime_context().get_job_id())
+
+
+def test_tracked_entries_carry_pid_and_start_time(two_node_cluster: Any, tagged: Any, wait_until: Any) -> None:
+    ref, tag = _start_trees(tagged, wait_until, "node_b", foreground_new_session=True)
+    registry = pid_registry._get_registry()
+    task_id, node_b = ref.task_id().hex(), two_node_cluster.node_ids["node_b"]
+
+    def tracked() -> Any:
+        return ray.get(registry.tracked.remote()).get(task_id, {}).get(node_b, [])
+
+    wait_until(lambda: len(tracked()) == 2, what="both direct children tracked")
+    for process in tracked():
+        with open(f"/proc/{process.pid}/stat", "rb") as handle:
+            assert int(handle.read().rsplit(b")", 1)[1].split()[19]) == process.start_ticks
+    chia_cancel(ref, grace=5.0)
+    assert tagged.pids(tag) == []
+    assert task_id not in ray.get(registry.tracked.remote())
+
+
+def test_concurrent_spawns_in_one_worker_do_not_mix() -> None:
+    inside, outside = get(markers_of_concurrent_spawns.chia_remote())
+    assert inside is not None and inside.startswith(job_marker_prefix(ray.get_runtime_context().get_job_id()))
+    assert outside is None  # spawned by a thread outside the task scope: not marked, not tracked
+
+
+def test_a_given_env_is_kept_and_gets_the_marker() -> None:
+    first, second = get(environments_of_spawns_with_explicit_env.chia_remote())
+    job = job_marker_prefix(ray.get_runtime_context().get_job_id()).encode()
+    for environment, setting in ((first, b"1"), (second, b"2")):
+        assert environment[b"USER_SETTING"] == setting
+        assert environment[MARKER_VARIABLE.encode()].startswith(job)
+        assert set(environment) == {b"PATH", b"USER_SETTING", MARKER_VARIABLE.encode()}
+
+
+def test_kill_all_tracked_kills_every_tracked_tree_of_the_job(tagged: Any, wait_until: Any) -> None:
+    started = [_start_trees(tagged, wait_until, node, foreground_new_session=True) for node in ("head", "node_b")]
+    registry = pid_registry._get_registry()
+    task_ids = {ref.task_id().hex() for ref, _ in started}
+    wait_until(lambda: task_ids <= set(ray.get(registry.tracked.remote())), what="both tasks tracked")
+    assert kill_all_tracked(grace=5.0) >= 12
+    for ref, tag in started:
+        assert tagged.pids(tag) == []
+        assert get(ref) == "finished"  # its subprocesses died; the task itself was not cancelled
+    with pytest.raises(ValueError, match="grace"):
+        kill_all_tracked(grace=-1)
+
+
+DRIVER = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from chia.base.ChiaFunction import ChiaFunction
+
+    @ChiaFunction(num_cpus=1, resources={"node_b": 0.01})
+    def hold(script):
+        subprocess.Popen(["bash", "-c", script], start_new_session=True)
+        subprocess.run(["bash", "-c", script.replace("-a ", "-a x")])
+        return "finished"
+
+    ray.init(address=sys.argv[1])
+    ref = hold.chia_remote(sys.argv[2])
+    print(ray.get_runtime_context().get_job_id(), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_driver_stopped_with_sigterm_leaves_no_tracked_subprocess(
+    two_node_cluster: Any, tagged: Any, wait_until: Any
+) -> None:
+    tag = tagged.new_tag("chia-driver")
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, two_node_cluster.cluster.address, TREE.format(tag=tag)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert driver.stdout is not None
+        job_hex = driver.stdout.readline().strip()
+        wait_until(lambda: len(tagged.pids(tag)) == 3, what="the driver's task tree")
+        wait_until(lambda: len(tagged.pids(f"x{tag}")) == 3, what="the driver's foreground tree")
+        registry = pid_registry._get_registry(job_hex)
+        # The guarantee covers reported spawns (reports leave within milliseconds of a spawn).
+        wait_until(
+            lambda: sum(len(ps) for t in ray.get(registry.tracked.remote()).values() for ps in t.values()) == 2,
+            what="both spawns reported",
+        )
+        driver.send_signal(signal.SIGTERM)  # what `ray job stop` does
+        driver.wait(timeout=60)
+        wait_until(lambda: not tagged.pids(tag) and not tagged.pids(f"x{tag}"), timeout=90, what="no leftovers")
+        registry_name = pid_registry._registry_name(job_hex)
+        wait_until(
+            lambda: registry_name not in {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)},
+            timeout=60,
+            what="the job's registry removing itself",
+        )
+    finally:
+        driver.kill()
+        driver.wait()
+        tagged.tags.append(f"x{tag}")
