@@ -1,0 +1,343 @@
+"""The per-process side of profiling: record calls cheaply, ship them in batches.
+
+Owns the dispatch hook and call wrapper registered on
+:mod:`chia.base.dispatch_hooks`, the per-process event buffer and the
+background thread that flushes it to the collector actor. Everything on the
+task's critical path is an append of a tuple to a deque; the flusher thread
+turns rows into flat tuples of primitives (see :mod:`chia.trace._wire`) and
+sends them fire-and-forget; the collector does the JSON encoding.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from chia.base import dispatch_hooks
+from chia.base.dispatch_hooks import CallInfo, DispatchCall
+from chia.trace._wire import EVENT, RUN, SUBMIT
+
+logger = logging.getLogger(__name__)
+
+CALL_ID_KEY = "trace.id"
+"""DispatchCall.context key carrying the profiler's call id to the worker."""
+
+HOOK_PRIORITY = -1000
+"""Runs before hooks that may replace the dispatch (bypass), which end the chain."""
+
+FLUSH_INTERVAL_S = 0.5
+MAX_BUFFERED_ROWS = 200_000
+WORKER_IDLE_EXIT_S = 30.0
+"""A worker's flusher stops (and unregisters the worker-side hook) after this long without events."""
+
+# Unique across processes without coordination: a random 40-bit prefix per process.
+_call_ids = itertools.count(random.getrandbits(40) << 23)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """Names the collector a recorder ships to; travels (pickled) with the call wrapper."""
+
+    name: str
+    namespace: str | None
+    token: str
+
+
+class _Stack(threading.local):
+    """Profiler call ids executing on this thread (innermost last)."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+
+
+class Recorder:
+    """Buffers this process's profile rows for one collector session."""
+
+    def __init__(self, session: Session, *, is_driver: bool) -> None:
+        self.session = session
+        self.is_driver = is_driver
+        self.rows: deque[tuple[Any, ...]] = deque()
+        self.dropped = 0
+        self.in_flight = 0  # calls running under the wrapper (best effort: updated without a lock)
+        self.wrapper = TraceWrapper(session, self)
+        self._stack = _Stack()
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._remove_hook: Callable[[], None] | None = None
+        self._collector: Any = None
+        self._process: dict[str, Any] | None = None
+
+    # --- recording (hot path) ---------------------------------------------------
+
+    def current_call_id(self) -> int | None:
+        ids = self._stack.ids
+        return ids[-1] if ids else None
+
+    def _push(self, row: tuple[Any, ...]) -> None:
+        if len(self.rows) >= MAX_BUFFERED_ROWS:
+            self.dropped += 1
+            return
+        self.rows.append(row)
+
+    def on_dispatch(self, call: DispatchCall) -> None:
+        """Dispatch hook: stamp the call id, record the submission. Never replaces."""
+        ids = self._stack.ids
+        if not self.is_driver and not ids:
+            return None  # a worker-side hook outside any traced call: stay out of the way
+        call_id = next(_call_ids)
+        call.context[CALL_ID_KEY] = call_id
+        deps = _dependency_task_ids(call.args, call.kwargs) if (call.args or call.kwargs) else None
+        self._push(
+            (SUBMIT, call_id, call.qualname, call.tag, time.time(), call.options, deps, ids[-1] if ids else None)
+        )
+        return None
+
+    def run_call(self, info: CallInfo, proceed: Callable[[], Any]) -> Any:
+        """Call wrapper body: time the function, record where and how it ran."""
+        self.ensure_started()
+        call_id = info.context.get(CALL_ID_KEY) if info.remote else None
+        ids = self._stack.ids
+        caller = ids[-1] if ids else None
+        if call_id is None:
+            call_id = next(_call_ids)
+        task_id = ray.get_runtime_context().get_task_id() if info.remote else None
+        ids.append(call_id)
+        self.in_flight += 1
+        error: str | None = None
+        start = time.time()
+        try:
+            return proceed()
+        except BaseException as exc:
+            error = type(exc).__qualname__
+            raise
+        finally:
+            end = time.time()
+            ids.pop()
+            self.in_flight -= 1
+            self._push(
+                (RUN, call_id, info.qualname, info.tag, start, end, task_id, info.remote, info.replaced,
+                 error, info.context, caller)
+            )
+
+    def log_event(self, name: str, fields: dict[str, Any]) -> None:
+        self.ensure_started()
+        self._push((EVENT, name, time.time(), fields, self.current_call_id()))
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def ensure_started(self) -> None:
+        """Start the flusher (and, on workers, the hook for nested dispatches)."""
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is not None or self._stopping:
+                return
+            if not self.is_driver:
+                self._remove_hook = dispatch_hooks.add_dispatch_hook(self.on_dispatch, priority=HOOK_PRIORITY)
+            thread = threading.Thread(target=self._flush_loop, name="chia-trace-flusher", daemon=True)
+            self._thread = thread
+            thread.start()
+
+    def install_driver_hooks(self, collector: Any) -> Callable[[], None]:
+        """Register the hook and wrapper in this (driver) process; returns the remover."""
+        self._collector = collector
+        remove_hook = dispatch_hooks.add_dispatch_hook(self.on_dispatch, priority=HOOK_PRIORITY)
+        remove_wrapper = dispatch_hooks.add_call_wrapper(self.wrapper)
+        self.ensure_started()
+
+        def remove() -> None:
+            remove_wrapper()
+            remove_hook()
+
+        return remove
+
+    def stop(self, timeout: float) -> None:
+        """Stop the flusher after a last flush, waiting until the collector has it."""
+        with self._lock:
+            self._stopping = True
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._wake.set()
+            thread.join(timeout)
+        last = self.flush_now()
+        if last is not None:
+            ray.get(last, timeout=timeout)
+
+    # --- flushing (background thread) -------------------------------------------------
+
+    def _flush_loop(self) -> None:
+        try:
+            self._collector_handle()  # look the actor up now: the first batch should not wait for it
+        except Exception:
+            logger.debug("chia profiler: collector lookup failed; retrying at the first flush", exc_info=True)
+        idle_since = time.monotonic()
+        while not self._stopping:
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                sent = self.flush_now() is not None
+            except Exception:
+                logger.warning("chia profiler: could not ship events to the collector", exc_info=True)
+                sent = False
+            now = time.monotonic()
+            if sent:
+                idle_since = now
+            elif not self.is_driver and now - idle_since > WORKER_IDLE_EXIT_S and self.in_flight <= 0:
+                self._retire_worker()
+                return
+
+    def _retire_worker(self) -> None:
+        with self._lock:
+            if self._remove_hook is not None:
+                self._remove_hook()
+                self._remove_hook = None
+            self._thread = None
+            self._collector = None
+        forget(self.session)
+
+    def flush_now(self) -> Any:
+        """Ship what is buffered now; returns the (unawaited) actor call ref, or None."""
+        with self._flush_lock:
+            count = len(self.rows)
+            if not count and not self.dropped:
+                return None
+            process = self._process_fields()
+            resources = _ResourceCache()
+            batch = [_to_wire(self.rows.popleft(), resources) for _ in range(count)]
+            dropped, self.dropped = self.dropped, 0
+            collector = self._collector_handle()
+            if collector is None:
+                return None
+            return collector.record.remote(process, batch, dropped)
+
+    def _collector_handle(self) -> Any:
+        if self._collector is None:
+            try:
+                self._collector = ray.get_actor(self.session.name, namespace=self.session.namespace)
+            except ValueError:
+                logger.debug("chia profiler: collector %s is gone; dropping events", self.session.name)
+                return None
+        return self._collector
+
+    def _process_fields(self) -> dict[str, Any]:
+        if self._process is None:
+            context = ray.get_runtime_context()
+            self._process = {
+                "node": context.get_node_id(),
+                "worker": context.get_worker_id(),
+                "pid": os.getpid(),
+                "driver": self.is_driver,
+            }
+        return self._process
+
+
+def _dependency_task_ids(args: Iterable[Any], kwargs: Mapping[str, Any]) -> list[str] | None:
+    """Task ids producing the top-level ObjectRef arguments (Ray resolves only those)."""
+    deps = [arg.task_id().hex() for arg in args if isinstance(arg, ray.ObjectRef)]
+    deps.extend(value.task_id().hex() for value in kwargs.values() if isinstance(value, ray.ObjectRef))
+    return deps or None
+
+
+class _ResourceCache:
+    """Resources requested, computed once per options mapping within one flush."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[Mapping[str, Any], dict[str, float]]] = {}
+
+    def __call__(self, options: Mapping[str, Any]) -> dict[str, float]:
+        hit = self._seen.get(id(options))
+        if hit is not None and hit[0] is options:
+            return hit[1]
+        requested: dict[str, float] = {}
+        for key, label in (("num_cpus", "CPU"), ("num_gpus", "GPU"), ("memory", "memory")):
+            value = options.get(key)
+            if value is not None:
+                requested[label] = float(value)
+        for name, amount in (options.get("resources") or {}).items():
+            requested[str(name)] = float(amount)
+        self._seen[id(options)] = (options, requested)
+        return requested
+
+
+def _json_safe(fields: dict[str, Any]) -> Any:
+    """User event fields as JSON types (others as their repr), so the batch always pickles."""
+    return json.loads(json.dumps(fields, default=repr))
+
+
+def _to_wire(row: tuple[Any, ...], resources: _ResourceCache) -> tuple[Any, ...]:
+    kind = row[0]
+    if kind == SUBMIT:
+        return (*row[:5], resources(row[5]), *row[6:])
+    if kind == RUN:
+        _, call_id, qualname, tag, start, end, task_id, remote, replaced, error, context, caller = row
+        return (RUN, call_id, qualname, tag, start, end, task_id, remote,
+                bool(replaced or context.get("bypass.bypassed")), context.get("bypass.provider"),
+                bool(context.get("cache.write")), error, caller)
+    _, name, ts, fields, call_id = row
+    return (EVENT, name, ts, _json_safe(fields), call_id)
+
+
+class TraceWrapper:
+    """The call wrapper shipped with traced dispatches; pickles as its session."""
+
+    __slots__ = ("session", "recorder")
+
+    def __init__(self, session: Session, recorder: Recorder) -> None:
+        self.session = session
+        self.recorder = recorder
+
+    def __call__(self, call: CallInfo, proceed: Callable[[], Any], /) -> Any:
+        return self.recorder.run_call(call, proceed)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        session = self.session
+        return (_wrapper_for, (session.name, session.namespace, session.token))
+
+
+# --- this process's recorders -------------------------------------------------------
+
+_recorders: dict[Session, Recorder] = {}
+_recorders_lock = threading.Lock()
+active: Recorder | None = None
+"""The recorder that most recently recorded in this process (log_event's target)."""
+
+
+def recorder_for(session: Session, *, is_driver: bool = False) -> Recorder:
+    global active
+    recorder = _recorders.get(session)
+    if recorder is None:
+        with _recorders_lock:
+            recorder = _recorders.get(session)
+            if recorder is None:
+                recorder = Recorder(session, is_driver=is_driver)
+                _recorders[session] = recorder
+    active = recorder
+    return recorder
+
+
+def _wrapper_for(name: str, namespace: str | None, token: str) -> TraceWrapper:
+    return recorder_for(Session(name, namespace, token)).wrapper
+
+
+def forget(session: Session) -> None:
+    global active
+    with _recorders_lock:
+        recorder = _recorders.pop(session, None)
+        if active is recorder:
+            active = None

@@ -1,0 +1,161 @@
+"""``chia run``: run a loop script with Ray, bypass, cache and profiling set up.
+
+Owns the lifecycle around one script run: connect to (or embed) Ray, set up
+what the options ask for, run the script as ``__main__`` in this process so
+the setup applies to its dispatches, then tear down in reverse order and
+write the profile next to its log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import runpy
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import ray
+
+from chia.trace import export, profiler
+from chia.trace._cluster import _check_reachable, require
+
+logger = logging.getLogger(__name__)
+
+_SIZE = re.compile(r"^\s*(?P<size>\d+(?:\.\d+)?)\s*(?P<units>[A-Za-z]*)\s*$")
+TRACE_FILE = "chia-trace.json"
+SUMMARY_FILE = "chia-summary.txt"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSize:
+    """A cache budget as the cache takes it: a number and its units (``"GB"``)."""
+
+    size: float
+    units: str
+
+
+def parse_cache_size(text: str) -> CacheSize:
+    """``"4GB"``, ``"512 MB"``, ``"1000"`` (bytes) -> CacheSize; ValueError naming the text otherwise."""
+    match = _SIZE.match(text)
+    if match is None or float(match["size"]) <= 0:
+        raise ValueError(f"cache size {text!r} is not a positive number with optional units, e.g. 4GB or 512MB")
+    return CacheSize(float(match["size"]), match["units"].upper() or "B")
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What ``chia run`` was asked to do."""
+
+    script: Path
+    args: tuple[str, ...]
+    address: str | None
+    bypass: Path | None
+    cache_dir: Path | None
+    cache_size: CacheSize | None
+    profile_dir: Path | None
+    num_cpus: int | None
+
+
+def _run_script(script: Path, args: tuple[str, ...]) -> int:
+    """Run ``script`` as ``__main__`` with ``args``; returns its exit code."""
+    saved_argv = sys.argv
+    sys.argv = [str(script), *args]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        click.echo(str(exc.code), err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo("chia run: interrupted", err=True)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.argv = saved_argv
+    return 0
+
+
+def _write_profile(log_path: str, directory: Path, progress: Callable[[str], None]) -> None:
+    data = export.load_profile(log_path)
+    trace_path = directory / TRACE_FILE
+    trace_path.write_text(json.dumps(export.chrome_trace(data)), encoding="utf-8")
+    summary = export.format_summary(export.summarize(data))
+    (directory / SUMMARY_FILE).write_text(summary + "\n", encoding="utf-8")
+    progress(f"profile: {len(data.calls)} calls; trace {trace_path} (open in https://ui.perfetto.dev)")
+    click.echo(summary, err=True)
+
+
+def run(options: RunOptions, progress: Callable[[str], None]) -> int:
+    """Set up, run the script, tear down; returns the script's exit code."""
+    script_dir = str(options.script.resolve().parent)
+    if script_dir not in sys.path:
+        sys.path.insert(0, script_dir)  # as `python SCRIPT` does; Ray ships the driver's path to workers
+    if options.bypass is not None:
+        require("chia.base.bypass", ("validate_config",), "chia-bypass-cache", "run --bypass").validate_config(
+            str(options.bypass)
+        )
+    started_ray = False
+    if not ray.is_initialized():
+        if options.address:
+            _check_reachable(options.address)
+            progress(f"connecting to Ray at {options.address}")
+            ray.init(address=options.address, logging_level=logging.WARNING)
+        else:
+            progress("starting an embedded local Ray instance")
+            ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+            started_ray = True
+    profiling = False
+    code = 1
+    try:
+        if options.bypass is not None:
+            bypass_module = require("chia.base.bypass", ("Bypass",), "chia-bypass-cache", "run --bypass")
+            bypass_module.Bypass(yaml_path=str(options.bypass))
+            progress(f"bypass configured from {options.bypass}")
+        if options.cache_dir is not None and options.cache_size is not None:
+            cache_module = require("chia.base.cache", ("start_cache",), "chia-bypass-cache", "run --cache-dir")
+            cache_module.start_cache(
+                size=options.cache_size.size,
+                cache_dir_path=str(options.cache_dir),
+                units=options.cache_size.units,
+                yaml_path=str(options.bypass) if options.bypass is not None else None,
+            )
+            progress(f"cache at {options.cache_dir} ({options.cache_size.size:g} {options.cache_size.units})")
+        if options.profile_dir is not None:
+            profiler.start_collector(log_dir=options.profile_dir)
+            profiling = True
+            progress(f"profiling to {options.profile_dir}")
+        progress(f"running {options.script}")
+        code = _run_script(options.script, options.args)
+        progress(f"{options.script} exited with code {code}")
+    finally:
+        try:
+            if profiling and not _finish_profile(options, progress):
+                code = code or 1
+        finally:
+            if started_ray:
+                progress("stopping the embedded Ray instance")
+                ray.shutdown()
+    return code
+
+
+def _finish_profile(options: RunOptions, progress: Callable[[str], None]) -> bool:
+    """Stop the collector and write the trace and summary; False (reported) when that fails."""
+    progress("collecting the last profile events")
+    try:
+        log_path = profiler.stop_collector()
+        if log_path is not None and options.profile_dir is not None:
+            _write_profile(log_path, options.profile_dir, progress)
+    except Exception as exc:  # the script's outcome must not be lost to a profiling failure
+        logger.debug("profile finalization failed", exc_info=True)
+        click.echo(f"chia run: could not finish the profile in {options.profile_dir}: {type(exc).__name__}: {exc}",
+                   err=True)
+        return False
+    return True

@@ -1,0 +1,47 @@
+"""``chia cancel --all`` kills the subprocess trees of running ChiaFunction tasks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from click.testing import CliRunner
+
+from chia.base.ChiaFunction import ChiaFunction
+from chia.trace.cli import cli
+
+pytest.importorskip("chia.base.pid_registry")
+
+
+@ChiaFunction(num_cpus=0)
+def run_sleeper(pid_file: str) -> int:
+    child = subprocess.Popen(["sleep", "300"])
+    Path(pid_file).write_text(str(child.pid))
+    return child.wait()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_cancel_all_kills_tracked_subprocesses(cluster: Any, tmp_path: Path, wait_for: Callable[..., None]) -> None:
+    pid_file = tmp_path / "pid"
+    ref = run_sleeper.chia_remote(str(pid_file))
+    wait_for(pid_file.exists, what="the task to start its subprocess")
+    pid = int(pid_file.read_text())
+    assert alive(pid)
+    result = CliRunner().invoke(cli, ["cancel", "--all", "--grace", "1"])
+    assert result.exit_code == 0, result.output
+    assert "signalled" in result.stdout and "terminating tracked subprocesses" in result.stderr
+    wait_for(lambda: not alive(pid), what=f"process {pid} to be gone")
+    assert ray.get(ref, timeout=60) != 0  # the task saw its child killed

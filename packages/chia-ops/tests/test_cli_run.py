@@ -1,0 +1,146 @@
+"""``chia run``: an embedded Ray for a script, and bypass + cache + profiling set up for it."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from chia.trace import export
+from chia.trace.cli import cli
+
+pytestmark = pytest.mark.usefixtures("no_collector")
+
+RunChia = Callable[..., subprocess.CompletedProcess[str]]
+
+LOOP_SCRIPT = """
+import sys, json
+import ray
+from chia.base.ChiaFunction import ChiaFunction, get
+
+@ChiaFunction(num_cpus=1)
+def double(x):
+    return 2 * x
+
+assert ray.is_initialized()
+values = get([double.chia_remote(i) for i in range(5)])
+with open(sys.argv[1], "w") as out:
+    json.dump({"argv": sys.argv[1:], "values": values, "name": __name__}, out)
+sys.exit(int(sys.argv[2]))
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_embedded_ray_runs_the_script_profiles_it_and_stops(tmp_path: Path, run_chia: RunChia) -> None:
+    script = write(tmp_path / "loop.py", LOOP_SCRIPT)
+    out, profile = tmp_path / "out.json", tmp_path / "profile"
+    result = run_chia("run", "--num-cpus", "1", "--profile", str(profile), str(script), str(out), "3", timeout=300)
+    assert result.returncode == 3, result.stderr
+    assert json.loads(out.read_text()) == {"argv": [str(out), "3"], "values": [0, 2, 4, 6, 8], "name": "__main__"}
+    assert "starting an embedded local Ray instance" in result.stderr
+    assert "stopping the embedded Ray instance" in result.stderr
+    trace = json.loads((profile / "chia-trace.json").read_text())
+    assert sum(e["ph"] == "X" for e in trace["traceEvents"]) == 5
+    assert (profile / "chia-summary.txt").read_text().splitlines()[1].split()[:2] == ["__main__.double", "5"]
+
+
+def test_a_failing_script_exits_1_and_still_writes_its_profile(cluster: Any, tmp_path: Path) -> None:
+    script = write(tmp_path / "boom.py", """
+        from chia.base.ChiaFunction import ChiaFunction, get
+
+        @ChiaFunction(num_cpus=0)
+        def explode():
+            raise RuntimeError("kaboom")
+
+        get(explode.chia_remote())
+    """)
+    result = CliRunner().invoke(cli, ["run", "--profile", str(tmp_path / "p"), str(script)])
+    assert result.exit_code == 1
+    assert "kaboom" in result.stderr and "exited with code 1" in result.stderr
+    (call,) = export.load_profile(tmp_path / "p").calls
+    assert call.error is not None and "RuntimeError" in call.error
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    script = write(tmp_path / "noop.py", "pass\n")
+    runner = CliRunner()
+    alone = runner.invoke(cli, ["run", "--cache-dir", str(tmp_path / "c"), str(script)])
+    assert alone.exit_code == 2 and "--cache-dir and --cache-size go together" in alone.stderr
+    bad_size = runner.invoke(cli, ["run", "--cache-dir", str(tmp_path / "c"), "--cache-size", "lots", str(script)])
+    assert bad_size.exit_code == 2 and "cache size 'lots' is not a positive number" in bad_size.stderr
+    missing = runner.invoke(cli, ["run", str(tmp_path / "absent.py")])
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+@pytest.fixture
+def bypass_and_cache_reset() -> Iterator[None]:
+    yield
+    importlib.import_module("chia.base.bypass").Bypass(yaml_path=None)  # the active bypass now does nothing
+    importlib.import_module("chia.base.cache").stop_cache()
+
+
+SETUP_SCRIPT = """
+import json, sys
+from chia.base.ChiaFunction import ChiaFunction, get
+from chia.base.bypass import get_active_bypass
+
+@ChiaFunction(num_cpus=0)
+def slow_square(x):
+    raise AssertionError("bypassed: never runs")
+
+@ChiaFunction(num_cpus=0)
+def cube(x):
+    return x ** 3
+
+def replay_square(tag, data_path, x):
+    return x * x
+
+get_active_bypass().set_provider("slow_square", replay_square)
+json.dump({
+    "square": get(slow_square.chia_remote(7)),
+    "cube": get(cube.options(_chia_tag="cube3").chia_remote(3)),
+}, open(sys.argv[1], "w"))
+"""
+
+
+@pytest.mark.usefixtures("bypass_and_cache_reset")
+def test_bypass_cache_and_profile_are_set_up_for_the_script(cluster: Any, tmp_path: Path) -> None:
+    config = write(tmp_path / "chia.yaml", """
+        bypass:
+          slow_square: true
+        cache:
+          cube: true
+    """)
+    script = write(tmp_path / "setup.py", SETUP_SCRIPT)
+    out, cache_dir, profile = tmp_path / "out.json", tmp_path / "cache", tmp_path / "profile"
+    runner = CliRunner()
+    result = runner.invoke(cli, [
+        "run", "--bypass", str(config), "--cache-dir", str(cache_dir), "--cache-size", "1MB",
+        "--profile", str(profile), str(script), str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text()) == {"square": 49, "cube": 27}
+    listed = runner.invoke(cli, ["cache", "ls"])
+    assert listed.exit_code == 0 and listed.stdout.split() == ["cube3"]
+    calls = {call.function.rsplit(".", 1)[-1]: call for call in export.load_profile(profile).calls}
+    assert calls["slow_square"].bypassed and calls["slow_square"].provider == "__main__.replay_square"
+    assert calls["cube"].cache_write and calls["cube"].tag == "cube3" and not calls["cube"].bypassed
+
+
+def test_a_bad_bypass_file_fails_before_running(tmp_path: Path) -> None:
+    config = write(tmp_path / "bad.yaml", "bypass:\n  f:\n    bypass: maybe\n")
+    script = write(tmp_path / "never.py", "raise SystemExit('must not run')\n")
+    result = CliRunner().invoke(cli, ["run", "--bypass", str(config), str(script)])
+    assert result.exit_code == 1
+    assert f"{config}: function 'f', key 'bypass'" in result.stderr and "must not run" not in result.output

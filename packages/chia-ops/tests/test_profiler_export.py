@@ -1,0 +1,132 @@
+"""Reading profile logs back (no cluster): call joins, percentiles, Chrome trace, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chia.trace import _wire, export
+
+HEAD, OTHER = "a" * 56, "b" * 56
+DRIVER = {"node": HEAD, "worker": "d" * 56, "pid": 10, "driver": True}
+WORKER_1 = {"node": HEAD, "worker": "1" * 56, "pid": 11, "driver": False}
+WORKER_2 = {"node": OTHER, "worker": "2" * 56, "pid": 12, "driver": False}
+
+
+def submit(call_id: int, fn: str, ts: float, deps: list[str] | None = None, caller: int | None = None) -> tuple[Any, ...]:
+    return (_wire.SUBMIT, call_id, fn, None, ts, {"CPU": 1.0}, deps, caller)
+
+
+def run(call_id: int, fn: str, start: float, end: float, task: str | None, *, error: str | None = None,
+        bypassed: bool = False, remote: bool = True) -> tuple[Any, ...]:
+    provider = "tests.replay" if bypassed else None
+    return (_wire.RUN, call_id, fn, "t0", start, end, task, remote, bypassed, provider, False, error, None)
+
+
+def write_log(path: Path, rows: list[tuple[tuple[Any, ...], dict[str, Any]]], session: str = "s1") -> Path:
+    lines = [json.dumps({"kind": "session", "session": session, "ts": 0.0, "head_node": HEAD})]
+    lines += [json.dumps(_wire.record(row, process)) for row, process in rows]
+    log = path / f"chia-profile-{session}.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    return log
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    """Ten calls of ``work`` (10..100 ms, on two nodes), one ``merge`` fed by two of them."""
+    rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    for index in range(10):
+        worker = WORKER_1 if index % 2 == 0 else WORKER_2
+        start = 100.0 + index
+        rows.append((submit(index, "m.work", start - 0.5), DRIVER))
+        rows.append((run(index, "m.work", start, start + (index + 1) / 100, f"task{index}"), worker))
+    rows.append((submit(50, "m.merge", 120.0, deps=["task0", "task1", "not-ours"]), DRIVER))
+    rows.append((run(50, "m.merge", 121.0, 121.5, "task50", error="KeyError", bypassed=True), WORKER_2))
+    rows.append((submit(60, "m.lost", 130.0), DRIVER))
+    rows.append(((_wire.EVENT, "mark", 121.2, {"epoch": 3}, 50), WORKER_2))
+    return write_log(tmp_path, rows)
+
+
+def test_submit_and_run_rows_join_into_call_records(log: Path) -> None:
+    data = export.load_profile(log)
+    assert len(data.calls) == 12 and data.sessions == ("s1",) and data.head_nodes == {HEAD}
+    merge = next(call for call in data.calls if call.function == "m.merge")
+    assert merge.deps == (0, 1)  # producers outside the profile are dropped
+    assert merge.queue_time == pytest.approx(1.0) and merge.duration == pytest.approx(0.5)
+    assert (merge.bypassed, merge.provider, merge.error, merge.node) == (True, "tests.replay", "KeyError", OTHER)
+    assert merge.submit_worker == DRIVER["worker"] and DRIVER["worker"] in data.drivers
+    lost = next(call for call in data.calls if call.function == "m.lost")
+    assert lost.started is None and lost.duration is None and lost.queue_time is None
+
+
+def test_summary_percentiles_queue_time_and_nodes(log: Path) -> None:
+    rows = {row.function: row for row in export.summarize(export.load_profile(log))}
+    work = rows["m.work"]
+    assert work.count == 10 and work.total == pytest.approx(0.55)
+    assert work.p50 == pytest.approx(0.05) and work.p95 == pytest.approx(0.10)
+    assert work.queue_p50 == pytest.approx(0.5) and work.nodes == tuple(sorted((HEAD, OTHER)))
+    assert (rows["m.merge"].errors, rows["m.merge"].bypassed) == (1, 1)
+    assert (rows["m.lost"].count, rows["m.lost"].unfinished, rows["m.lost"].queue_p50) == (0, 1, None)
+    assert list(rows) == ["m.work", "m.merge", "m.lost"]  # slowest total first
+    table = export.format_summary(list(rows.values())).splitlines()
+    assert table[1].split()[:3] == ["m.work", "10", "550.0"]
+    assert "(+1 unfinished)" in table[3]
+
+
+def test_chrome_trace_tracks_flows_and_instants(log: Path) -> None:
+    trace = export.chrome_trace(export.load_profile(log))
+    events = trace["traceEvents"]
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    assert sorted(names.values()) == ["worker 11111111 (pid 11)", "worker 22222222 (pid 12)"]
+    assert [e["args"]["name"] for e in events if e["name"] == "process_name"] == [f"node {HEAD[:12]} (head)",
+                                                                                  f"node {OTHER[:12]}"]
+    slices = [e for e in events if e["ph"] == "X"]
+    assert len(slices) == 11 and slices[0]["ts"] == 0.0 and slices[0]["dur"] == pytest.approx(10_000)
+    merge = next(e for e in slices if e["args"]["function"] == "m.merge")
+    assert merge["cat"] == "bypassed" and merge["name"] == "merge [t0]" and merge["args"]["error"] == "KeyError"
+    flows = [e for e in events if e["ph"] in "sf"]
+    assert sorted((e["ph"], e["id"]) for e in flows) == [("f", 1), ("f", 2), ("s", 1), ("s", 2)]
+    for flow in flows:
+        if flow["ph"] == "f":
+            assert (flow["pid"], flow["tid"], flow["ts"]) == (merge["pid"], merge["tid"], merge["ts"])
+    (mark,) = [e for e in events if e["ph"] == "i"]
+    assert mark["args"] == {"epoch": 3, "call_id": 50} and (mark["pid"], mark["tid"]) == (merge["pid"], merge["tid"])
+    json.dumps(trace)  # serializable as is
+
+
+def test_json_document_and_render(log: Path) -> None:
+    data = export.load_profile(log)
+    document = export.render(data, "json")
+    assert document == export.profile_document(data)
+    assert {"calls", "events", "summary", "sessions", "head_nodes", "dropped_rows"} == set(document)
+    assert json.loads(json.dumps(document))["calls"][0]["deps"] == []
+    with pytest.raises(ValueError, match=r"unknown profile export format 'svg'; expected one of \('chrome', 'json'\)"):
+        export.render(data, "svg")
+
+
+def test_a_directory_reads_every_session_log(log: Path) -> None:
+    write_log(log.parent, [(run(99, "m.other", 1.0, 2.0, "t99"), WORKER_1)], session="s2")
+    data = export.load_profile(log.parent)
+    assert data.sessions == ("s1", "s2") and len(data.calls) == 13
+
+
+def test_missing_and_malformed_logs_are_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no profile logs"):
+        export.load_profile(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        export.load_profile(tmp_path / "nope.jsonl")
+    bad = tmp_path / "chia-profile-bad.jsonl"
+    bad.write_text('{"kind": "session", "session": "x", "ts": 0, "head_node": "h"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"chia-profile-bad.jsonl:2: not a JSON line"):
+        export.load_profile(bad)
+    bad.write_text('{"kind": "surprise"}\n')
+    with pytest.raises(ValueError, match=r":1: unknown record kind 'surprise'"):
+        export.load_profile(bad)
+
+
+def test_unknown_wire_rows_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown profile row kind 7"):
+        _wire.record((7,), {})

@@ -1,0 +1,168 @@
+"""What the profiler records for a real two-node workload, and that values are untouched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+from chia.base.ChiaFunction import ChiaFunction, get
+from chia.trace import export, profiler
+
+
+@ChiaFunction(num_cpus=0, resources={"head": 0.01})
+def produce(x: int) -> int:
+    profiler.log_event("produced", x=x)
+    return x * 10
+
+
+@ChiaFunction(num_cpus=0, resources={"node_b": 0.01})
+def consume(value: int, offset: int = 0) -> int:
+    return value + offset
+
+
+@ChiaFunction(num_cpus=0, resources={"head": 0.01})
+def fan_out(n: int) -> int:
+    """Nested dispatches from a worker, plus a local call inside the task."""
+    return sum(get([consume.chia_remote(i) for i in range(n)])) + consume(100)
+
+
+@ChiaFunction(num_cpus=0)
+def fail(message: str) -> None:
+    raise KeyError(message)
+
+
+def workload() -> dict[str, Any]:
+    """Everything a user sees from a small loop: values, ray.wait, errors."""
+    a: Any = produce.chia_remote(1)  # an ObjectRef passed where the function takes its value
+    b = consume.chia_remote(a, offset=5)
+    c = consume.chia_remote(value=a)
+    tagged = produce.options(_chia_tag="iter0").chia_remote(2)
+    ready, _ = ray.wait([tagged], timeout=60)
+    seen: dict[str, Any] = {
+        "single": get(a),
+        "list": get([b, c]),
+        "waited": [type(ref).__name__ for ref in ready],
+        "ray_get": ray.get(tagged),
+        "nested": get(fan_out.chia_remote(3)),
+        "local": produce(4),
+    }
+    with pytest.raises(KeyError) as remote_error:
+        get(fail.chia_remote("boom"))
+    with pytest.raises(KeyError) as local_error:
+        fail("bang")
+    seen["remote_error"] = (type(remote_error.value).__mro__[1:3], "boom" in str(remote_error.value))
+    seen["local_error"] = repr(local_error.value)
+    profiler.log_event("driver_mark", n=1, thing=object())
+    return seen
+
+
+@pytest.fixture(scope="module")
+def runs(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], dict[str, Any], Path]]:
+    """The workload once without and once with a collector; yields both results and the log."""
+    profiler.stop_collector()
+    plain = workload()
+    log_dir = tmp_path_factory.mktemp("profile")
+    profiler.start_collector(log_dir=log_dir)
+    profiled = workload()
+    log = profiler.stop_collector()
+    assert log is not None
+    yield plain, profiled, Path(log)
+
+
+@pytest.fixture(scope="module")
+def data(runs: tuple[dict[str, Any], dict[str, Any], Path]) -> export.ProfileData:
+    return export.load_profile(runs[2].parent)
+
+
+def calls_of(data: export.ProfileData, name: str) -> list[export.CallRecord]:
+    return [call for call in data.calls if call.function.endswith(f".{name}")]
+
+
+def test_profiling_does_not_change_what_user_code_sees(runs: tuple[dict[str, Any], dict[str, Any], Path]) -> None:
+    plain, profiled, _ = runs
+    assert profiled == plain
+    assert plain["single"] == 10 and plain["list"] == [15, 10] and plain["nested"] == 103
+    assert plain["waited"] == ["ObjectRef"] and plain["ray_get"] == 20 and plain["local"] == 40
+
+
+def test_remote_calls_record_node_worker_times_and_resources(data: export.ProfileData, cluster: Any) -> None:
+    produced = [call for call in calls_of(data, "produce") if call.remote]
+    consumed = [call for call in calls_of(data, "consume") if call.remote and call.caller is None]
+    assert len(produced) == 2 and len(consumed) == 2
+    for call in produced + consumed:
+        assert call.submitted is not None and call.started is not None and call.finished is not None
+        assert call.submitted <= call.started <= call.finished
+        assert call.worker and call.pid and call.task_id
+        assert call.queue_time is not None and call.duration is not None
+    assert {call.node for call in produced} == {cluster.head_node}
+    assert {call.node for call in consumed} == {cluster.node_b}
+    assert produced[0].resources == {"CPU": 0.0, "head": 0.01}
+    assert [call.tag for call in produced] == [None, "iter0"]
+
+
+def test_objectref_arguments_become_dependency_edges(data: export.ProfileData) -> None:
+    first = calls_of(data, "produce")[0]
+    consumers = [call for call in calls_of(data, "consume") if call.caller is None and call.remote]
+    assert [call.deps for call in consumers] == [(first.call_id,), (first.call_id,)]
+
+
+def test_nested_and_local_calls_know_their_caller(data: export.ProfileData, cluster: Any) -> None:
+    (outer,) = calls_of(data, "fan_out")
+    children = [call for call in calls_of(data, "consume") if call.caller == outer.call_id]
+    assert len(children) == 4
+    nested = [call for call in children if call.remote]
+    (local,) = [call for call in children if not call.remote]
+    assert len(nested) == 3 and all(call.submitted is not None for call in nested)
+    assert nested[0].submit_worker == outer.worker
+    assert (local.node, local.worker) == (outer.node, outer.worker)
+    (driver_local,) = [call for call in calls_of(data, "produce") if not call.remote]
+    assert driver_local.submitted is None and driver_local.node == cluster.head_node
+    assert driver_local.worker in data.drivers
+
+
+def test_errors_are_recorded_and_still_raised(data: export.ProfileData) -> None:
+    assert sorted((call.remote, call.error) for call in calls_of(data, "fail")) == [
+        (False, "KeyError"), (True, "KeyError"),
+    ]
+
+
+def test_custom_events_carry_call_and_fields(data: export.ProfileData) -> None:
+    produced = {call.call_id for call in calls_of(data, "produce")}
+    events = [event for event in data.events if event.name == "produced"]
+    assert sorted(event.fields["x"] for event in events) == [1, 2, 4]
+    assert {event.call_id for event in events} == produced
+    (mark,) = [event for event in data.events if event.name == "driver_mark"]
+    assert mark.fields["n"] == 1 and mark.fields["thing"].startswith("<object object")
+    assert mark.call_id is None and mark.worker in data.drivers
+
+
+def test_chrome_trace_has_node_and_worker_tracks_and_flow_arrows(data: export.ProfileData, cluster: Any) -> None:
+    trace = export.chrome_trace(data)
+    events = trace["traceEvents"]
+    processes = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
+    assert processes[1] == f"node {cluster.head_node[:12]} (head)"
+    assert f"node {cluster.node_b[:12]}" in processes.values()
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    slices = [e for e in events if e["ph"] == "X"]
+    assert len(slices) == sum(call.duration is not None for call in data.calls)
+    assert {(e["pid"], e["tid"]) for e in slices} <= set(threads)
+    assert any(name.startswith("driver ") for name in threads.values())
+    starts = {e["id"]: e for e in events if e["ph"] == "s"}
+    finishes = {e["id"]: e for e in events if e["ph"] == "f"}
+    assert len(starts) == 2 and starts.keys() == finishes.keys()
+    node_b_pid = next(pid for pid, name in processes.items() if cluster.node_b[:12] in name)
+    assert {finish["pid"] for finish in finishes.values()} == {node_b_pid}
+    assert {start["pid"] for start in starts.values()} == {1}
+
+
+def test_summary_counts_calls_per_function(data: export.ProfileData, cluster: Any) -> None:
+    rows = {row.function.rsplit(".", 1)[-1]: row for row in export.summarize(data)}
+    assert rows["consume"].count == 6 and rows["produce"].count == 3 and rows["fail"].errors == 2
+    assert set(rows["consume"].nodes) == {cluster.head_node, cluster.node_b}
+    assert rows["produce"].queue_p50 is not None and rows["produce"].p50 <= rows["produce"].p95
+    table = export.format_summary(list(rows.values()))
+    assert table.splitlines()[0].split()[:2] == ["function", "calls"]
