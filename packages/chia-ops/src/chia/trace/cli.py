@@ -5,7 +5,7 @@ Stable. Owns the click commands; each reaches Ray through
 (chia-placement for ``kv``, chia-bypass-cache for ``cache``/``bypass``,
 chia-dispatch's PID registry for ``cancel``) only when run, so chia-ops
 depends on none of them. Failures print one clear line and exit non-zero
-(1 for errors, 2 for usage).
+(1 for errors, 2 for usage)::
 
     chia run loop.py --iterations 3 --profile /tmp/prof
     chia profile summary /tmp/prof
