@@ -1,0 +1,175 @@
+"""Cache benchmarks: read hits against plain ``ray.get``, warm start, write throughput.
+
+Runs in one local Ray session (2 CPUs) and prints medians over several rounds:
+
+* **read hit** of a 1 MB and a 32 MB value (``bytes``):
+  ``ray.get(cache.read.remote(tag))`` against a plain ``ray.get`` of an object
+  of the same size already in the object store (targets: <= 1.3x and <= 1.2x).
+  For reference it also prints a plain actor returning the same bytes from
+  its memory, and a no-op actor round trip: the floor every actor-served
+  read pays, which dominates at 1 MB.
+* **warm start**: ``start_cache`` plus a first read over a directory of
+  10,000 entries minus the same over an empty directory (target: <= 0.1 s);
+  both are dominated by starting the actor's process, so rounds alternate
+  and the actor-side time to load the index is printed too.
+* **writes/s** of 256-byte values, each an atomic file write (target: >= 2,000/s),
+  next to a plain actor that takes the same calls and does nothing (Ray's floor).
+
+    python benchmarks/cache.py [--rounds 7] [--warm-entries 10000] [--writes 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import ray
+
+from chia.base.cache import start_cache, stop_cache
+
+
+class Holder:
+    """A plain actor returning bytes it keeps in memory."""
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+    def get(self) -> bytes:
+        return self.value
+
+    def ping(self) -> None:
+        return None
+
+
+def median_seconds(action: Callable[[], Any], repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def read_hits(rounds: int, directory: str) -> None:
+    namespace = f"bench-read-{uuid.uuid4().hex[:8]}"
+    cache: Any = start_cache(1, directory, units="GB", namespace=namespace)
+    for label, size, repeat in (("1 MB", 1 << 20, 50), ("32 MB", 32 << 20, 10)):
+        value = os.urandom(size)
+        ray.get(cache.write.remote(label, value))
+        plain_ref = ray.put(value)
+        holder: Any = ray.remote(num_cpus=0)(Holder).remote(value)
+        assert ray.get(cache.read.remote(label)) == (True, value)
+        assert ray.get(holder.get.remote()) == value
+        plain, hit, actor, trip = [], [], [], []
+        for _ in range(rounds):
+            plain.append(median_seconds(lambda: ray.get(plain_ref), repeat))
+            hit.append(median_seconds(lambda: ray.get(cache.read.remote(label)), repeat))
+            actor.append(median_seconds(lambda: ray.get(holder.get.remote()), repeat))
+            trip.append(median_seconds(lambda: ray.get(holder.ping.remote()), repeat))
+        p, h, a = statistics.median(plain), statistics.median(hit), statistics.median(actor)
+        print(f"  read hit {label:>5}: cache {h * 1e3:7.2f} ms   plain ray.get {p * 1e3:7.2f} ms   ratio {h / p:.2f}")
+        print(f"  {'':14} plain actor returning the bytes {a * 1e3:7.2f} ms   cache/actor {h / a:.2f}")
+        print(f"  {'':14} any actor round trip (no-op method) {statistics.median(trip) * 1e3:7.2f} ms")
+        ray.kill(holder)
+        del plain_ref
+    stop_cache(namespace)
+
+
+def warm_start(rounds: int, entries: int, root: str) -> None:
+    template = os.path.join(root, "template")
+    namespace = f"bench-fill-{uuid.uuid4().hex[:8]}"
+    cache: Any = start_cache(1, template, units="GB", namespace=namespace)
+    value = b"v" * 256
+    for start in range(0, entries, 1000):
+        ray.get([cache.write.remote(f"entry-{index}", value) for index in range(start, min(start + 1000, entries))])
+    stop_cache(namespace)
+
+    def start_and_read(directory: str) -> tuple[float, int]:
+        space = f"bench-warm-{uuid.uuid4().hex[:8]}"
+        began = time.perf_counter()
+        handle: Any = start_cache(1, directory, units="GB", namespace=space)
+        ray.get(handle.read.remote("entry-0"))
+        elapsed = time.perf_counter() - began
+        warm_start_ms: int = ray.get(handle.stats.remote())["warm_start_ms"]  # waits for the index
+        stop_cache(space)
+        return elapsed, warm_start_ms
+
+    full, empty, index_ms = [], [], []
+    for round_index in range(rounds):
+        # Fresh directories each round: a directory is locked until its killed actor's process is gone.
+        empty_dir = os.path.join(root, f"empty-{round_index}")
+        full_dir = os.path.join(root, f"full-{round_index}")
+        os.makedirs(empty_dir, mode=0o700)
+        shutil.copytree(template, full_dir, ignore=shutil.ignore_patterns("lock"))
+        empty.append(start_and_read(empty_dir)[0])
+        elapsed, warm_start_ms = start_and_read(full_dir)
+        full.append(elapsed)
+        index_ms.append(warm_start_ms)
+    extra = statistics.median(full) - statistics.median(empty)
+    print(
+        f"  warm start over {entries} entries: start_cache + first read {statistics.median(full):.3f} s, "
+        f"empty directory {statistics.median(empty):.3f} s, extra {extra:+.3f} s"
+    )
+    print(f"  {'':14} index loaded in the background in {statistics.median(index_ms)} ms (actor side)")
+
+
+class Sink:
+    """A plain actor whose write does nothing: Ray's floor for the same call."""
+
+    def write(self, tag: str, value: bytes) -> None:
+        return None
+
+
+def write_rate(rounds: int, writes: int, directory: str) -> None:
+    namespace = f"bench-write-{uuid.uuid4().hex[:8]}"
+    cache: Any = start_cache(1, directory, units="GB", namespace=namespace)
+    sink: Any = ray.remote(num_cpus=0)(Sink).remote()
+    value = os.urandom(256)
+    ray.get([cache.write.remote(f"warmup-{index}", value) for index in range(500)])
+    ray.get([sink.write.remote(f"warmup-{index}", value) for index in range(500)])
+    rates, floor = [], []
+    for round_index in range(rounds):
+        began = time.perf_counter()
+        ray.get([cache.write.remote(f"r{round_index}-{index}", value) for index in range(writes)])
+        rates.append(writes / (time.perf_counter() - began))
+        began = time.perf_counter()
+        ray.get([sink.write.remote(f"r{round_index}-{index}", value) for index in range(writes)])
+        floor.append(writes / (time.perf_counter() - began))
+    rate, ceiling = statistics.median(rates), statistics.median(floor)
+    print(f"  writes of 256-byte values: {rate:8.0f} /s (median of {rounds}), each an atomic file write")
+    print(f"  {'':14} a plain Ray actor taking the same calls and doing nothing: {ceiling:8.0f} /s ({rate / ceiling:.2f})")
+    ray.kill(sink)
+    stop_cache(namespace)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--warm-entries", type=int, default=10_000)
+    parser.add_argument("--writes", type=int, default=4_000)
+    parser.add_argument("--only", choices=("read", "warm", "write"), default=None)
+    args = parser.parse_args()
+    ray.init(address=os.environ.get("RAY_ADDRESS", "local"), num_cpus=2, include_dashboard=False)
+    print(f"cache benchmark: {args.rounds} rounds, 2 CPUs")
+    with tempfile.TemporaryDirectory(prefix="chia-cache-bench-") as root:
+        if args.only in (None, "read"):
+            read_hits(args.rounds, os.path.join(root, "read"))
+        if args.only in (None, "warm"):
+            warm_start(args.rounds, args.warm_entries, root)
+        if args.only in (None, "write"):
+            write_rate(args.rounds, args.writes, os.path.join(root, "write"))
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""The cache actor: the on-disk store behind a Ray actor, large values via the object store.
+
+Owns what a cache hit returns. Values are stored pickled and are never
+unpickled in the actor: a hit hands the caller the pickled bytes (small
+values, inline in the reply) or an object-store copy kept by the actor (large
+values), which the caller's ``ray.get`` resolves without another copy through
+the actor.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import ray
+import ray.cloudpickle
+
+from chia.base._bypass_config import CacheRule, cache_rules_to_dict
+from chia.base._cache_store import EntryStore
+
+__all__ = ["Cache", "RESIDENT_MIN_BYTES", "Secret"]
+
+logger = logging.getLogger(__name__)
+
+# Ray returns objects up to 100 KiB inline in the reply; larger ones go through
+# the object store anyway, so from there on the actor keeps a shared copy.
+RESIDENT_MIN_BYTES = 100 * 1024
+RESIDENT_SHARE_OF_OBJECT_STORE = 4
+
+
+class Secret:
+    """The signing secret, kept out of reprs and logs."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Secret(<redacted>)"
+
+
+class _Pickled:
+    """Pickled value bytes that unpickle as the value itself on the receiving side."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes | bytearray | memoryview) -> None:
+        self.payload = payload
+
+    def __reduce_ex__(self, protocol: int) -> tuple[Any, ...]:  # type: ignore[override]
+        if protocol >= 5:
+            return pickle.loads, (pickle.PickleBuffer(self.payload),)
+        return pickle.loads, (bytes(self.payload),)
+
+
+def _load_resident(ref: ray.ObjectRef[Any]) -> Any:
+    """Unpickling a resident hit on the caller: fetch the actor's object-store copy."""
+    return ray.get(ref)
+
+
+class _Resident:
+    """A hit served from the actor's object-store copy (one fetch, no copy through the actor)."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: ray.ObjectRef[Any]) -> None:
+        self.ref = ref
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _load_resident, (self.ref,)
+
+
+class Cache:
+    """Head-pinned cache of pickled values keyed by tag, with an LRU byte budget. Stable.
+
+    Created by :func:`chia.base.cache.start_cache` (a detached, named actor);
+    call its methods with ``.remote()`` and ``ray.get`` (or ``chia_actor``).
+
+    * ``write(tag, value)``: pickle and store ``value``; ``ValueError`` if it
+      alone exceeds the budget. Least recently used entries are evicted so the
+      budget holds after every write.
+    * ``write_pickled(tag, payload)``: the same with already pickled bytes
+      (what automatic write-through uses; the actor never unpickles values).
+    * ``read(tag) -> (hit, value)``: ``(False, None)`` on a miss. Damaged
+      files are moved aside and read as misses, never served.
+    * ``has(tag)``, ``evict(tag) -> bool``, ``flush() -> int`` (deletes every
+      entry), ``keys()`` (least recently used first), ``size_bytes()``.
+    * ``get_config()``: functions (the ``cache:`` rules), directory, budget...
+    * ``stats()``: entries, bytes, budget_bytes, hits, misses, evictions,
+      writes, quarantined, resident_entries, resident_bytes, warm_start_ms
+      (the index is loaded in the background: reads are served at once).
+    """
+
+    def __init__(
+        self,
+        cache_dir: str,
+        budget_bytes: int,
+        rules: Mapping[str, CacheRule],
+        namespace: str,
+        yaml_path: str | None,
+        secret: Secret | None,
+    ) -> None:
+        self._config = {
+            "functions": cache_rules_to_dict(rules),
+            "yaml_path": yaml_path,
+            "cache_dir": cache_dir,
+            "budget_bytes": budget_bytes,
+            "namespace": namespace,
+            "signed": secret is not None,
+            "node_id": ray.get_runtime_context().get_node_id(),
+        }
+        self._hits = self._misses = self._writes = 0
+        self._resident: OrderedDict[str, tuple[ray.ObjectRef[Any], int]] = OrderedDict()
+        self._resident_bytes = 0
+        self._resident_budget = min(budget_bytes, self._object_store_bytes() // RESIDENT_SHARE_OF_OBJECT_STORE)
+        self._init_error: Exception | None = None
+        self._store: EntryStore | None = None
+        try:
+            self._store = EntryStore(cache_dir, budget_bytes, None if secret is None else secret.value, background=True)
+        except Exception as exc:  # reported by get_config() so start_cache can raise it
+            self._init_error = exc
+
+    @staticmethod
+    def _object_store_bytes() -> int:
+        node_id = ray.get_runtime_context().get_node_id()
+        for node in ray.nodes():  # type: ignore[no-untyped-call]
+            if node.get("NodeID") == node_id:
+                return int(node.get("Resources", {}).get("object_store_memory", 0))
+        return 0
+
+    @property
+    def _opened(self) -> EntryStore:
+        if self._store is None:
+            assert self._init_error is not None
+            raise self._init_error
+        return self._store
+
+    # --- writes ---------------------------------------------------------------------------
+
+    @ray.method
+    def write(self, tag: str, value: Any) -> None:
+        """Pickle ``value`` and store it under ``tag``."""
+        self._check_tag(tag)
+        self._put(tag, ray.cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))  # type: ignore[no-untyped-call]
+
+    @ray.method
+    def write_pickled(self, tag: str, payload: bytes) -> None:
+        """Store already pickled ``payload`` under ``tag``."""
+        self._check_tag(tag)
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError(f"write_pickled needs the pickled bytes of the value, got {type(payload).__name__}")
+        self._put(tag, payload)
+
+    def _put(self, tag: str, payload: bytes | bytearray | memoryview) -> None:
+        store = self._opened
+        evicted = store.put(tag, payload)
+        self._writes += 1
+        self._drop_resident(tag)
+        for old in evicted:
+            self._drop_resident(old)
+        if len(payload) >= RESIDENT_MIN_BYTES:
+            self._make_resident(tag, payload)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    @ray.method
+    def read(self, tag: str) -> tuple[bool, Any]:
+        """``(True, value)`` on a hit, ``(False, None)`` on a miss."""
+        self._check_tag(tag)
+        store = self._opened
+        resident = self._resident.get(tag)
+        if resident is not None and tag in store:
+            self._resident.move_to_end(tag)
+            store.touch(tag)
+            self._hits += 1
+            return True, _Resident(resident[0])
+        payload = store.get(tag)
+        if payload is None:
+            self._misses += 1
+            return False, None
+        self._hits += 1
+        if len(payload) >= RESIDENT_MIN_BYTES:
+            ref = self._make_resident(tag, payload)
+            if ref is not None:
+                return True, _Resident(ref)
+        return True, _Pickled(payload)
+
+    @ray.method
+    def has(self, tag: str) -> bool:
+        """Whether ``tag`` has an entry (a later read can still miss if its file is damaged)."""
+        self._check_tag(tag)
+        return tag in self._opened
+
+    @ray.method
+    def keys(self) -> list[str]:
+        """Every tag, least recently used first."""
+        return self._opened.tags()
+
+    @ray.method
+    def size_bytes(self) -> int:
+        """Bytes the entries take on disk (what the budget counts)."""
+        return self._opened.total_bytes
+
+    # --- removal --------------------------------------------------------------------------
+
+    @ray.method
+    def evict(self, tag: str) -> bool:
+        """Delete ``tag``'s entry; False when there was none."""
+        self._check_tag(tag)
+        self._drop_resident(tag)
+        return self._opened.remove(tag)
+
+    @ray.method
+    def flush(self) -> int:
+        """Delete every entry (memory and disk); return how many there were."""
+        self._resident.clear()
+        self._resident_bytes = 0
+        return self._opened.clear()
+
+    # --- introspection --------------------------------------------------------------------
+
+    @ray.method
+    def get_config(self) -> dict[str, Any]:
+        """functions (cache rules), yaml_path, cache_dir, budget_bytes, namespace, signed, node_id."""
+        self._opened  # noqa: B018 - raises the start-up error, if any
+        return dict(self._config)
+
+    @ray.method
+    def stats(self) -> dict[str, int]:
+        """entries, bytes, budget_bytes, hits, misses, evictions, writes, quarantined, resident_*, warm_start_ms."""
+        store = self._opened
+        return {
+            "entries": len(store),
+            "bytes": store.total_bytes,
+            "budget_bytes": store.budget_bytes,
+            "hits": self._hits,
+            "misses": self._misses,
+            "evictions": store.evictions,
+            "writes": self._writes,
+            "quarantined": store.quarantined,
+            "resident_entries": len(self._resident),
+            "resident_bytes": self._resident_bytes,
+            "warm_start_ms": round(store.warm_start_seconds * 1000),
+        }
+
+    # --- object-store copies --------------------------------------------------------------
+
+    def _make_resident(self, tag: str, payload: bytes | bytearray | memoryview) -> ray.ObjectRef[Any] | None:
+        size = len(payload)
+        if size > self._resident_budget:
+            return None
+        self._drop_resident(tag)
+        while self._resident and self._resident_bytes + size > self._resident_budget:
+            _, (_, old_size) = self._resident.popitem(last=False)
+            self._resident_bytes -= old_size
+        ref = ray.put(_Pickled(payload))
+        self._resident[tag] = (ref, size)
+        self._resident_bytes += size
+        return ref
+
+    def _drop_resident(self, tag: str) -> None:
+        resident = self._resident.pop(tag, None)
+        if resident is not None:
+            self._resident_bytes -= resident[1]
+
+    @staticmethod
+    def _check_tag(tag: object) -> None:
+        if not isinstance(tag, str):
+            raise TypeError(f"cache tags are str, got {tag!r} ({type(tag).__name__})")

@@ -1,0 +1,133 @@
+"""Automatic cache write-through for functions configured ``cache: true``.
+
+Owns the decision (caller side, a section of the dispatch hook: the call's
+tag must match the function's ``cache:`` rule) and the write itself (a call
+wrapper on the worker: after a real, successful run the pickled result goes to
+the cache actor before the task returns, so once ``get()`` has the value a
+``read(tag)`` hits). Bypassed calls are never written.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import ray
+import ray.cloudpickle
+import ray.exceptions
+
+from chia.base import _bypass_sync
+from chia.base._bypass_config import CacheRule, lookup_rule
+from chia.base.dispatch_hooks import CallInfo, DispatchCall, add_call_wrapper
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.actor import ActorProxy
+
+    from chia.base._cache_actor import Cache
+
+__all__ = ["CACHE_ACTOR_NAME", "CacheWriteThrough", "install", "uninstall", "write_through_wrapper"]
+
+logger = logging.getLogger(__name__)
+
+CACHE_ACTOR_NAME = "chia_cache"
+SECTION = "cache"
+SECTION_ORDER = 10  # after the bypass: a bypassed call is replaced before it gets here
+WRITE_KEY = "cache.write"
+NAMESPACE_KEY = "cache.namespace"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheWriteThrough:
+    """The driver's ``cache:`` rules and the namespace of its cache actor."""
+
+    rules: Mapping[str, CacheRule]
+    namespace: str
+
+    def _on_dispatch(self, call: DispatchCall, /) -> ObjectRef[Any] | None:
+        tag = call.tag
+        if tag is not None:
+            rule = lookup_rule(self.rules, call.name, call.qualname)
+            if rule is not None and rule.enabled and rule.matches_tag(tag):
+                call.context[WRITE_KEY] = True
+                call.context[NAMESPACE_KEY] = self.namespace
+        return None
+
+    def _snapshot(self) -> tuple[Callable[[Any], CacheWriteThrough], Any]:
+        return _restore, self
+
+
+def _restore(section: CacheWriteThrough) -> CacheWriteThrough:
+    return section
+
+
+_install_lock = threading.Lock()
+_remove_wrapper: Callable[[], None] | None = None
+
+
+def install(section: CacheWriteThrough) -> None:
+    """Make ``section`` this driver's write-through configuration."""
+    global _remove_wrapper
+    with _install_lock:
+        _bypass_sync.set_section(SECTION, SECTION_ORDER, section)
+        if _remove_wrapper is None:
+            _remove_wrapper = add_call_wrapper(write_through_wrapper)
+
+
+def uninstall() -> None:
+    """Stop automatic write-through from this driver."""
+    global _remove_wrapper
+    with _install_lock:
+        _bypass_sync.set_section(SECTION, SECTION_ORDER, None)
+        if _remove_wrapper is not None:
+            _remove_wrapper()
+            _remove_wrapper = None
+
+
+# --- worker side ---------------------------------------------------------------------
+
+_handles: dict[str, ActorProxy[Cache]] = {}
+
+
+def _cache_handle(namespace: str, *, refresh: bool) -> ActorProxy[Cache] | None:
+    handle = None if refresh else _handles.get(namespace)
+    if handle is None:
+        try:
+            handle = ray.get_actor(CACHE_ACTOR_NAME, namespace=namespace)
+        except ValueError:
+            return None
+        _handles[namespace] = handle
+    return handle
+
+
+def write_through_wrapper(call: CallInfo, proceed: Callable[[], Any], /) -> Any:
+    """Call wrapper: after a real remote run of a ``cache: true`` call, write its result."""
+    value = proceed()
+    if call.remote and not call.replaced and call.tag is not None and call.context.get(WRITE_KEY):
+        _write(call.name, call.tag, str(call.context.get(NAMESPACE_KEY)), value)
+    return value
+
+
+def _write(name: str, tag: str, namespace: str, value: Any) -> None:
+    try:
+        payload: bytes = ray.cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        logger.error("cache write-through of %s (tag %r) skipped: the result does not pickle: %s", name, tag, exc)
+        return
+    for attempt in range(2):
+        handle = _cache_handle(namespace, refresh=attempt > 0)
+        if handle is None:
+            break
+        try:
+            ray.get(handle.write_pickled.remote(tag, payload))
+            return
+        except ray.exceptions.RayActorError:
+            continue  # the cache was restarted: look it up again once
+        except ValueError as exc:
+            logger.error("cache write-through of %s (tag %r) refused: %s", name, tag, exc)
+            return
+    logger.error("cache write-through of %s (tag %r) skipped: no cache actor in namespace %r", name, tag, namespace)
