@@ -8,7 +8,7 @@ package's own tests run against the installed wheel (not the source tree).
 Finally all wheels go into one environment: no two distributions may ship the
 same file, and ``pip check`` must be clean.
 
-    .venv/bin/python scripts/check_dists.py [--only chia-tools ...] [--no-tests] [pytest args after --]
+    .venv/bin/python scripts/check_dists.py [--only chia-tools ...] [--no-tests]
 """
 
 from __future__ import annotations
@@ -125,16 +125,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", default=PARTS, choices=PARTS)
     parser.add_argument("--no-tests", action="store_true", help="skip running package tests in the fresh venvs")
-    parser.add_argument("pytest_args", nargs="*")
     args = parser.parse_args()
     uv = str(Path(sys.executable).with_name("uv"))
     with tempfile.TemporaryDirectory(prefix="chia-dists-") as tmp:
         work = Path(tmp)
         dist_dir = work / "dist"
         run([uv, "build", "--quiet", "--all-packages", "--wheel", "-o", str(dist_dir)], cwd=ROOT)
+        failures: list[str] = []
         for dist in args.only:
-            check_alone(dist, dist_dir, work, uv, not args.no_tests, args.pytest_args)
+            try:
+                check_alone(dist, dist_dir, work, uv, not args.no_tests, [])
+            except (SystemExit, subprocess.CalledProcessError) as failure:
+                failures.append(f"{dist}: {failure}")
         check_together(dist_dir, work, uv)
+    if failures:
+        raise SystemExit("distribution checks failed:\n  " + "\n  ".join(failures))
     print("\ndistributions OK")
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-import cloudpickle  # type: ignore[import-untyped]
+import ray.cloudpickle
 import pytest
 
 from chia.base.tools.AsyncJobTool import AsyncJobTool
@@ -90,7 +90,7 @@ def test_one_job_at_a_time_and_pickling_recreates_the_primitives() -> None:
     assert tool._job_start(lambda: {}) == {"started": False, "running": True}
     assert tool._job_status(wait_seconds=-5) == {"done": False, "running": True}
 
-    for dumps in (pickle.dumps, cloudpickle.dumps):
+    for dumps in (pickle.dumps, ray.cloudpickle.dumps):
         copy = pickle.loads(dumps(tool))
         assert copy._job_status(0)["error"] == "no job has been started"
         assert copy._job_start(lambda: {"copy": True}) == {"started": True, "running": True}
