@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ import ray
 from ray.exceptions import TaskCancelledError
 
 from chia.base import ChiaFunction as chia_function_module
-from chia.base import pid_registry
+from chia.base import _job_actors, _pid_tracking, pid_registry
 from chia.base._pid_tracking import job_marker_prefix
 from chia.base._proc_tree import MARKER_VARIABLE
 from chia.base.ChiaFunction import ChiaFunction, get
@@ -74,11 +75,59 @@ def environments_of_spawns_with_explicit_env() -> list[dict[bytes, bytes]]:
     environments = ({"PATH": os.environ["PATH"], "USER_SETTING": "1"}, {b"PATH": os.environb[b"PATH"], b"USER_SETTING": b"2"})
     for env in environments:
         child = subprocess.Popen(["sleep", "30"], env=env)
-        with open(f"/proc/{child.pid}/environ", "rb") as handle:
-            seen.append(dict(item.split(b"=", 1) for item in handle.read().split(b"\0") if item))
+        # Popen returns mid-exec: the kernel shows the new environment a moment later.
+        deadline, environ = time.monotonic() + 30, b""
+        while not environ and time.monotonic() < deadline:
+            with open(f"/proc/{child.pid}/environ", "rb") as handle:
+                environ = handle.read()
+        seen.append(dict(item.split(b"=", 1) for item in environ.split(b"\0") if item))
         child.kill()
         child.wait()
     return seen
+
+
+def _count_tagged(tag: str) -> int:
+    """Live processes whose argv[0] starts with ``tag`` (runs on workers: no conftest fixture there)."""
+    count = 0
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                argv0 = handle.read().split(b"\0", 1)[0]
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        count += argv0.startswith(tag.encode()) and state != b"Z"
+    return count
+
+
+@ChiaFunction(num_cpus=1)
+def spawn_with_reports_held(tag: str) -> str:
+    """Start a tree while this worker's spawn reports are held back until the tree is gone.
+
+    Holding the reporter's lock makes the race deterministic: the processes
+    exist (with the job's marker) and the registry has not heard of them.
+    """
+    reporter = _pid_tracking._reporter
+    if reporter._registry is None:  # a worker's first report is delivered synchronously, not queued
+        reporter._registry = pid_registry._get_registry()
+    holding = threading.Event()
+
+    def hold_reports() -> None:
+        with reporter._condition:
+            holding.set()
+            deadline = time.monotonic() + 120
+            while _count_tagged(tag) < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            while _count_tagged(tag) > 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+    holder = threading.Thread(target=hold_reports, daemon=True)
+    holder.start()
+    holding.wait()
+    subprocess.Popen(["bash", "-c", TREE.format(tag=tag)], start_new_session=True)  # its report waits for holder
+    holder.join()
+    return "finished"
 
 
 def _marker(pid: int) -> str | None:
@@ -174,6 +223,24 @@ def test_kill_all_tracked_kills_every_tracked_tree_of_the_job(tagged: Any, wait_
         assert get(ref) == "finished"  # its subprocesses died; the task itself was not cancelled
     with pytest.raises(ValueError, match="grace"):
         kill_all_tracked(grace=-1)
+
+
+@pytest.mark.parametrize("all_jobs", [False, True])
+def test_kill_all_tracked_kills_subprocesses_whose_spawn_is_not_reported_yet(
+    two_node_cluster: Any, tagged: Any, wait_until: Any, all_jobs: bool
+) -> None:
+    node_b = two_node_cluster.node_ids["node_b"]
+    assert get(spawn_and_return.options(resources={"node_b": 0.01}).chia_remote(1)) == [0]
+    job_hex = ray.get_runtime_context().get_job_id()
+    reaper = f"{pid_registry._REAPER_PREFIX}{job_hex}_{node_b}"
+    wait_until(lambda: _job_actors.lookup(reaper) is not None, what="the job's reaper on node_b")
+    tag = tagged.new_tag("chia-unreported")
+    ref = spawn_with_reports_held.options(resources={"node_b": 0.01}).chia_remote(tag)
+    wait_until(lambda: len(tagged.pids(tag)) == 3, what="the task's tree")
+    assert ref.task_id().hex() not in ray.get(pid_registry._get_registry().tracked.remote())  # not reported yet
+    assert kill_all_tracked(grace=5.0, all_jobs=all_jobs) >= 3
+    assert tagged.pids(tag) == []
+    assert get(ref) == "finished"
 
 
 DRIVER = textwrap.dedent(

@@ -51,6 +51,7 @@ def test_ready_and_pending_mirror_ray_wait() -> None:
 def test_timeouts_return_partial_results_and_none_waits() -> None:
     slow = TrackedRef(after.chia_remote(120, 0))
     fast = TrackedRef(after.chia_remote(0.5, 1))
+    assert get(fast.ref) == 1  # finished before the timed wait starts: no race with machine load
     started = time.monotonic()
     ready, pending = chia_wait([slow, fast], num_returns=2, timeout=2.0)
     assert ready == [fast] and pending == [slow]

@@ -198,21 +198,22 @@ def _wait_exited(victims: dict[int, _Victim], deadline: float) -> None:
                     del victims[pid]
 
 
-def kill_tree(target: KillTarget, grace: float) -> int:
+def kill_tree(target: KillTarget, grace: float) -> list[ProcessId]:
     """Kill every process of ``target``: SIGTERM, then SIGKILL whatever is alive after ``grace`` seconds.
 
     Returns as soon as all of them are gone (at most ``grace`` plus a few
     seconds for SIGKILL to land). Processes that appear while the tree shuts
     down (children forked by a SIGTERM handler) are found by rescans and
-    killed too. Returns the number of processes signalled.
+    killed too. Returns the processes signalled, each once (callers that run
+    several kills at a time count their union).
     """
     if grace < 0:
         raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
     victims: dict[int, _Victim] = {}
-    seen: dict[int, ProcessId] = {}  # every process enlisted so far, alive or not
+    seen: dict[int, ProcessId] = {}  # pid -> the process enlisted under it, alive or not
+    signalled: list[ProcessId] = []
 
-    def enlist(signum: int) -> int:
-        added = 0
+    def enlist(signum: int) -> None:
         for pid, ticks in find_tree(target, extra=seen.values()).items():
             ident = ProcessId(pid, ticks)
             if seen.get(pid) == ident:
@@ -225,19 +226,18 @@ def kill_tree(target: KillTarget, grace: float) -> int:
             victim.signal(signum)
             if signum != signal.SIGKILL:
                 victim.signal(signal.SIGCONT)  # a stopped process only acts on SIGTERM once continued
-            added += 1
-        return added
+            signalled.append(ident)
 
     try:
-        signalled = enlist(signal.SIGTERM)
+        enlist(signal.SIGTERM)
         deadline = time.monotonic() + grace
         while victims and time.monotonic() < deadline:
             _wait_exited(victims, min(deadline, time.monotonic() + _RESCAN_INTERVAL))
-            signalled += enlist(signal.SIGTERM)
+            enlist(signal.SIGTERM)
         if victims:
             for victim in victims.values():
                 victim.signal(signal.SIGKILL)
-            signalled += enlist(signal.SIGKILL)
+            enlist(signal.SIGKILL)
             _wait_exited(victims, time.monotonic() + _SIGKILL_WAIT)
             if victims:
                 logger.warning("processes %s survived SIGKILL for %.0f s", sorted(victims), _SIGKILL_WAIT)

@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import ray
 
@@ -49,6 +49,8 @@ _REAPER_LINGER = 60.0  # a reaper outlives its job this long, so the registry's 
 _MAX_CONCURRENCY = 10_000
 _SETTLE_TIMEOUT = 10.0  # how long chia_cancel waits for the task to stop before its final sweep
 
+_Killed: TypeAlias = set[tuple[str, ProcessId]]  # (node id, process) signalled: unions count a process once
+
 
 class _Reaper:
     """Kills process trees on the node it runs on (one per job and node)."""
@@ -68,7 +70,7 @@ class _Reaper:
         await asyncio.sleep(_REAPER_LINGER)
         _job_actors.exit_current_actor()
 
-    async def kill(self, target: KillTarget, grace: float) -> int:
+    async def kill(self, target: KillTarget, grace: float) -> list[ProcessId]:
         self._start()
         return await asyncio.get_running_loop().run_in_executor(self._pool, kill_tree, target, grace)
 
@@ -114,7 +116,7 @@ class PidRegistryActor:
         self._job_hex = job_hex
         self._tasks: dict[str, _TaskEntry] = {}
         self._cancelling: OrderedDict[str, tuple[float, float]] = OrderedDict()  # task -> (expiry, grace)
-        self._inflight: dict[str, set[asyncio.Task[int]]] = {}
+        self._inflight: dict[str, set[asyncio.Task[_Killed]]] = {}
         self._reapers: dict[str, Any] = {}
         self._background: list[asyncio.Task[None]] = []
 
@@ -178,32 +180,40 @@ class PidRegistryActor:
         # Every node this job spawned on is searched for the task's marker too: a
         # child whose report was cut short (the cancel interrupted its Popen) still carries it.
         self._kill_later(task_id, {node: processes.get(node, []) for node in {*self._reapers, *processes}}, grace)
-        counts = await asyncio.gather(*self._inflight.get(task_id, ()))
-        return sum(counts)
+        killed = await asyncio.gather(*self._inflight.get(task_id, ()))
+        return len(_Killed().union(*killed))
 
-    async def kill_all(self, grace: float = 25.0) -> int:
+    async def kill_all(self, grace: float = 25.0, *, all_nodes: bool = False) -> int:
         """Kill all tracked subprocess PIDs across all nodes.
 
         Dispatches the kills to the nodes that run them and waits for
         completion. Each kill sends SIGTERM, polls for the process to exit,
         and only escalates to SIGKILL if it is still alive after ``grace``
-        seconds. Returns the number of PIDs targeted (descendants included).
+        seconds. Returns the number of PIDs targeted (descendants included,
+        each counted once).
+
+        Workers report spawns asynchronously, so a subprocess started just
+        before the call may not be tracked yet: every node this job has
+        spawned on (every alive node of the cluster with ``all_nodes=True``)
+        is also searched for processes carrying this job's marker.
         Scope: this registry's job only (see :func:`kill_all_tracked` for
         every job).
         """
         self._start()
         tasks, self._tasks = self._tasks, {}
-        by_node: dict[str, list[ProcessId]] = {}
-        markers: set[str] = set()
-        for task, entry in tasks.items():
-            markers.add(self._marker(task))
+        roots: dict[str, list[ProcessId]] = {node: [] for node in self._reapers}
+        if all_nodes:
+            for node in await asyncio.to_thread(_job_actors.alive_nodes):
+                roots.setdefault(node["NodeID"], [])
+        for entry in tasks.values():
             for node_id, processes in entry.processes.items():
-                by_node.setdefault(node_id, []).extend(processes)
-        counts = await asyncio.gather(
-            *(self._kill_on(node, KillTarget(tuple(ps), frozenset(markers)), grace) for node, ps in by_node.items()),
+                roots.setdefault(node_id, []).extend(processes)
+        prefixes = (job_marker_prefix(self._job_hex),)
+        killed = await asyncio.gather(
+            *(self._kill_on(node, KillTarget(tuple(ps), marker_prefixes=prefixes), grace) for node, ps in roots.items()),
             *(kill for kills in list(self._inflight.values()) for kill in kills),
         )
-        return sum(counts)
+        return len(_Killed().union(*killed))
 
     async def tracked(self) -> dict[str, dict[str, list[ProcessId]]]:
         """Snapshot: task id -> node id -> processes it started that are tracked."""
@@ -225,13 +235,13 @@ class PidRegistryActor:
             self._reapers[node_id] = reaper
         return reaper
 
-    async def _kill_on(self, node_id: str, target: KillTarget, grace: float) -> int:
+    async def _kill_on(self, node_id: str, target: KillTarget, grace: float) -> _Killed:
         try:
-            killed: int = await self._reaper(node_id).kill.remote(target, grace)
-            return killed
+            killed: list[ProcessId] = await self._reaper(node_id).kill.remote(target, grace)
         except Exception:
             logger.warning("could not kill processes on node %s (is it gone?)", node_id, exc_info=True)
-            return 0
+            return set()
+        return {(node_id, process) for process in killed}
 
     def _kill_later(self, task_id: str, processes: dict[str, list[ProcessId]], grace: float) -> None:
         if not processes:
@@ -244,7 +254,7 @@ class PidRegistryActor:
             kills.add(kill)
             kill.add_done_callback(functools.partial(self._forget_kill, task_id))
 
-    def _forget_kill(self, task_id: str, kill: asyncio.Task[int]) -> None:
+    def _forget_kill(self, task_id: str, kill: asyncio.Task[_Killed]) -> None:
         kills = self._inflight.get(task_id)
         if kills is not None:
             kills.discard(kill)
@@ -377,8 +387,11 @@ def kill_all_tracked(grace: float = 25.0, *, all_jobs: bool = False) -> int:
 
     Runs :meth:`PidRegistryActor.kill_all` from the driver. With
     ``all_jobs=True`` every job's registry is asked (what ``chia cancel
-    --all`` uses: a CLI process is a job of its own). Returns the number of
-    processes signalled; 0 when nothing was ever tracked.
+    --all`` uses: a CLI process is a job of its own), and each searches every
+    alive node for its job's marker. Subprocesses whose spawn was not
+    reported yet are killed too (found by the job's marker on the nodes
+    searched). Returns the number of processes signalled; 0 when nothing was
+    ever tracked.
     """
     if grace < 0:
         raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
@@ -391,4 +404,4 @@ def kill_all_tracked(grace: float = 25.0, *, all_jobs: bool = False) -> int:
     else:
         names = [_registry_name(_job_actors.current_job_hex())]
     registries = [r for r in map(_job_actors.lookup, names) if r is not None]
-    return sum(ray.get([registry.kill_all.remote(grace) for registry in registries]))
+    return sum(ray.get([registry.kill_all.remote(grace, all_nodes=all_jobs) for registry in registries]))
