@@ -26,6 +26,7 @@ import asyncio
 import itertools
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -163,7 +164,11 @@ def start_ray() -> Cluster | None:
         ray.init(address=address, namespace="chia_demo")
         return None
     print("starting a local Ray cluster on 127.0.0.1: a head and two worker nodes ...", flush=True)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": True})
+    with socket.socket() as probe:  # the state API (stuck-task detection) needs the dashboard: any free port
+        probe.bind(("127.0.0.1", 0))
+        dashboard_port = probe.getsockname()[1]
+    head = {"num_cpus": 0, "include_dashboard": True, "dashboard_port": dashboard_port}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     cluster.add_node(num_cpus=1)
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()

@@ -8,6 +8,7 @@ shared by every test that asks for it; a test needing another shape asks the
 from __future__ import annotations
 
 import os
+import socket
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -37,6 +38,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             ray.cloudpickle.register_pickle_by_value(module)  # type: ignore[no-untyped-call]
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 @dataclass
 class ClusterManager:
     """Keeps at most one local Ray cluster alive, keyed by its shape."""
@@ -55,6 +63,8 @@ class ClusterManager:
         self.shutdown()
         names = list(nodes)
         head_args = {"include_dashboard": dashboard, **nodes[names[0]]}
+        if dashboard:  # never collide with another Ray on this machine
+            head_args["dashboard_port"] = _free_port()
         cluster = Cluster(initialize_head=True, head_node_args=head_args)
         assert cluster.head_node is not None
         handles = {names[0]: cluster.head_node}

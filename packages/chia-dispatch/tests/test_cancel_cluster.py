@@ -131,6 +131,13 @@ def spawn_with_reports_held(tag: str) -> str:
 
 
 def _marker(pid: int) -> str | None:
+    # Popen returns mid-exec: read the environment only once the child is `sleep`.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if cmdline.read().startswith(b"sleep\0"):
+                break
+        time.sleep(0.01)
     with open(f"/proc/{pid}/environ", "rb") as handle:
         for item in handle.read().split(b"\0"):
             if item.startswith(MARKER_VARIABLE.encode() + b"="):
