@@ -21,7 +21,6 @@ import os
 import random
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray
+from _rates import batch_rate, sequential_rate  # benchmarks/ is on sys.path when run as a script
 
 from chia.base.bypass import Bypass
 from chia.base.ChiaFunction import ChiaFunction, get
@@ -46,20 +46,6 @@ def simulated_step() -> str:
 
 def trivial_provider(tag: str | None, data_path: str | None) -> None:
     return None
-
-
-def batch_rate(submit: Callable[[], Any], fetch: Callable[[list[Any]], Any], n: int) -> float:
-    start = time.perf_counter()
-    refs = [submit() for _ in range(n)]
-    fetch(refs)
-    return n / (time.perf_counter() - start)
-
-
-def sequential_rate(submit: Callable[[], Any], fetch: Callable[[Any], Any], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        fetch(submit())
-    return n / (time.perf_counter() - start)
 
 
 def main() -> None:

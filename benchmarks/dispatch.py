@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray
+from _rates import batch_rate, sequential_rate  # benchmarks/ is on sys.path when run as a script
 
 from chia.base.ChiaFunction import ChiaFunction, get
 
@@ -36,20 +36,6 @@ def raw_noop() -> None:
 @ChiaFunction(num_cpus=1)
 def chia_noop() -> None:
     return None
-
-
-def batch_rate(submit: Callable[[], Any], fetch: Callable[[list[Any]], Any], n: int) -> float:
-    start = time.perf_counter()
-    refs = [submit() for _ in range(n)]
-    fetch(refs)
-    return n / (time.perf_counter() - start)
-
-
-def sequential_rate(submit: Callable[[], Any], fetch: Callable[[Any], Any], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        fetch(submit())
-    return n / (time.perf_counter() - start)
 
 
 def main() -> None:
