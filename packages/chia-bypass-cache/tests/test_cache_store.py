@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from chia.base import _cache_store
+from chia.base._cache_generation import GENERATION_NAME, GenerationView
 from chia.base._cache_store import (
     ENTRY_SUFFIX,
     HEADER,
     INDEX_NAME,
+    LOCK_NAME,
     QUARANTINE_DIR,
     TMP_PREFIX,
     EntryStore,
@@ -74,7 +76,7 @@ def test_budget_holds_after_every_write_lru_first(tmp_path: Path) -> None:
         assert store.total_bytes <= store.budget_bytes
     assert store.evictions > 1
     assert sorted(os.listdir(tmp_path)) == sorted(
-        [INDEX_NAME, "lock", QUARANTINE_DIR, *(entry_file_name(tag.encode()) for tag in store.tags())]
+        [INDEX_NAME, "lock", GENERATION_NAME, QUARANTINE_DIR, *(entry_file_name(tag.encode()) for tag in store.tags())]
     )
 
 
@@ -328,3 +330,30 @@ def test_directory_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises((NotADirectoryError, FileExistsError)):
         EntryStore(str(tmp_path / "file"), 100)
+
+
+def test_generation_stamps_change_with_the_entry_and_are_seen_by_readers(tmp_path: Path) -> None:
+    store = EntryStore(str(tmp_path), 1000)
+    view = GenerationView(str(tmp_path), LOCK_NAME)
+    store.put("t", b"one")
+    stamp = view.stamp("t")
+    assert stamp == store.stamp("t")
+    store.put("u", b"other")
+    store.get("t")
+    assert view.stamp("t") == stamp  # other entries and reads leave it alone (barring a shared hash slot)
+    for change in (lambda: store.put("t", b"two"), lambda: store.remove("t"), store.clear):
+        before = view.stamp("t")
+        change()
+        assert view.stamp("t") != before
+    store.put("u", b"other")
+    before = view.stamp("u")
+    store.put("v", b"y" * 950)  # the budget pushes "u" out
+    assert "u" not in store and view.stamp("u") != before
+    assert view.writer_alive()
+    store.close()
+    assert not view.writer_alive()
+    again = EntryStore(str(tmp_path), 1000)
+    assert view.stamp("v")[0] != stamp[0]  # a new store is a new incarnation
+    assert view.writer_alive()
+    again.close()
+    view.close()

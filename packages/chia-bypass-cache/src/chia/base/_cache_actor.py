@@ -4,7 +4,8 @@ Owns what a cache hit returns. Values are stored pickled and are never
 unpickled in the actor: a hit hands the caller the pickled bytes (small
 values, inline in the reply) or an object-store copy kept by the actor (large
 values), which the caller's ``ray.get`` resolves without another copy through
-the actor.
+the actor; repeat hits of such a copy skip the actor altogether on its node
+(:mod:`chia.base._cache_memo`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import ray
 import ray.cloudpickle
 
 from chia.base._bypass_config import CacheRule, cache_rules_to_dict
-from chia.base._cache_store import EntryStore
+from chia.base._cache_memo import ResidentHit
+from chia.base._cache_store import LOCK_NAME, EntryStore
 
 __all__ = ["Cache", "RESIDENT_MIN_BYTES", "Secret"]
 
@@ -57,23 +59,6 @@ class _Pickled:
         return pickle.loads, (bytes(self.payload),)
 
 
-def _load_resident(ref: ray.ObjectRef[Any]) -> Any:
-    """Unpickling a resident hit on the caller: fetch the actor's object-store copy."""
-    return ray.get(ref)
-
-
-class _Resident:
-    """A hit served from the actor's object-store copy (one fetch, no copy through the actor)."""
-
-    __slots__ = ("ref",)
-
-    def __init__(self, ref: ray.ObjectRef[Any]) -> None:
-        self.ref = ref
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _load_resident, (self.ref,)
-
-
 class Cache:
     """Head-pinned cache of pickled values keyed by tag, with an LRU byte budget. Stable.
 
@@ -86,7 +71,12 @@ class Cache:
     * ``write_pickled(tag, payload)``: the same with already pickled bytes
       (what automatic write-through uses; the actor never unpickles values).
     * ``read(tag) -> (hit, value)``: ``(False, None)`` on a miss. Damaged
-      files are moved aside and read as misses, never served.
+      files are moved aside and read as misses, never served. Through the
+      handle of ``start_cache``/``get_active_cache``, a repeat hit of a large
+      value (>= 100 KiB) from a process on the cache's node returns the
+      object-store copy's ref without an actor call, after checking that the
+      entry did not change since.
+    * ``touch_many(tags)``: report hits served that way (LRU order, ``hits``).
     * ``has(tag)``, ``evict(tag) -> bool``, ``flush() -> int`` (deletes every
       entry), ``keys()`` (least recently used first), ``size_bytes()``.
     * ``get_config()``: functions (the ``cache:`` rules), directory, budget...
@@ -113,7 +103,10 @@ class Cache:
             "signed": secret is not None,
             "node_id": ray.get_runtime_context().get_node_id(),
         }
+        self._node_id = ray.get_runtime_context().get_node_id()
+        self._actor_id = ray.get_runtime_context().get_actor_id() or ""
         self._hits = self._misses = self._writes = 0
+        # tag -> (object-store copy of (True, value), payload size)
         self._resident: OrderedDict[str, tuple[ray.ObjectRef[Any], int]] = OrderedDict()
         self._resident_bytes = 0
         self._resident_budget = min(budget_bytes, self._object_store_bytes() // RESIDENT_SHARE_OF_OBJECT_STORE)
@@ -177,7 +170,7 @@ class Cache:
             self._resident.move_to_end(tag)
             store.touch(tag)
             self._hits += 1
-            return True, _Resident(resident[0])
+            return self._resident_hit(tag, resident)  # type: ignore[return-value] # unpickles as (True, value)
         payload = store.get(tag)
         if payload is None:
             self._misses += 1
@@ -186,8 +179,32 @@ class Cache:
         if len(payload) >= RESIDENT_MIN_BYTES:
             ref = self._make_resident(tag, payload)
             if ref is not None:
-                return True, _Resident(ref)
+                return self._resident_hit(tag, (ref, len(payload)))  # type: ignore[return-value]
         return True, _Pickled(payload)
+
+    def _resident_hit(self, tag: str, resident: tuple[ray.ObjectRef[Any], int]) -> ResidentHit:
+        store = self._opened
+        return ResidentHit(
+            ref=resident[0],
+            actor_id=self._actor_id,
+            node_id=self._node_id,
+            directory=store.directory,
+            lock_name=LOCK_NAME,
+            tag=tag,
+            stamp=store.stamp(tag),
+            size=resident[1],
+            budget=self._resident_budget,
+        )
+
+    @ray.method
+    def touch_many(self, tags: list[str]) -> None:
+        """Count hits served from a reader's memo and mark them recently used."""
+        store = self._opened
+        for tag in tags:
+            if tag in self._resident:
+                self._resident.move_to_end(tag)
+            store.touch(tag)
+        self._hits += len(tags)
 
     @ray.method
     def has(self, tag: str) -> bool:
@@ -257,7 +274,7 @@ class Cache:
         while self._resident and self._resident_bytes + size > self._resident_budget:
             _, (_, old_size) = self._resident.popitem(last=False)
             self._resident_bytes -= old_size
-        ref = ray.put(_Pickled(payload))
+        ref = ray.put((True, _Pickled(payload)))
         self._resident[tag] = (ref, size)
         self._resident_bytes += size
         return ref

@@ -25,6 +25,8 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from chia.base._cache_generation import GENERATION_NAME, GenerationTable, Stamp
+
 __all__ = ["EntryStore", "FORMAT_VERSION", "entry_file_name"]
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ QUARANTINE_DIR = "quarantine"
 LOCK_WAIT_SECONDS = 30.0
 # The journal is rewritten when it holds this many records more than twice the live entries.
 INDEX_SLACK_RECORDS = 4096
-_OWN_NAMES = frozenset({INDEX_NAME, LOCK_NAME, QUARANTINE_DIR})
+_OWN_NAMES = frozenset({INDEX_NAME, LOCK_NAME, QUARANTINE_DIR, GENERATION_NAME})
 _MAX_TAG_BYTES = 1 << 20
 
 
@@ -123,6 +125,11 @@ class EntryStore:
         self._index_path = os.path.join(directory, INDEX_NAME)
         self._prepare_directory()
         self._lock_fd = self._lock_directory(lock_wait)
+        try:
+            self._generations = GenerationTable(directory)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self._index_fd = -1
         self._index_records = 0
         self._ready = threading.Event()
@@ -376,6 +383,7 @@ class EntryStore:
         name = entry_file_name(tag_bytes)
         self._atomic_write(os.path.join(self.directory, name), parts)
         self._append(_write_record(name, size, tag))
+        self._generations.bump(tag)
         previous = entries.pop(tag, None)
         self._total += size - (previous or 0)
         entries[tag] = size
@@ -463,13 +471,19 @@ class EntryStore:
         for tag in entries:
             self._unlink(os.path.join(self.directory, entry_file_name(tag.encode())))
         entries.clear()
+        self._generations.bump_all()
         self._total = 0
         self._rewrite_index()
         self._open_index()
         return count
 
+    def stamp(self, tag: str) -> Stamp:
+        """``tag``'s generation now: equal stamps mean the entry did not change in between."""
+        return self._generations.stamp(tag)
+
     def close(self) -> None:
-        """Release the index and the directory lock."""
+        """Release the index, the generation table and the directory lock."""
+        self._generations.close()
         for fd in (self._index_fd, self._lock_fd):
             if fd >= 0:
                 os.close(fd)
@@ -494,6 +508,7 @@ class EntryStore:
 
     def _drop(self, tag: str) -> None:
         size = self._entries.pop(tag, None)
+        self._generations.bump(tag)
         if size is not None:
             self._total -= size
             self._append(_evict_record(tag))

@@ -56,6 +56,7 @@ import ray.exceptions
 from chia.base import _bypass_sync
 from chia.base._bypass_config import cache_rules_from_dict, load_config, lookup_rule
 from chia.base._cache_actor import Cache, Secret
+from chia.base._cache_memo import fast_handle
 from chia.base._cache_write import CACHE_ACTOR_NAME, SECTION, CacheWriteThrough, install, uninstall
 
 if TYPE_CHECKING:
@@ -182,7 +183,7 @@ def start_cache(
             budget,
         )
     _started_namespace = resolved
-    started: ActorProxy[Cache] = handle
+    started: ActorProxy[Cache] = fast_handle(handle)
     running_rules = cache_rules_from_dict(running["functions"])
     if running_rules != rules:
         logger.warning(
@@ -221,12 +222,14 @@ def get_active_cache(namespace: str | None = None) -> ActorProxy[Cache] | None:
     """Return the cache actor handle, or None if no cache was started. Stable.
 
     Always resolves the current named actor with ``ray.get_actor`` (no handle
-    is kept), so a restarted cache is picked up. Without ``namespace``: the
+    is kept), so a restarted cache is picked up. Keep the handle for repeated
+    reads: its ``read.remote(tag)`` serves repeat hits of large values from
+    processes on the cache's node without an actor call (see :class:`Cache`). Without ``namespace``: the
     namespace of the cache this driver started (inside tasks: the one the
     driver's write-through uses), else the current namespace.
     """
     try:
-        handle: ActorProxy[Cache] = ray.get_actor(CACHE_ACTOR_NAME, namespace=_namespace(namespace))
+        handle: ActorProxy[Cache] = fast_handle(ray.get_actor(CACHE_ACTOR_NAME, namespace=_namespace(namespace)))
     except ValueError:
         return None
     return handle

@@ -1,0 +1,166 @@
+"""Repeat cache hits without an actor round trip, for processes on the cache's node.
+
+Owns the per-process memo of large hits and the cache handle that consults
+it. A large value is served from an object-store copy owned by the cache
+actor; the reply to ``read`` carries that copy's ``ObjectRef`` and a
+generation stamp (:mod:`chia.base._cache_generation`). When the reading
+process runs on the cache's node, it keeps the ref: the next
+``handle.read.remote(tag)`` returns the same ref, after checking that the
+entry's stamp in the shared generation file is unchanged and that the actor
+still holds its directory lock. Any write, eviction, removal or flush of the
+entry changes the stamp, so a changed entry is always read from the actor.
+
+Memo hits reach the actor's LRU order and ``hits`` counter in batches
+(``touch_many``), at most ``TOUCH_BATCH`` hits or ``TOUCH_SECONDS`` late.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+import ray.actor
+
+from chia.base._cache_generation import GenerationView, Stamp
+
+__all__ = ["CacheHandle", "ResidentHit", "fast_handle"]
+
+TOUCH_BATCH = 64
+TOUCH_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class _Memo:
+    view: GenerationView
+    budget: int
+    entries: OrderedDict[str, tuple[ray.ObjectRef[Any], Stamp, int]] = field(default_factory=OrderedDict)
+    bytes: int = 0
+    touched: list[str] = field(default_factory=list)
+    last_touch: float = field(default_factory=time.monotonic)
+
+    def forget(self, tag: str) -> None:
+        entry = self.entries.pop(tag, None)
+        if entry is not None:
+            self.bytes -= entry[2]
+
+
+_memos: dict[str, _Memo | None] = {}  # cache actor id -> memo (None: not usable from this process)
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentHit:
+    """What the actor's ``read`` returns for a value in its object-store copy.
+
+    Unpickles, in the reading process, as ``(True, value)``, remembering the
+    ref when that process runs on the cache's node.
+    """
+
+    ref: ray.ObjectRef[Any]
+    actor_id: str
+    node_id: str
+    directory: str
+    lock_name: str
+    tag: str
+    stamp: Stamp
+    size: int
+    budget: int
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _load_hit, tuple(getattr(self, name) for name in self.__dataclass_fields__)
+
+
+def _load_hit(*fields: Any) -> Any:
+    hit = ResidentHit(*fields)
+    value = ray.get(hit.ref)
+    try:
+        _remember(hit)
+    except Exception:  # the memo is an optimisation: a failure to use it costs a round trip later, no more
+        with _lock:
+            _memos[hit.actor_id] = None
+    return value
+
+
+def _remember(hit: ResidentHit) -> None:
+    with _lock:
+        if hit.actor_id not in _memos:
+            here = ray.get_runtime_context().get_node_id()
+            _memos[hit.actor_id] = _Memo(GenerationView(hit.directory, hit.lock_name), hit.budget) if here == hit.node_id else None
+        memo = _memos[hit.actor_id]
+        if memo is None or hit.size > memo.budget:
+            return
+        memo.forget(hit.tag)
+        while memo.entries and memo.bytes + hit.size > memo.budget:
+            memo.forget(next(iter(memo.entries)))
+        memo.entries[hit.tag] = (hit.ref, hit.stamp, hit.size)
+        memo.bytes += hit.size
+
+
+def _lookup(actor_id: str, tag: str) -> tuple[ray.ObjectRef[Any] | None, list[str]]:
+    """The remembered ref of an unchanged entry, and the hits due to be reported to the actor."""
+    with _lock:
+        memo = _memos.get(actor_id)
+        if memo is None:
+            return None, []
+        entry = memo.entries.get(tag)
+        if entry is None:
+            return None, []
+        if memo.view.stamp(tag) != entry[1] or not memo.view.writer_alive():
+            memo.forget(tag)
+            return None, []
+        memo.entries.move_to_end(tag)
+        memo.touched.append(tag)
+        now = time.monotonic()
+        if len(memo.touched) < TOUCH_BATCH and now - memo.last_touch < TOUCH_SECONDS:
+            return entry[0], []
+        touched, memo.touched, memo.last_touch = memo.touched, [], now
+        return entry[0], touched
+
+
+class _MemoRead:
+    """``handle.read``: ``.remote(tag)`` answers repeat hits from the memo, the rest from the actor."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: CacheHandle) -> None:
+        self._handle = handle
+
+    @property
+    def _method(self) -> Any:
+        return ray.actor.ActorHandle.__getattr__(self._handle, "read")
+
+    def remote(self, tag: str) -> ray.ObjectRef[Any]:
+        if isinstance(tag, str):
+            ref, touched = _lookup(self._handle._actor_id.hex(), tag)
+            if ref is not None:
+                if touched:
+                    ray.actor.ActorHandle.__getattr__(self._handle, "touch_many").remote(touched)
+                return ref
+        result: ray.ObjectRef[Any] = self._method.remote(tag)
+        return result
+
+    def options(self, **options: Any) -> Any:
+        """Options apply to a real actor call (no memo)."""
+        return self._method.options(**options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._method, name)
+
+
+class CacheHandle(ray.actor.ActorHandle):  # type: ignore[type-arg]
+    """The cache actor's handle with a memo-backed ``read`` (pickles as a plain handle)."""
+
+    @property
+    def read(self) -> _MemoRead:
+        return _MemoRead(self)
+
+
+def fast_handle(handle: Any) -> Any:
+    """Give ``handle`` (the cache actor's ``ActorHandle``) the memo-backed ``read``."""
+    if type(handle) is ray.actor.ActorHandle:
+        handle.__class__ = CacheHandle
+    return handle
