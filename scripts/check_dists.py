@@ -8,6 +8,10 @@ package's own tests run against the installed wheel (not the source tree).
 Finally all wheels go into one environment: no two distributions may ship the
 same file, and ``pip check`` must be clean.
 
+``scripts/dev test`` passes ``--no-tests``: there each package's tests run in
+its hatch matrix instead (oldest and newest Ray), where the package and its
+chia dependencies are likewise built and installed as wheels, alone.
+
     .venv/bin/python scripts/check_dists.py [--only chia-tools ...] [--no-tests]
 """
 
