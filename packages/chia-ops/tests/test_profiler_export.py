@@ -16,8 +16,9 @@ WORKER_1 = {"node": HEAD, "worker": "1" * 56, "pid": 11, "driver": False}
 WORKER_2 = {"node": OTHER, "worker": "2" * 56, "pid": 12, "driver": False}
 
 
-def submit(call_id: int, fn: str, ts: float, deps: list[str] | None = None, caller: int | None = None) -> tuple[Any, ...]:
-    return (_wire.SUBMIT, call_id, fn, None, ts, {"CPU": 1.0}, deps, caller)
+def submit(call_id: int, fn: str, ts: float, task: str | None, deps: list[str] | None = None,
+           caller: int | None = None) -> tuple[Any, ...]:
+    return (_wire.SUBMIT, call_id, fn, None, ts, {"CPU": 1.0}, deps, caller, task)
 
 
 def run(call_id: int, fn: str, start: float, end: float, task: str | None, *, error: str | None = None,
@@ -36,16 +37,20 @@ def write_log(path: Path, rows: list[tuple[tuple[Any, ...], dict[str, Any]]], se
 
 @pytest.fixture
 def log(tmp_path: Path) -> Path:
-    """Ten calls of ``work`` (10..100 ms, on two nodes), one ``merge`` fed by two of them."""
+    """Ten calls of ``work`` (10..100 ms, on two nodes), one ``merge`` fed by two of them.
+
+    As on a cluster, workers number their run rows themselves (100 + i): rows
+    join by Ray task id. The bypassed ``merge`` shipped its call id (same id).
+    """
     rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     for index in range(10):
         worker = WORKER_1 if index % 2 == 0 else WORKER_2
         start = 100.0 + index
-        rows.append((submit(index, "m.work", start - 0.5), DRIVER))
-        rows.append((run(index, "m.work", start, start + (index + 1) / 100, f"task{index}"), worker))
-    rows.append((submit(50, "m.merge", 120.0, deps=["task0", "task1", "not-ours"]), DRIVER))
+        rows.append((submit(index, "m.work", start - 0.5, f"task{index}"), DRIVER))
+        rows.append((run(100 + index, "m.work", start, start + (index + 1) / 100, f"task{index}"), worker))
+    rows.append((submit(50, "m.merge", 120.0, "task50", deps=["task0", "task1", "not-ours"]), DRIVER))
     rows.append((run(50, "m.merge", 121.0, 121.5, "task50", error="KeyError", bypassed=True), WORKER_2))
-    rows.append((submit(60, "m.lost", 130.0), DRIVER))
+    rows.append((submit(60, "m.lost", 130.0, "task60"), DRIVER))
     rows.append(((_wire.EVENT, "mark", 121.2, {"epoch": 3}, 50), WORKER_2))
     return write_log(tmp_path, rows)
 
@@ -54,12 +59,38 @@ def test_submit_and_run_rows_join_into_call_records(log: Path) -> None:
     data = export.load_profile(log)
     assert len(data.calls) == 12 and data.sessions == ("s1",) and data.head_nodes == {HEAD}
     merge = next(call for call in data.calls if call.function == "m.merge")
-    assert merge.deps == (0, 1)  # producers outside the profile are dropped
+    assert merge.deps == (100, 101)  # producers outside the profile are dropped
+    work = sorted((call for call in data.calls if call.function == "m.work"), key=lambda call: call.call_id)
+    assert [call.call_id for call in work] == list(range(100, 110))
+    assert all(call.submitted is not None and call.started is not None for call in work)
+    assert work[3].task_id == "task3" and work[3].queue_time == pytest.approx(0.5)
     assert merge.queue_time == pytest.approx(1.0) and merge.duration == pytest.approx(0.5)
     assert (merge.bypassed, merge.provider, merge.error, merge.node) == (True, "tests.replay", "KeyError", OTHER)
     assert merge.submit_worker == DRIVER["worker"] and DRIVER["worker"] in data.drivers
     lost = next(call for call in data.calls if call.function == "m.lost")
     assert lost.started is None and lost.duration is None and lost.queue_time is None
+    assert (lost.call_id, lost.task_id) == (60, "task60")
+
+
+def test_rows_without_a_submitted_task_and_older_logs(tmp_path: Path) -> None:
+    """A dispatch replaced without a task stands alone; submit rows without a task field join by call id."""
+    rows = [
+        (submit(1, "m.replaced", 10.0, None), DRIVER),
+        (run(2, "m.other", 10.5, 11.0, "task2"), WORKER_1),
+    ]
+    log = write_log(tmp_path, rows)
+    old_submit = {"kind": "submit", "id": 7, "fn": "m.old", "tag": None, "ts": 20.0, "resources": {},
+                  "deps": [], "caller": None, **DRIVER}  # written before submit rows carried the task id
+    old_run = _wire.record(run(7, "m.old", 20.25, 21.0, "task7"), WORKER_2)
+    with log.open("a") as out:
+        out.write(json.dumps(old_submit) + "\n" + json.dumps(old_run) + "\n")
+    calls = {call.function: call for call in export.load_profile(log).calls}
+    assert len(calls) == 3
+    replaced = calls["m.replaced"]
+    assert (replaced.call_id, replaced.submitted, replaced.started, replaced.task_id) == (1, 10.0, None, None)
+    assert calls["m.other"].submitted is None
+    old = calls["m.old"]
+    assert (old.call_id, old.node) == (7, OTHER) and old.queue_time == pytest.approx(0.25)
 
 
 def test_summary_percentiles_queue_time_and_nodes(log: Path) -> None:

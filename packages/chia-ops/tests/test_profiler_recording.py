@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import ray
 
+from chia.base import dispatch_hooks
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.trace import export, profiler
 
@@ -101,11 +102,11 @@ def test_remote_calls_record_node_worker_times_and_resources(data: export.Profil
     assert {call.node for call in produced} == {cluster.head_node}
     assert {call.node for call in consumed} == {cluster.node_b}
     assert produced[0].resources == {"CPU": 0.0, "head": 0.01}
-    assert [call.tag for call in produced] == [None, "iter0"]
+    assert sorted(str(call.tag) for call in produced) == ["None", "iter0"]
 
 
 def test_objectref_arguments_become_dependency_edges(data: export.ProfileData) -> None:
-    first = calls_of(data, "produce")[0]
+    (first,) = [call for call in calls_of(data, "produce") if call.remote and call.tag is None]
     consumers = [call for call in calls_of(data, "consume") if call.caller is None and call.remote]
     assert [call.deps for call in consumers] == [(first.call_id,), (first.call_id,)]
 
@@ -166,3 +167,66 @@ def test_summary_counts_calls_per_function(data: export.ProfileData, cluster: An
     assert rows["produce"].queue_p50 is not None and rows["produce"].p50 <= rows["produce"].p95
     table = export.format_summary(list(rows.values()))
     assert table.splitlines()[0].split()[:2] == ["function", "calls"]
+
+
+@ChiaFunction(num_cpus=0)
+def shipped_context() -> dict[str, Any]:
+    """The hook context this call's body received."""
+    call = dispatch_hooks.current_call()
+    assert call is not None
+    return dict(call.context)
+
+
+@ChiaFunction(num_cpus=0)
+def recorded(x: int) -> int:
+    return x
+
+
+def replay(x: int) -> int:
+    """Runs instead of ``recorded`` when the test's replacing hook is on."""
+    return -x
+
+
+@ChiaFunction(num_cpus=0)
+def never_runs() -> int:
+    raise AssertionError("the test hook replaces every call of never_runs without a task")
+
+
+def replace_recorded(call: dispatch_hooks.DispatchCall) -> Any:
+    """A bypass-like hook: annotates the context only when it travels anyway, then submits ``replay``."""
+    if call.name == "never_runs":
+        return ray.put(7)  # replaced without submitting a task
+    if call.name != "recorded":
+        return None
+    if call.context or call.tag is not None:
+        call.context["bypass.bypassed"] = True
+        call.context["bypass.provider"] = "tests.replay"
+    return call.submit(replay, *call.args, **call.kwargs)
+
+
+def test_calls_ship_no_context_and_replaced_calls_keep_their_provider(cluster: Any, tmp_path: Path) -> None:
+    profiler.stop_collector()
+    remove = dispatch_hooks.add_dispatch_hook(replace_recorded, priority=50)
+    profiler.start_collector(log_dir=tmp_path)
+    try:
+        context = get(shipped_context.chia_remote())
+        tagged_context = get(shipped_context.options(_chia_tag="t1").chia_remote())
+        replayed = get(recorded.chia_remote(3))
+        put = get(never_runs.chia_remote())
+    finally:
+        log = profiler.stop_collector()
+        remove()
+    assert context == {} and tagged_context == {}  # the profiler sends nothing with a call
+    assert replayed == -3 and put == 7
+    assert log is not None
+    data = export.load_profile(log)
+    shipped = calls_of(data, "shipped_context")
+    assert [call.tag for call in sorted(shipped, key=lambda call: call.submitted or 0.0)] == [None, "t1"]
+    (replaced,) = calls_of(data, "recorded")
+    for call in [*shipped, replaced]:
+        assert call.submitted is not None and call.started is not None and call.task_id
+        assert call.submit_worker in data.drivers and call.worker not in data.drivers
+    assert (replaced.bypassed, replaced.provider) == (True, "tests.replay")
+    assert not any(call.bypassed for call in shipped)
+    (unran,) = calls_of(data, "never_runs")
+    assert unran.submitted is not None and (unran.started, unran.task_id, unran.duration) == (None, None, None)

@@ -19,7 +19,7 @@ import ray
 from chia.trace import _wire, export
 
 MAX_TRACKED_CALLS = 1_000_000
-"""Bound on remembered in-flight call ids (what stop_collector waits for), so memory stays bounded."""
+"""Bound on remembered in-flight task ids (what stop_collector waits for), so memory stays bounded."""
 
 
 class ProfileCollectorActor:
@@ -41,8 +41,8 @@ class ProfileCollectorActor:
         self._last_received = self._started
         self._records = 0
         self._dropped = 0
-        self._unreported: set[int] = set()
-        self._ran_first: set[int] = set()
+        self._unreported: set[str] = set()
+        self._ran_first: set[str] = set()
         self._head_node = ray.get_runtime_context().get_node_id()
         self._encoder = json.JSONEncoder(separators=(",", ":"), default=repr)
         header = {"kind": "session", "session": session, "ts": self._started, "head_node": self._head_node}
@@ -64,18 +64,22 @@ class ProfileCollectorActor:
         self._last_received = time.time()
 
     def _track(self, row: tuple[Any, ...]) -> None:
-        """Keep the ids of remote calls submitted but not yet reported run (either may arrive first)."""
-        kind, call_id = row[0], row[1]
+        """Keep the task ids of calls submitted but not yet reported run (either may arrive first)."""
+        kind = row[0]
         if kind == _wire.SUBMIT:
-            if call_id in self._ran_first:
-                self._ran_first.discard(call_id)
+            task_id = row[8]
+            if task_id is None:
+                return  # no task was submitted (a hook replaced the dispatch): nothing will report
+            if task_id in self._ran_first:
+                self._ran_first.discard(task_id)
             elif len(self._unreported) < MAX_TRACKED_CALLS:
-                self._unreported.add(call_id)
-        elif kind == _wire.RUN and row[7]:
-            if call_id in self._unreported:
-                self._unreported.discard(call_id)
+                self._unreported.add(task_id)
+        elif kind == _wire.RUN and row[7] and row[6] is not None:
+            task_id = row[6]
+            if task_id in self._unreported:
+                self._unreported.discard(task_id)
             elif len(self._ran_first) < MAX_TRACKED_CALLS:
-                self._ran_first.add(call_id)
+                self._ran_first.add(task_id)
 
     def info(self) -> dict[str, Any]:
         """Session, log path, head node, row counts, seconds since the last batch and

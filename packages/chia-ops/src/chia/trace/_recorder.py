@@ -1,11 +1,16 @@
 """The per-process side of profiling: record calls cheaply, ship them in batches.
 
-Owns the dispatch hook and call wrapper registered on
+Owns the dispatch hooks and call wrapper registered on
 :mod:`chia.base.dispatch_hooks`, the per-process event buffer and the
 background thread that flushes it to the collector actor. Everything on the
-task's critical path is an append of a tuple to a deque; the flusher thread
+task's critical path is an append of a row to a deque; the flusher thread
 turns rows into flat tuples of primitives (see :mod:`chia.trace._wire`) and
 sends them fire-and-forget; the collector does the JSON encoding.
+
+A dispatch ships nothing extra to the worker: the submit row learns the Ray
+task id from :meth:`DispatchCall.on_submitted`, the worker's run row records
+the task id it runs, and :mod:`chia.trace.export` joins the two by task id.
+(Every extra Ray argument costs a task tens of microseconds on each side.)
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +36,31 @@ from chia.trace._wire import EVENT, RUN, SUBMIT
 logger = logging.getLogger(__name__)
 
 CALL_ID_KEY = "trace.id"
-"""DispatchCall.context key carrying the profiler's call id to the worker."""
+"""DispatchCall.context key holding the submit row's call id while the hook chain runs.
+
+Hooks that replace the dispatch (bypass) annotate the context only when it
+already travels, so the key is there for them; :data:`STRIP_PRIORITY` removes
+it from calls no hook replaced, which then ship no context at all. A call that
+does ship it runs under that id on the worker."""
 
 HOOK_PRIORITY = -1000
 """Runs before hooks that may replace the dispatch (bypass), which end the chain."""
+
+STRIP_PRIORITY = 1 << 30
+"""Runs after every other hook: only calls no hook replaced get here."""
+
+SUBMIT_WAIT_S = 10.0
+"""How long the flusher holds back a submit row whose task id is not known yet.
+
+Submission normally takes microseconds (longer when Ray first exports a big
+function); a dispatch that a hook replaced without submitting a task never
+learns one and ships after this delay (or at stop)."""
+
+_TASK = 8
+"""Index of the task id in a buffered submit row (filled by the on_submitted callback)."""
+
+_UNSUBMITTED: Any = object()
+"""Task-id placeholder of a submit row whose dispatch has not submitted yet."""
 
 FLUSH_INTERVAL_S = 0.5
 MAX_BUFFERED_ROWS = 200_000
@@ -67,7 +93,7 @@ class Recorder:
     def __init__(self, session: Session, *, is_driver: bool) -> None:
         self.session = session
         self.is_driver = is_driver
-        self.rows: deque[tuple[Any, ...]] = deque()
+        self.rows: deque[Sequence[Any]] = deque()
         self.dropped = 0
         self.in_flight = 0  # calls running under the wrapper (best effort: updated without a lock)
         self.wrapper = TraceWrapper(session, self)
@@ -80,6 +106,7 @@ class Recorder:
         self._remove_hook: Callable[[], None] | None = None
         self._collector: Any = None
         self._process: dict[str, Any] | None = None
+        self._runtime = ray.get_runtime_context()
 
     # --- recording (hot path) ---------------------------------------------------
 
@@ -87,34 +114,45 @@ class Recorder:
         ids = self._stack.ids
         return ids[-1] if ids else None
 
-    def _push(self, row: tuple[Any, ...]) -> None:
+    def _push(self, row: Sequence[Any]) -> None:
         if len(self.rows) >= MAX_BUFFERED_ROWS:
             self.dropped += 1
             return
         self.rows.append(row)
 
     def on_dispatch(self, call: DispatchCall) -> None:
-        """Dispatch hook: stamp the call id, record the submission. Never replaces."""
+        """Dispatch hook: record the submission; its task id arrives once submitted. Never replaces."""
         ids = self._stack.ids
         if not self.is_driver and not ids:
             return None  # a worker-side hook outside any traced call: stay out of the way
         call_id = next(_call_ids)
         call.context[CALL_ID_KEY] = call_id
         deps = _dependency_task_ids(call.args, call.kwargs) if (call.args or call.kwargs) else None
-        self._push(
-            (SUBMIT, call_id, call.qualname, call.tag, time.time(), call.options, deps, ids[-1] if ids else None)
-        )
+        row = [SUBMIT, call_id, call.qualname, call.tag, time.time(), call.options, deps, ids[-1] if ids else None,
+               _UNSUBMITTED]
+
+        def submitted(ref: Any) -> None:
+            row[_TASK] = _task_of(ref)
+
+        call.on_submitted(submitted)
+        self._push(row)
+        return None
+
+    @staticmethod
+    def strip_context(call: DispatchCall) -> None:
+        """Last dispatch hook: a call no hook replaced ships no profiler context."""
+        call.context.pop(CALL_ID_KEY, None)
         return None
 
     def run_call(self, info: CallInfo, proceed: Callable[[], Any]) -> Any:
         """Call wrapper body: time the function, record where and how it ran."""
         self.ensure_started()
-        call_id = info.context.get(CALL_ID_KEY) if info.remote else None
         ids = self._stack.ids
         caller = ids[-1] if ids else None
+        call_id = info.context.get(CALL_ID_KEY) if info.context else None
         if call_id is None:
             call_id = next(_call_ids)
-        task_id = ray.get_runtime_context().get_task_id() if info.remote else None
+        task_id = self._runtime.get_task_id() if info.remote else None
         ids.append(call_id)
         self.in_flight += 1
         error: str | None = None
@@ -147,21 +185,32 @@ class Recorder:
             if self._thread is not None or self._stopping:
                 return
             if not self.is_driver:
-                self._remove_hook = dispatch_hooks.add_dispatch_hook(self.on_dispatch, priority=HOOK_PRIORITY)
+                self._remove_hook = self._add_hooks()
             thread = threading.Thread(target=self._flush_loop, name="chia-trace-flusher", daemon=True)
             self._thread = thread
             thread.start()
 
     def install_driver_hooks(self, collector: Any) -> Callable[[], None]:
-        """Register the hook and wrapper in this (driver) process; returns the remover."""
+        """Register the hooks and the wrapper in this (driver) process; returns the remover."""
         self._collector = collector
-        remove_hook = dispatch_hooks.add_dispatch_hook(self.on_dispatch, priority=HOOK_PRIORITY)
+        remove_hooks = self._add_hooks()
         remove_wrapper = dispatch_hooks.add_call_wrapper(self.wrapper)
         self.ensure_started()
 
         def remove() -> None:
             remove_wrapper()
-            remove_hook()
+            remove_hooks()
+
+        return remove
+
+    def _add_hooks(self) -> Callable[[], None]:
+        """Register the recording hook and the context-stripping hook; returns their remover."""
+        remove_record = dispatch_hooks.add_dispatch_hook(self.on_dispatch, priority=HOOK_PRIORITY)
+        remove_strip = dispatch_hooks.add_dispatch_hook(self.strip_context, priority=STRIP_PRIORITY)
+
+        def remove() -> None:
+            remove_strip()
+            remove_record()
 
         return remove
 
@@ -173,7 +222,7 @@ class Recorder:
         if thread is not None:
             self._wake.set()
             thread.join(timeout)
-        last = self.flush_now()
+        last = self.flush_now(final=True)
         if last is not None:
             ray.get(last, timeout=timeout)
 
@@ -211,15 +260,31 @@ class Recorder:
             self._collector = None
         forget(self.session)
 
-    def flush_now(self) -> Any:
-        """Ship what is buffered now; returns the (unawaited) actor call ref, or None."""
+    def flush_now(self, *, final: bool = False) -> Any:
+        """Ship what is buffered now; returns the (unawaited) actor call ref, or None.
+
+        Submit rows still waiting for their task id stay buffered (up to
+        :data:`SUBMIT_WAIT_S`) unless ``final``.
+        """
         with self._flush_lock:
             count = len(self.rows)
             if not count and not self.dropped:
                 return None
             process = self._process_fields()
             resources = _ResourceCache()
-            batch = [_to_wire(self.rows.popleft(), resources) for _ in range(count)]
+            rows = self.rows
+            batch = []
+            held: list[Sequence[Any]] = []
+            hold_after = None if final else time.time() - SUBMIT_WAIT_S
+            for _ in range(count):
+                row = rows.popleft()
+                if hold_after is not None and row[0] == SUBMIT and row[_TASK] is _UNSUBMITTED and row[4] > hold_after:
+                    held.append(row)
+                else:
+                    batch.append(_to_wire(row, resources))
+            rows.extendleft(reversed(held))
+            if not batch and not self.dropped:
+                return None
             dropped, self.dropped = self.dropped, 0
             collector = self._collector_handle()
             if collector is None:
@@ -245,6 +310,13 @@ class Recorder:
                 "driver": self.is_driver,
             }
         return self._process
+
+
+def _task_of(ref: Any) -> Any:
+    """The Ray task id behind what a submission returned (a ref, or a list of them for num_returns > 1)."""
+    if isinstance(ref, list):
+        ref = ref[0] if ref else None
+    return ref.task_id() if isinstance(ref, ray.ObjectRef) else None
 
 
 def _dependency_task_ids(args: Iterable[Any], kwargs: Mapping[str, Any]) -> list[str] | None:
@@ -280,10 +352,12 @@ def _json_safe(fields: dict[str, Any]) -> Any:
     return json.loads(json.dumps(fields, default=repr))
 
 
-def _to_wire(row: tuple[Any, ...], resources: _ResourceCache) -> tuple[Any, ...]:
+def _to_wire(row: Sequence[Any], resources: _ResourceCache) -> tuple[Any, ...]:
     kind = row[0]
     if kind == SUBMIT:
-        return (*row[:5], resources(row[5]), *row[6:])
+        _, call_id, qualname, tag, ts, options, deps, caller, task = row
+        task_id = None if task is None or task is _UNSUBMITTED else task.hex()
+        return (SUBMIT, call_id, qualname, tag, ts, resources(options), deps, caller, task_id)
     if kind == RUN:
         _, call_id, qualname, tag, start, end, task_id, remote, replaced, error, context, caller = row
         return (RUN, call_id, qualname, tag, start, end, task_id, remote,

@@ -2,7 +2,9 @@
 
 Owns the wire format: flat tuples of primitives (cheap for Ray to pickle in
 the producing process) that only the collector turns into JSON objects, so
-producers spend no time encoding JSON.
+producers spend no time encoding JSON. A submit row and the run row of the
+same remote call carry the same Ray task id (``"task"``), which is how they
+are joined; their call ids may differ (each process numbers its own rows).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ def record(row: tuple[Any, ...], process: dict[str, Any]) -> dict[str, Any]:
     kind = row[0]
     fields: dict[str, Any]
     if kind == SUBMIT:
-        _, call_id, qualname, tag, ts, resources, deps, caller = row
+        _, call_id, qualname, tag, ts, resources, deps, caller, task_id = row
         fields = {"kind": "submit", "id": call_id, "fn": qualname, "tag": tag, "ts": ts,
-                  "resources": resources, "deps": deps or [], "caller": caller}
+                  "resources": resources, "deps": deps or [], "caller": caller, "task": task_id}
     elif kind == RUN:
         _, call_id, qualname, tag, start, end, task_id, remote, bypassed, provider, cache_write, error, caller = row
         fields = {"kind": "run", "id": call_id, "fn": qualname, "tag": tag, "start": start, "end": end,

@@ -50,9 +50,11 @@ class CallRecord:
     Times are Unix seconds. ``submitted`` is None for local calls (and for
     remote calls dispatched where no profiler hook ran); ``started`` and
     ``finished`` are None when the body never ran (lost task, dispatch
-    replaced without a task). ``deps`` are the call ids whose ObjectRefs were
-    passed as top-level arguments; ``caller`` is the call this one was
-    dispatched or called from.
+    replaced without a task). ``task_id`` is the Ray task that ran (or was
+    submitted for) the call; the submission and the run of a remote call are
+    matched by it. ``deps`` are the call ids whose ObjectRefs were passed as
+    top-level arguments; ``caller`` is the call this one was dispatched or
+    called from.
     """
 
     call_id: int
@@ -198,12 +200,37 @@ def load_profile(path: str | Path) -> ProfileData:
             dropped += int(record["count"])
         if record.get("driver"):
             drivers.add(record["worker"])
-    call_by_task = {run["task"]: call_id for call_id, run in runs.items() if run.get("task")}
-    calls = [_call_record(call_id, submits.get(call_id), runs.get(call_id), call_by_task)
-             for call_id in dict.fromkeys([*submits, *runs])]
+    joined = _join(submits, runs)
+    call_by_task = {record["task"]: call_id for call_id, pair in joined.items()
+                    for record in pair if record is not None and record.get("task")}
+    calls = [_call_record(call_id, submit, run, call_by_task) for call_id, (submit, run) in joined.items()]
     calls.sort(key=lambda call: (call.started or call.submitted or 0.0))
     events.sort(key=lambda event: event.ts)
     return ProfileData(tuple(calls), tuple(events), frozenset(heads), frozenset(drivers), tuple(sessions), dropped)
+
+
+def _join(
+    submits: Mapping[int, dict[str, Any]], runs: Mapping[int, dict[str, Any]]
+) -> dict[int, tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """Pair each submit row with the run row of its Ray task; keyed by the call's id.
+
+    A call that ran is known by its run row's id (what callers and events on
+    the worker refer to). A submit row whose task has no run row pairs by
+    call id when a run row has the same id (logs of earlier versions, which
+    had no task id on submit rows), else stands alone.
+    """
+    run_by_task = {run["task"]: call_id for call_id, run in runs.items() if run.get("task")}
+    joined: dict[int, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {
+        call_id: (None, run) for call_id, run in runs.items()
+    }
+    for call_id, submit in submits.items():
+        run_id = run_by_task.get(submit.get("task"), call_id)
+        pair = joined.get(run_id)
+        if pair is None:
+            joined[call_id] = (submit, None)
+        elif pair[0] is None:
+            joined[run_id] = (submit, pair[1])
+    return joined
 
 
 def _call_record(
@@ -222,7 +249,7 @@ def _call_record(
         node=run.get("node"),
         worker=run.get("worker"),
         pid=run.get("pid"),
-        task_id=run.get("task"),
+        task_id=run.get("task") or submit.get("task"),
         remote=run.get("remote", True),
         bypassed=bool(run.get("bypassed")),
         provider=run.get("provider"),
