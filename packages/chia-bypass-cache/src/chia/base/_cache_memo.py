@@ -29,7 +29,7 @@ from chia.base._cache_generation import GenerationView, Stamp
 
 __all__ = ["CacheHandle", "ResidentHit", "fast_handle"]
 
-TOUCH_BATCH = 64
+TOUCH_BATCH = 256
 TOUCH_SECONDS = 1.0
 
 
