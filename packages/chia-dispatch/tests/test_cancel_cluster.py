@@ -164,6 +164,22 @@ def test_cancel_kills_every_process_of_the_task_and_get_raises_cancelled(
         get(ref)
 
 
+def test_a_task_whose_subprocess_dies_before_ray_cancel_arrives_still_raises_cancelled(
+    tagged: Any, wait_until: Any
+) -> None:
+    # The race chia_cancel must win: the kill lands before Ray's cooperative cancel
+    # reaches the worker, so the task body sees its subprocess exit and returns.
+    ref, tag = _start_trees(tagged, wait_until, "node_b", foreground_new_session=False)
+    registry = pid_registry._get_registry()
+    task_hex = ref.task_id().hex()
+    ray.get(registry.begin_cancel.remote(task_hex, 5.0))
+    ray.get(registry.kill_task.remote(task_hex, 5.0))  # no ray.cancel at all
+    assert tagged.pids(tag) == []
+    with pytest.raises(TaskCancelledError, match="cancelled by chia_cancel"):
+        get(ref)
+    assert get(spawn_and_return.chia_remote(2)) == [0, 0]  # tasks nobody cancels still return
+
+
 def test_force_cancel_kills_the_tree_and_the_worker(tagged: Any, wait_until: Any) -> None:
     ref, tag = _start_trees(tagged, wait_until, "node_b", foreground_new_session=False)
     chia_cancel(ref, force=True, grace=5.0)

@@ -72,13 +72,14 @@ def tools_only_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Installed with uv from this repository's lock file and uv's cache: no network needed.
     """
     # The workspace's own uv first: it matches the lock file's format.
-    candidates = [str(Path(sys.executable).with_name("uv")), shutil.which("uv")]
+    candidates = [str(Path(sys.executable).with_name("uv")), str(REPO / ".venv" / "bin" / "uv"), shutil.which("uv")]
     uv = next((c for c in candidates if c and Path(c).exists()), None)
     if uv is None or not (REPO / "uv.lock").exists():
         pytest.skip("needs uv and the workspace lock file")
     venv = tmp_path_factory.mktemp("tools-only") / "venv"
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON_DOWNLOADS": "never"}
     env.pop("VIRTUAL_ENV", None)
+    env.pop("UV_NO_SOURCES", None)  # set by the hatch test environments; this sync resolves from the workspace
     subprocess.run(
         [
             uv, "sync", "--quiet", "--package", "chia-tools", "--no-dev", "--frozen", "--offline",

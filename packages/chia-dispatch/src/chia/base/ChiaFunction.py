@@ -146,12 +146,16 @@ def _make_task_body(
         try:
             shipped: tuple[str | None, Mapping[str, Any]] | None = kwargs.pop(_CTX_KEYWORD, None)
             if not wrappers and shipped is None:
-                return fn(*args, **kwargs)
-            tag, context = shipped if shipped is not None else (None, _NO_CONTEXT)
-            info = CallInfo(name, qualname, tag, args, kwargs, context, True, replaced)
-            return _run_wrapped(fn, info, wrappers, args, kwargs)
+                result = fn(*args, **kwargs)
+            else:
+                tag, context = shipped if shipped is not None else (None, _NO_CONTEXT)
+                info = CallInfo(name, qualname, tag, args, kwargs, context, True, replaced)
+                result = _run_wrapped(fn, info, wrappers, args, kwargs)
         finally:
-            _pid_tracking.leave(tracking)
+            spawned = _pid_tracking.leave(tracking)
+        if spawned is not None:
+            _pid_tracking.raise_if_cancelled(spawned)
+        return result
 
     # Ray names tasks after the function (state API, dashboard, profiler).
     chia_task.__name__ = name

@@ -74,12 +74,44 @@ def enter() -> tuple[bool, _TaskSpawns | None]:
     return saved
 
 
-def leave(saved: tuple[bool, _TaskSpawns | None]) -> None:
-    """End the task scope ``enter`` opened; reports the task's end if it spawned anything."""
+def leave(saved: tuple[bool, _TaskSpawns | None]) -> str | None:
+    """End the task scope ``enter`` opened; reports the task's end if it spawned anything.
+
+    Returns the task id when the task spawned tracked subprocesses, else None.
+    """
     spawns = scope.spawns
     scope.active, scope.spawns = saved
-    if spawns is not None:
-        report(TaskEnd(spawns.task_id, _process_facts()[0]))
+    if spawns is None:
+        return None
+    report(TaskEnd(spawns.task_id, _process_facts()[0]))
+    return spawns.task_id
+
+
+def raise_if_cancelled(task_id: str) -> None:
+    """Raise ``TaskCancelledError`` if a ``chia_cancel`` of this task began before it returned.
+
+    Ray's cooperative cancel reaches the worker asynchronously: when the kill
+    of a task's subprocess wins the race, the task body sees its child exit
+    and returns normally. ``chia_cancel`` marks the task in the registry
+    before it cancels and kills, so asking the registry after the body
+    returned tells a cancelled task from one that finished first. One round
+    trip, paid only by tasks that started subprocesses.
+    """
+    import ray
+    import ray.exceptions
+
+    from chia.base import pid_registry
+
+    try:
+        registry = _reporter.registry() or pid_registry._get_registry()
+        cancelled = ray.get(registry.is_cancelling.remote(task_id), timeout=_FIRST_REPORT_TIMEOUT)
+    except Exception:
+        _reporter.warn()
+        return
+    if cancelled:
+        raise ray.exceptions.TaskCancelledError(
+            error_message=f"task {task_id} was cancelled by chia_cancel while its subprocesses were being killed"
+        )
 
 
 def _install() -> None:
@@ -192,6 +224,10 @@ class _Reporter:
         self._registry = registry
         return True
 
+    def registry(self) -> Any:
+        """The registry handle once the first event reached it, else None."""
+        return self._registry
+
     def _run(self) -> None:
         from chia.base import pid_registry
 
@@ -207,6 +243,10 @@ class _Reporter:
             except Exception:
                 self._registry = None
                 self._warn()
+
+    def warn(self) -> None:
+        """Log (once per process) that the registry cannot be reached."""
+        self._warn()
 
     def _warn(self) -> None:
         if not self._warned:

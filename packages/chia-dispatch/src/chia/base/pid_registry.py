@@ -168,6 +168,10 @@ class PidRegistryActor:
         entry = self._tasks.get(task_id)
         return 0 if entry is None else sum(len(ps) for ps in entry.processes.values())
 
+    async def is_cancelling(self, task_id: str) -> bool:
+        """Whether a cancel of ``task_id`` began: asked by a task that spawned subprocesses as it returns."""
+        return task_id in self._cancelling
+
     async def kill_task(self, task_id: str, grace: float) -> int:
         """Kill every tracked process tree of ``task_id`` and wait until they are gone.
 
@@ -340,10 +344,12 @@ def chia_cancel(ref: ObjectRef[Any] | ObjectRefCallback, force: bool = False, *,
     final sweep for the task's marker once the task has stopped (chia_cancel
     waits up to 10 s for that).
 
-    Ray's cooperative cancellation is requested before the kill, so a task
-    blocked on a subprocess raises ``TaskCancelledError`` instead of
-    returning when the subprocess dies; ``get`` on the ref then raises
-    Ray's cancellation error. A dispatch relayed through the
+    Ray's cooperative cancellation is requested before the kill, and a task
+    that started subprocesses asks the registry, as it returns, whether its
+    cancel began; so a task blocked on a subprocess raises
+    ``TaskCancelledError`` instead of returning when the subprocess dies,
+    whichever arrives first, and ``get`` on the ref raises Ray's
+    cancellation error. A dispatch relayed through the
     :class:`~chia.base.dispatch_proxy.DispatchProxy` is cancelled the same
     way (the proxy, which owns the relayed task, does it).
 
