@@ -4,7 +4,8 @@ Owns the per-task scope (a ``threading.local`` the task trampoline sets), the
 ``subprocess.Popen`` hook (installed once per worker process) and the
 background reporter that ships spawn/end events to the job's head-pinned
 registry. A task that starts no subprocess costs one thread-local set/reset;
-a spawn costs a ``/proc`` read and a queue append, never a round trip.
+a spawn costs a ``/proc`` read and a queue append, never a round trip; a task
+that spawned asks the registry once, as it returns, whether it was cancelled.
 """
 
 from __future__ import annotations
