@@ -1,10 +1,10 @@
 """The cache actor: the on-disk store behind a Ray actor, large values via the object store.
 
-Owns what a cache hit returns. Values are stored pickled and are never
-unpickled in the actor: a hit hands the caller the pickled bytes (small
-values, inline in the reply) or an object-store copy kept by the actor (large
-values), which the caller's ``ray.get`` resolves without another copy through
-the actor; repeat hits of such a copy skip the actor altogether on its node
+Owns what a cache hit returns. Values are stored pickled and stored pickles
+are never unpickled in the actor (only ``write`` hands it a live value): a
+hit hands the caller the pickled bytes (small values, inline in the reply) or
+an object-store copy kept by the actor (large values), which the caller's
+``ray.get`` resolves without another copy through the actor; repeat hits of such a copy skip the actor altogether on its node
 (:mod:`chia.base._cache_memo`).
 """
 
@@ -138,7 +138,8 @@ class Cache:
     def write(self, tag: str, value: Any) -> None:
         """Pickle ``value`` and store it under ``tag``."""
         self._check_tag(tag)
-        self._put(tag, ray.cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))  # type: ignore[no-untyped-call]
+        payload = ray.cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-untyped-call]
+        self._put(tag, payload, (True, value))
 
     @ray.method
     def write_pickled(self, tag: str, payload: bytes) -> None:
@@ -148,7 +149,7 @@ class Cache:
             raise TypeError(f"write_pickled needs the pickled bytes of the value, got {type(payload).__name__}")
         self._put(tag, payload)
 
-    def _put(self, tag: str, payload: bytes | bytearray | memoryview) -> None:
+    def _put(self, tag: str, payload: bytes | bytearray | memoryview, hit: tuple[bool, Any] | None = None) -> None:
         store = self._opened
         evicted = store.put(tag, payload)
         self._writes += 1
@@ -156,7 +157,7 @@ class Cache:
         for old in evicted:
             self._drop_resident(old)
         if len(payload) >= RESIDENT_MIN_BYTES:
-            self._make_resident(tag, payload)
+            self._make_resident(tag, payload, hit)
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -266,7 +267,11 @@ class Cache:
 
     # --- object-store copies --------------------------------------------------------------
 
-    def _make_resident(self, tag: str, payload: bytes | bytearray | memoryview) -> ray.ObjectRef[Any] | None:
+    def _make_resident(
+        self, tag: str, payload: bytes | bytearray | memoryview, hit: tuple[bool, Any] | None = None
+    ) -> ray.ObjectRef[Any] | None:
+        """Keep an object-store copy of ``(True, value)``: the value itself when ``write`` gave it (a
+        plain tuple reads back fastest), else the stored pickle, which unpickles on the reader."""
         size = len(payload)
         if size > self._resident_budget:
             return None
@@ -274,7 +279,14 @@ class Cache:
         while self._resident and self._resident_bytes + size > self._resident_budget:
             _, (_, old_size) = self._resident.popitem(last=False)
             self._resident_bytes -= old_size
-        ref = ray.put((True, _Pickled(payload)))
+        ref = None
+        if hit is not None:
+            try:
+                ref = ray.put(hit)
+            except Exception:  # the pickle below is known to work: it is what was stored
+                ref = None
+        if ref is None:
+            ref = ray.put((True, _Pickled(payload)))
         self._resident[tag] = (ref, size)
         self._resident_bytes += size
         return ref
