@@ -109,7 +109,11 @@ def _lookup(actor_id: str, tag: str) -> tuple[ray.ObjectRef[Any] | None, list[st
         entry = memo.entries.get(tag)
         if entry is None:
             return None, []
-        if memo.view.stamp(tag) != entry[1] or not memo.view.writer_alive():
+        if not memo.view.writer_alive():  # that actor is gone for good: so is its memo
+            memo.view.close()
+            _memos[actor_id] = None
+            return None, []
+        if memo.view.stamp(tag) != entry[1]:
             memo.forget(tag)
             return None, []
         memo.entries.move_to_end(tag)
