@@ -101,8 +101,12 @@ def main() -> None:
         print(f"  {name:<13} {value:10.0f} calls/s (median)")
     print(f"  ratio bypass/raw batch:      {medians['bypass batch'] / medians['raw batch']:.2f}")
     print(f"  ratio bypass/raw sequential: {medians['bypass seq'] / medians['raw seq']:.2f}")
-    print(f"  ratio tagged bypass/raw batch (each call ships its tag): {medians['tagged batch'] / medians['raw batch']:.2f}")
-    print(f"  batch ratio after {args.rounds * (3 * args.batch + 2 * args.sequential)} calls: {statistics.median(late):.2f}")
+    print(
+        f"  ratio tagged bypass/raw batch (each call ships its tag): {medians['tagged batch'] / medians['raw batch']:.2f}"
+    )
+    print(
+        f"  batch ratio after {args.rounds * (3 * args.batch + 2 * args.sequential)} calls: {statistics.median(late):.2f}"
+    )
     ray.shutdown()
 
 

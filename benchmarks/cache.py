@@ -65,34 +65,37 @@ def median_seconds(action: Callable[[], Any], repeat: int) -> float:
     return statistics.median(samples)
 
 
+def read_hit(cache: Any, label: str, size: int, repeat: int, rounds: int) -> None:
+    value = os.urandom(size)
+    ray.get(cache.write.remote(label, value))
+    plain_ref = ray.put(value)
+    tuple_ref = ray.put((True, value))  # what read returns, as a plain object: Ray's pickled path
+    holder: Any = ray.remote(num_cpus=0)(Holder).remote(value)
+    assert ray.get(cache.read.remote(label)) == (True, value)
+    assert ray.get(holder.get.remote()) == value
+    plain, as_tuple, hit, through, actor, trip = [], [], [], [], [], []
+    for _ in range(rounds):
+        plain.append(median_seconds(lambda: ray.get(plain_ref), repeat))
+        as_tuple.append(median_seconds(lambda: ray.get(tuple_ref), repeat))
+        hit.append(median_seconds(lambda: ray.get(cache.read.remote(label)), repeat))
+        through.append(median_seconds(lambda: ray.get(cache.read.options().remote(label)), repeat))
+        actor.append(median_seconds(lambda: ray.get(holder.get.remote()), repeat))
+        trip.append(median_seconds(lambda: ray.get(holder.ping.remote()), repeat))
+    p, h, a = statistics.median(plain), statistics.median(hit), statistics.median(actor)
+    print(f"  read hit {label:>5}: cache {h * 1e3:7.2f} ms   plain ray.get {p * 1e3:7.2f} ms   ratio {h / p:.2f}")
+    t, u = statistics.median(through), statistics.median(as_tuple)
+    print(f"  {'':14} plain ray.get of (True, bytes) {u * 1e3:7.2f} ms   cache/that {h / u:.2f}")
+    print(f"  {'':14} hit through the actor (first hit, other node) {t * 1e3:7.2f} ms   ratio {t / p:.2f}")
+    print(f"  {'':14} plain actor returning the bytes {a * 1e3:7.2f} ms   cache/actor {h / a:.2f}")
+    print(f"  {'':14} any actor round trip (no-op method) {statistics.median(trip) * 1e3:7.2f} ms")
+    ray.kill(holder)
+
+
 def read_hits(rounds: int, directory: str) -> None:
     namespace = f"bench-read-{uuid.uuid4().hex[:8]}"
     cache: Any = start_cache(1, directory, units="GB", namespace=namespace)
     for label, size, repeat in (("1 MB", 1 << 20, 400), ("32 MB", 32 << 20, 10)):
-        value = os.urandom(size)
-        ray.get(cache.write.remote(label, value))
-        plain_ref = ray.put(value)
-        tuple_ref = ray.put((True, value))  # what read returns, as a plain object: Ray's pickled path
-        holder: Any = ray.remote(num_cpus=0)(Holder).remote(value)
-        assert ray.get(cache.read.remote(label)) == (True, value)
-        assert ray.get(holder.get.remote()) == value
-        plain, as_tuple, hit, through, actor, trip = [], [], [], [], [], []
-        for _ in range(rounds):
-            plain.append(median_seconds(lambda: ray.get(plain_ref), repeat))
-            as_tuple.append(median_seconds(lambda: ray.get(tuple_ref), repeat))
-            hit.append(median_seconds(lambda: ray.get(cache.read.remote(label)), repeat))
-            through.append(median_seconds(lambda: ray.get(cache.read.options().remote(label)), repeat))
-            actor.append(median_seconds(lambda: ray.get(holder.get.remote()), repeat))
-            trip.append(median_seconds(lambda: ray.get(holder.ping.remote()), repeat))
-        p, h, a = statistics.median(plain), statistics.median(hit), statistics.median(actor)
-        print(f"  read hit {label:>5}: cache {h * 1e3:7.2f} ms   plain ray.get {p * 1e3:7.2f} ms   ratio {h / p:.2f}")
-        t, u = statistics.median(through), statistics.median(as_tuple)
-        print(f"  {'':14} plain ray.get of (True, bytes) {u * 1e3:7.2f} ms   cache/that {h / u:.2f}")
-        print(f"  {'':14} hit through the actor (first hit, other node) {t * 1e3:7.2f} ms   ratio {t / p:.2f}")
-        print(f"  {'':14} plain actor returning the bytes {a * 1e3:7.2f} ms   cache/actor {h / a:.2f}")
-        print(f"  {'':14} any actor round trip (no-op method) {statistics.median(trip) * 1e3:7.2f} ms")
-        ray.kill(holder)
-        del plain_ref, tuple_ref
+        read_hit(cache, label, size, repeat, rounds)
     stop_cache(namespace)
 
 
@@ -158,7 +161,9 @@ def write_rate(rounds: int, writes: int, directory: str) -> None:
         floor.append(writes / (time.perf_counter() - began))
     rate, ceiling = statistics.median(rates), statistics.median(floor)
     print(f"  writes of 256-byte values: {rate:8.0f} /s (median of {rounds}), each an atomic file write")
-    print(f"  {'':14} a plain Ray actor taking the same calls and doing nothing: {ceiling:8.0f} /s ({rate / ceiling:.2f})")
+    print(
+        f"  {'':14} a plain Ray actor taking the same calls and doing nothing: {ceiling:8.0f} /s ({rate / ceiling:.2f})"
+    )
     ray.kill(sink)
     stop_cache(namespace)
 

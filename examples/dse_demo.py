@@ -31,9 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # bind 127.0.0.1 only
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -83,7 +83,7 @@ class SimNode(ColocatedNode):
     """One simulator installation: build and simulate always share a worker."""
 
     _MEMBER_FNS = ("build", "simulate")
-    _DEFAULT_BUNDLE = {"CPU": 1.0}
+    _DEFAULT_BUNDLE: ClassVar[Mapping[str, float]] = {"CPU": 1.0}
 
     build = build
     simulate = simulate

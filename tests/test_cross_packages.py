@@ -12,9 +12,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import ray
@@ -54,7 +54,7 @@ def spawn_tree(marker: str) -> None:
 
 class PinnedPair(ColocatedNode):
     _MEMBER_FNS = ("where",)
-    _DEFAULT_BUNDLE = {"CPU": 1.0, "node_b": 0.1}
+    _DEFAULT_BUNDLE: ClassVar[Mapping[str, float]] = {"CPU": 1.0, "node_b": 0.1}
 
     where = where
 
@@ -157,7 +157,9 @@ def test_chia_wait_over_cached_refs(cache: str, tmp_path: Path, yaml_file: Calla
     store = get_active_cache()
     assert store is not None
     assert poll(lambda: all(ray.get([store.has.remote(tag) for tag in tags])))
-    replay = Bypass(yaml_path=yaml_file("replay.yaml", "bypass:\n  square:\n    bypass: true\n    tags: ['sweep_.*']\n"))
+    replay = Bypass(
+        yaml_path=yaml_file("replay.yaml", "bypass:\n  square:\n    bypass: true\n    tags: ['sweep_.*']\n")
+    )
     replay.set_provider("square", cache_provider)
     tracked = [
         TrackedRef(square.options(_chia_tag=tag).chia_remote(i, journal), label=tag) for i, tag in enumerate(tags)

@@ -1,6 +1,9 @@
-"""Guards the PEP 420 layout: `chia` and `chia.base` are namespace packages
-shared by the distributions. One stray __init__.py there would hide every
-other distribution's modules at run time (mypy would not notice)."""
+"""Guards the PEP 420 layout.
+
+`chia` and `chia.base` are namespace packages shared by the distributions. One
+stray __init__.py there would hide every other distribution's modules at run
+time (mypy would not notice).
+"""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ literal block per command and sub-command, in the order click lists them.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import ClassVar
 
 import click
 from docutils import nodes
@@ -38,7 +39,7 @@ class ClickHelp(SphinxDirective):
     """Render the help of a click command and all its sub-commands."""
 
     required_arguments = 1
-    option_spec = {"prog": directives.unchanged_required}
+    option_spec: ClassVar[dict[str, Callable[[str], str]]] = {"prog": directives.unchanged_required}
 
     def run(self) -> list[nodes.Node]:
         module_name, _, attribute = self.arguments[0].partition(":")

@@ -102,7 +102,7 @@ def test_invalid_files_name_file_function_and_key(
 
 def test_missing_yaml_file(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.yaml")
-    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
         validate_config(missing)
     with pytest.raises(FileNotFoundError):
         Bypass(missing)

@@ -79,9 +79,7 @@ def reads_through_file_server(tag: str | None, data_path: str | None, x: int) ->
     return text.upper()
 
 
-def test_bypassed_call_runs_the_provider_on_the_node_with_the_resource(
-    write_yaml: WriteYaml, cluster: Any
-) -> None:
+def test_bypassed_call_runs_the_provider_on_the_node_with_the_resource(write_yaml: WriteYaml, cluster: Any) -> None:
     bypass = Bypass(write_yaml("bypass:\n  simulate: true\n"))
     bypass.set_provider("simulate", provider)
     ref = simulate.options(_chia_tag="iter0").chia_remote(7)

@@ -18,9 +18,7 @@ from chia.base.bypass import Bypass, BypassConfigError, get_active_bypass, valid
 from chia.base.cache import UNITS, Cache, get_active_cache, is_cached, start_cache, stop_cache
 
 if TYPE_CHECKING:
-    from ray.actor import ActorProxy
-
-    from chia.base._bypass_server import BypassServer
+    pass
 
 
 def bypass_signatures(bypass: Bypass, provider: Callable[..., Any]) -> None:

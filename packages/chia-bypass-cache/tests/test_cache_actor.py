@@ -139,9 +139,7 @@ def test_directory_problems_raise_and_leave_no_actor(namespace: str, tmp_path: P
     assert get_active_cache(namespace) is None
 
 
-def test_signed_cache_refuses_unsigned_entries(
-    namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_signed_cache_refuses_unsigned_entries(namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     directory = str(tmp_path / "cache")
     handle = start_cache(1, directory, units="MB", namespace=namespace)
     ray.get(handle.write.remote("unsigned", 1))
@@ -170,9 +168,7 @@ def test_restart_after_kill_picks_up_the_new_actor(namespace: str, tmp_path: Pat
     assert fresh is not None and ray.get(fresh.read.remote("kept")) == (True, 42)
 
 
-def test_second_start_keeps_the_running_cache(
-    namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_second_start_keeps_the_running_cache(namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     first = start_cache(1, str(tmp_path / "one"), units="MB", namespace=namespace)
     with caplog.at_level(logging.WARNING, logger="chia.base.cache"):
         second = start_cache(2, str(tmp_path / "two"), units="MB", namespace=namespace)

@@ -308,9 +308,7 @@ def test_background_warm_start_serves_reads_before_the_index_is_loaded(
     assert early.total_bytes == early.entry_size(1, "a") + early.entry_size(1, "b")
 
 
-def test_failed_background_warm_start_is_raised_by_later_calls(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_background_warm_start_is_raised_by_later_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(self: EntryStore) -> None:
         raise PermissionError("index unreadable")
 

@@ -13,6 +13,7 @@ import socket
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+import contextlib
 import signal
 import time
 import uuid
@@ -167,10 +168,8 @@ class TaggedProcesses:
     def kill_leftovers(self) -> None:
         for tag in self.tags:
             for pid in self.pids(tag):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 @pytest.fixture

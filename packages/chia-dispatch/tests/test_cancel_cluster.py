@@ -72,7 +72,10 @@ def markers_of_concurrent_spawns() -> tuple[str | None, str | None]:
 def environments_of_spawns_with_explicit_env() -> list[dict[bytes, bytes]]:
     """The environment children see when the task passes ``env`` (str or bytes keys)."""
     seen = []
-    environments = ({"PATH": os.environ["PATH"], "USER_SETTING": "1"}, {b"PATH": os.environb[b"PATH"], b"USER_SETTING": b"2"})
+    environments = (
+        {"PATH": os.environ["PATH"], "USER_SETTING": "1"},
+        {b"PATH": os.environb[b"PATH"], b"USER_SETTING": b"2"},
+    )
     for env in environments:
         child = subprocess.Popen(["sleep", "30"], env=env)
         # Popen returns mid-exec: the kernel shows the new environment a moment later.

@@ -141,9 +141,7 @@ def test_options_merge_over_decorator_options() -> None:
 
 def test_options_chain_and_layer(two_node_cluster: Any) -> None:
     chained = whoami.options(num_cpus=0).options(resources={"node_b": 0.1}).options(_chia_tag="t")
-    assert {node for _, node in get([chained.chia_remote() for _ in range(3)])} == {
-        two_node_cluster.node_ids["node_b"]
-    }
+    assert {node for _, node in get([chained.chia_remote() for _ in range(3)])} == {two_node_cluster.node_ids["node_b"]}
     assert get(add.options(num_cpus=0.5).options(num_cpus=1).chia_remote(1, 2)) == 3
 
 

@@ -15,7 +15,6 @@ from chia.base import dispatch_hooks
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.dispatch_hooks import CallInfo, DispatchCall
 
-
 pytestmark = pytest.mark.usefixtures("two_node_cluster")
 
 
@@ -80,9 +79,7 @@ def test_hook_sees_the_call_and_can_observe_resolution(removers: list[Callable[[
     assert dict(call.options) == {"num_cpus": 0, "resources": {"node_b": 1}}
 
 
-def test_hook_replaces_dispatch_with_same_options(
-    removers: list[Callable[[], None]], two_node_cluster: Any
-) -> None:
+def test_hook_replaces_dispatch_with_same_options(removers: list[Callable[[], None]], two_node_cluster: Any) -> None:
     def bypass_like(call: DispatchCall) -> Any:
         if call.name != "real_work":
             return None

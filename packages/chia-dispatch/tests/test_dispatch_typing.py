@@ -1,6 +1,8 @@
-"""Pinned public signatures: mypy checks the assert_type calls in this file
-(`mypy` of the package includes tests/), and a snippet with wrong argument
-types must be rejected by mypy --strict."""
+"""Pinned public signatures.
+
+mypy checks the assert_type calls in this file (`mypy` of the package includes
+tests/), and a snippet with wrong argument types must be rejected by mypy --strict.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def test_public_signatures_are_pinned() -> None:
     assert_type(f(1, "a"), float)
     assert_type(ChiaCallRemote(f, 2, "b"), ObjectRef[float])
     handle: ChiaOptions[[int, str], float] = f.options(num_cpus=1)
-    assert_type(handle.chia_remote(1, 'a'), ObjectRef[float])
+    assert_type(handle.chia_remote(1, "a"), ObjectRef[float])
     assert_type(f.options(_chia_tag="t").chia_remote(1, "a"), ObjectRef[float])
     tool = Tool()
     assert_type(tool.do_work(3), int)

@@ -135,7 +135,6 @@ def test_a_failing_state_api_degrades_to_no_detection_with_one_warning(
 # --- chia_wait end to end, real Ray refs, injected evidence ---------------------------------
 
 
-
 @ChiaFunction(num_cpus=0)
 def echo(value: int) -> int:
     return value

@@ -113,9 +113,7 @@ def test_nothing_is_resubmitted_on_a_healthy_busy_cluster(capsys: pytest.Capture
 
     # 4 CPUs in the cluster: 6 tasks of 1 CPU -> 2 wait in PENDING_NODE_ASSIGNMENT with no CPU free.
     tracked = [TrackedRef(busy.chia_remote(6, i), functools.partial(submit, i)) for i in range(6)]
-    ready, pending = chia_wait(
-        tracked, num_returns=6, timeout=120, pending_timeout=1.0, retry=True, progress=True
-    )
+    ready, pending = chia_wait(tracked, num_returns=6, timeout=120, pending_timeout=1.0, retry=True, progress=True)
     assert sorted(get([tr.object_ref for tr in ready])) == list(range(6)) and pending == []
     assert resubmitted == [] and all(tr.retries == 0 for tr in tracked)
     assert _stuck.querier().queries >= 1  # detection did run

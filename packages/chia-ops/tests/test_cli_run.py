@@ -56,7 +56,9 @@ def test_embedded_ray_runs_the_script_profiles_it_and_stops(tmp_path: Path, run_
 
 
 def test_a_failing_script_exits_1_and_still_writes_its_profile(cluster: Any, tmp_path: Path) -> None:
-    script = write(tmp_path / "boom.py", """
+    script = write(
+        tmp_path / "boom.py",
+        """
         from chia.base.ChiaFunction import ChiaFunction, get
 
         @ChiaFunction(num_cpus=0)
@@ -64,7 +66,8 @@ def test_a_failing_script_exits_1_and_still_writes_its_profile(cluster: Any, tmp
             raise RuntimeError("kaboom")
 
         get(explode.chia_remote())
-    """)
+    """,
+    )
     result = CliRunner().invoke(cli, ["run", "--profile", str(tmp_path / "p"), str(script)])
     assert result.exit_code == 1
     assert "kaboom" in result.stderr and "exited with code 1" in result.stderr
@@ -117,19 +120,34 @@ json.dump({
 
 @pytest.mark.usefixtures("bypass_and_cache_reset")
 def test_bypass_cache_and_profile_are_set_up_for_the_script(cluster: Any, tmp_path: Path) -> None:
-    config = write(tmp_path / "chia.yaml", """
+    config = write(
+        tmp_path / "chia.yaml",
+        """
         bypass:
           slow_square: true
         cache:
           cube: true
-    """)
+    """,
+    )
     script = write(tmp_path / "setup.py", SETUP_SCRIPT)
     out, cache_dir, profile = tmp_path / "out.json", tmp_path / "cache", tmp_path / "profile"
     runner = CliRunner()
-    result = runner.invoke(cli, [
-        "run", "--bypass", str(config), "--cache-dir", str(cache_dir), "--cache-size", "1MB",
-        "--profile", str(profile), str(script), str(out),
-    ])
+    result = runner.invoke(
+        cli,
+        [
+            "run",
+            "--bypass",
+            str(config),
+            "--cache-dir",
+            str(cache_dir),
+            "--cache-size",
+            "1MB",
+            "--profile",
+            str(profile),
+            str(script),
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text()) == {"square": 49, "cube": 27}
     listed = runner.invoke(cli, ["cache", "ls"])

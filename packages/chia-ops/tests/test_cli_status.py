@@ -52,9 +52,25 @@ def test_no_cluster_is_a_clear_error(run_chia: RunChia) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["run"], ["status"], ["kv"], ["kv", "get"], ["kv", "set"], ["kv", "list"], ["kv", "delete"], ["cache"],
-     ["cache", "ls"], ["cache", "stats"], ["cache", "evict"], ["cache", "clear"], ["bypass", "validate"],
-     ["profile", "export"], ["profile", "summary"], ["cancel"]],
+    [
+        [],
+        ["run"],
+        ["status"],
+        ["kv"],
+        ["kv", "get"],
+        ["kv", "set"],
+        ["kv", "list"],
+        ["kv", "delete"],
+        ["cache"],
+        ["cache", "ls"],
+        ["cache", "stats"],
+        ["cache", "evict"],
+        ["cache", "clear"],
+        ["bypass", "validate"],
+        ["profile", "export"],
+        ["profile", "summary"],
+        ["cancel"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"])

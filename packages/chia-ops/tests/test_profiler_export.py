@@ -16,13 +16,23 @@ WORKER_1 = {"node": HEAD, "worker": "1" * 56, "pid": 11, "driver": False}
 WORKER_2 = {"node": OTHER, "worker": "2" * 56, "pid": 12, "driver": False}
 
 
-def submit(call_id: int, fn: str, ts: float, task: str | None, deps: list[str] | None = None,
-           caller: int | None = None) -> tuple[Any, ...]:
+def submit(
+    call_id: int, fn: str, ts: float, task: str | None, deps: list[str] | None = None, caller: int | None = None
+) -> tuple[Any, ...]:
     return (_wire.SUBMIT, call_id, fn, None, ts, {"CPU": 1.0}, deps, caller, task)
 
 
-def run(call_id: int, fn: str, start: float, end: float, task: str | None, *, error: str | None = None,
-        bypassed: bool = False, remote: bool = True) -> tuple[Any, ...]:
+def run(
+    call_id: int,
+    fn: str,
+    start: float,
+    end: float,
+    task: str | None,
+    *,
+    error: str | None = None,
+    bypassed: bool = False,
+    remote: bool = True,
+) -> tuple[Any, ...]:
     provider = "tests.replay" if bypassed else None
     return (_wire.RUN, call_id, fn, "t0", start, end, task, remote, bypassed, provider, False, error, None)
 
@@ -79,8 +89,17 @@ def test_rows_without_a_submitted_task_and_older_logs(tmp_path: Path) -> None:
         (run(2, "m.other", 10.5, 11.0, "task2"), WORKER_1),
     ]
     log = write_log(tmp_path, rows)
-    old_submit = {"kind": "submit", "id": 7, "fn": "m.old", "tag": None, "ts": 20.0, "resources": {},
-                  "deps": [], "caller": None, **DRIVER}  # written before submit rows carried the task id
+    old_submit = {
+        "kind": "submit",
+        "id": 7,
+        "fn": "m.old",
+        "tag": None,
+        "ts": 20.0,
+        "resources": {},
+        "deps": [],
+        "caller": None,
+        **DRIVER,
+    }  # written before submit rows carried the task id
     old_run = _wire.record(run(7, "m.old", 20.25, 21.0, "task7"), WORKER_2)
     with log.open("a") as out:
         out.write(json.dumps(old_submit) + "\n" + json.dumps(old_run) + "\n")
@@ -112,8 +131,10 @@ def test_chrome_trace_tracks_flows_and_instants(log: Path) -> None:
     events = trace["traceEvents"]
     names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["name"] == "thread_name"}
     assert sorted(names.values()) == ["worker 11111111 (pid 11)", "worker 22222222 (pid 12)"]
-    assert [e["args"]["name"] for e in events if e["name"] == "process_name"] == [f"node {HEAD[:12]} (head)",
-                                                                                  f"node {OTHER[:12]}"]
+    assert [e["args"]["name"] for e in events if e["name"] == "process_name"] == [
+        f"node {HEAD[:12]} (head)",
+        f"node {OTHER[:12]}",
+    ]
     slices = [e for e in events if e["ph"] == "X"]
     assert len(slices) == 11 and slices[0]["ts"] == 0.0 and slices[0]["dur"] == pytest.approx(10_000)
     merge = next(e for e in slices if e["args"]["function"] == "m.merge")

@@ -67,7 +67,7 @@ def test_named_namespace_collector_is_detached_and_found_by_namespace(tmp_path: 
     assert {"name": profiler.COLLECTOR_NAME, "namespace": "chia-ops-test"} in ray.util.list_named_actors(
         all_namespaces=True
     )
-    with pytest.raises(RuntimeError, match="already running .* namespace 'chia-ops-test'"):
+    with pytest.raises(RuntimeError, match=r"already running .* namespace 'chia-ops-test'"):
         profiler.start_collector(namespace="other")
     assert get(add_one.chia_remote(1)) == 2
     assert profiler.stop_collector() is not None

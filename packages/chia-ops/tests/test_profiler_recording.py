@@ -62,7 +62,9 @@ def workload() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def runs(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], dict[str, Any], Path]]:
+def runs(
+    cluster: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[dict[str, Any], dict[str, Any], Path]]:
     """The workload once without and once with a collector; yields both results and the log."""
     profiler.stop_collector()
     plain = workload()
@@ -127,7 +129,8 @@ def test_nested_and_local_calls_know_their_caller(data: export.ProfileData, clus
 
 def test_errors_are_recorded_and_still_raised(data: export.ProfileData) -> None:
     assert sorted((call.remote, call.error) for call in calls_of(data, "fail")) == [
-        (False, "KeyError"), (True, "KeyError"),
+        (False, "KeyError"),
+        (True, "KeyError"),
     ]
 
 

@@ -14,6 +14,7 @@ import os
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -126,10 +127,8 @@ def kv_name(cluster: LocalCluster) -> Iterator[tuple[str, str]]:
     """A fresh (name, namespace) for a KV store; its detached actor is killed afterwards."""
     name, namespace = f"knobs-{uuid.uuid4().hex[:8]}", "chia-placement-tests"
     yield name, namespace
-    try:
+    with contextlib.suppress(ValueError):
         ray.kill(ray.get_actor(name, namespace=namespace))
-    except ValueError:
-        pass
 
 
 @pytest.fixture

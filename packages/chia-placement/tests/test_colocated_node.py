@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import pytest
 import ray
@@ -36,7 +36,7 @@ def heavy_build(revision: int) -> str:
 
 class SimulatorNode(ColocatedNode):
     _MEMBER_FNS = ("checkout", "simulate")
-    _DEFAULT_BUNDLE = {"CPU": 1}
+    _DEFAULT_BUNDLE: ClassVar[Mapping[str, float]] = {"CPU": 1}
 
     checkout = checkout
 
@@ -139,7 +139,7 @@ def test_a_self_reserved_placement_group_is_released_on_close_and_the_node_stops
     with pytest.raises(RuntimeError, match=r"SimulatorNode\.checkout: the node was closed"):
         node.checkout.chia_remote(1)
     with pytest.raises(RuntimeError, match="SimulatorNode was closed"):
-        node.task_options
+        _ = node.task_options
     assert node.simulate(7) == ("closing", _node_id())  # local calls still work, binding self
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, assert_type
 
-from ray import ObjectRef
 from ray.util.placement_group import PlacementGroup
 
 from chia.base.ChiaFunction import ChiaFunction, ChiaOptions

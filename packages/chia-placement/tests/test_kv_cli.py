@@ -23,7 +23,9 @@ def test_an_operator_sets_and_reads_a_knob_of_a_running_pipeline(
     assert done.stdout.startswith("num_parallel = 4  (version ")
     assert query_kv(pipeline_store, "num_parallel") == 4  # an int, not "4"
 
-    read = run_cli("--name", name, "--namespace", namespace, "--get", "num_parallel", env={"RAY_ADDRESS": cluster.address})
+    read = run_cli(
+        "--name", name, "--namespace", namespace, "--get", "num_parallel", env={"RAY_ADDRESS": cluster.address}
+    )
     assert (read.returncode, read.stdout) == (0, "4\n"), read.stderr
 
     listed = run_cli("--name", name, "--namespace", namespace, "--address", cluster.address, "--list")

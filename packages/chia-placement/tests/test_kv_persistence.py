@@ -34,7 +34,9 @@ def test_a_store_recreated_after_its_actor_was_killed_has_the_last_values(
 
     ray.kill(store)
     poll(lambda: actor_gone(name, namespace), "the killed store's name to be released")
-    again: Any = get_or_create_kv_store(name, namespace, persist_path=path, num_parallel=2, stage="warmup", new_knob="on")
+    again: Any = get_or_create_kv_store(
+        name, namespace, persist_path=path, num_parallel=2, stage="warmup", new_knob="on"
+    )
 
     assert query_kv(again, "num_parallel") == 6
     assert ray.get(again.get_versioned.remote("num_parallel")) == versions["num_parallel"]
@@ -42,7 +44,9 @@ def test_a_store_recreated_after_its_actor_was_killed_has_the_last_values(
     assert ray.get(again.items.remote()) == {"num_parallel": 6, "stage": "warmup", "new_knob": "on"}
 
 
-def test_a_crashed_store_is_restarted_by_ray_with_its_values(kv_name: tuple[str, str], tmp_path: Path, poll: Any) -> None:
+def test_a_crashed_store_is_restarted_by_ray_with_its_values(
+    kv_name: tuple[str, str], tmp_path: Path, poll: Any
+) -> None:
     name, namespace = kv_name
     store: Any = get_or_create_kv_store(name, namespace, persist_path=tmp_path / "knobs.pickle", num_parallel=2)
     ray.get(store.set.remote("num_parallel", 12))

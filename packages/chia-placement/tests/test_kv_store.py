@@ -74,7 +74,11 @@ def test_two_drivers_racing_to_create_get_the_same_store(
     environment = {**os.environ, "RAY_ADDRESS": ""}
     drivers = [
         subprocess.Popen(
-            [sys.executable, "-c", racer, racer_id], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
+            [sys.executable, "-c", racer, racer_id],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
         )
         for racer_id in ("a", "b")
     ]

@@ -98,9 +98,7 @@ class MCP:
         return Client(StreamableHttpTransport(url, headers=dict(headers or {})), timeout=180)
 
     @classmethod
-    def call(
-        cls, url: str, tool: str, arguments: dict[str, Any], headers: Mapping[str, str] | None = None
-    ) -> Any:
+    def call(cls, url: str, tool: str, arguments: dict[str, Any], headers: Mapping[str, str] | None = None) -> Any:
         async def go() -> Any:
             async with cls.client(url, headers) as client:
                 result = await client.call_tool(tool, arguments)

@@ -7,8 +7,8 @@ import threading
 import time
 from typing import Any
 
-import ray.cloudpickle
 import pytest
+import ray.cloudpickle
 
 from chia.base.tools.AsyncJobTool import AsyncJobTool
 

@@ -50,17 +50,13 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def bash(deploy_module: Deployer, workdir: Path) -> BashTool:
-    tool: BashTool = deploy_module(
-        BashTool, "sh", work_dir=str(workdir), timeout_seconds=3, max_output_bytes=1000
-    )
+    tool: BashTool = deploy_module(BashTool, "sh", work_dir=str(workdir), timeout_seconds=3, max_output_bytes=1000)
     return tool
 
 
 @pytest.fixture(scope="module")
 def abash(deploy_module: Deployer, workdir: Path) -> AsyncBashTool:
-    tool: AsyncBashTool = deploy_module(
-        AsyncBashTool, "job", work_dir=str(workdir), env={"GREETING": "hello"}
-    )
+    tool: AsyncBashTool = deploy_module(AsyncBashTool, "job", work_dir=str(workdir), env={"GREETING": "hello"})
     return tool
 
 
@@ -102,9 +98,7 @@ def test_bash_returns_when_a_background_child_keeps_the_pipe(bash: BashTool, mcp
     os.kill(_read_pid(pidfile), 9)
 
 
-def test_argv_mode_runs_without_a_shell_and_enforces_the_allowlist(
-    deploy: Deployer, mcp: MCP, workdir: Path
-) -> None:
+def test_argv_mode_runs_without_a_shell_and_enforces_the_allowlist(deploy: Deployer, mcp: MCP, workdir: Path) -> None:
     tool = deploy(BashTool, "argv", work_dir=str(workdir), shell=False, allowed_executables=["echo"])
     run = "argv_run_command"
     assert mcp.call(tool.url, run, {"command": "echo $HOME 'a  b' ; ls"}) == "$HOME a  b ; ls\n"

@@ -179,9 +179,7 @@ def test_resolve_tool_url_rewrites_only_the_advertised_host(monkeypatch: pytest.
     assert resolve_tool_url(url) == "http://[::1]:8001/bash/mcp"
 
 
-def test_tool_url_is_resolved_for_the_reading_node(
-    monkeypatch: pytest.MonkeyPatch, mcp: MCP
-) -> None:
+def test_tool_url_is_resolved_for_the_reading_node(monkeypatch: pytest.MonkeyPatch, mcp: MCP) -> None:
     with in_process(ToolServerConfig(base_port=0)):
         tool = EchoSetup("tunnel")
     try:
@@ -207,9 +205,8 @@ def test_post_init_twice_is_refused() -> None:
             super().__init__(name)
             super().__post_init__()
 
-    with in_process(ToolServerConfig(base_port=0)):
-        with pytest.raises(RuntimeError, match="already deployed"):
-            Twice("twice")
+    with in_process(ToolServerConfig(base_port=0)), pytest.raises(RuntimeError, match="already deployed"):
+        Twice("twice")
 
 
 def test_setup_on_top_of_an_explicit_init_is_refused_at_class_creation() -> None:

@@ -65,9 +65,7 @@ def test_bad_host_header_is_refused(guarded: Ping, post_status: PostStatus) -> N
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "extra.example"])
-def test_loopback_and_configured_hosts_are_allowed(
-    guarded: Ping, post_status: PostStatus, host: str
-) -> None:
+def test_loopback_and_configured_hosts_are_allowed(guarded: Ping, post_status: PostStatus, host: str) -> None:
     headers = {**guarded.auth_headers, "Host": f"{host}:{guarded.port}"}
     assert post_status(guarded.url, headers=headers) == 200
 
@@ -120,7 +118,7 @@ def test_start_router_refuses_a_public_address_without_token() -> None:
         tool = Ping("local")
     try:
         tool.stop()
-        with pytest.raises(ValueError, match="'0.0.0.0'"):
+        with pytest.raises(ValueError, match=r"'0\.0\.0\.0'"):
             start_router(tool, "0.0.0.0", base_port=0)
         assert tool.port is not None and tool._server is None
     finally:

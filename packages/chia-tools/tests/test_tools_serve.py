@@ -55,7 +55,7 @@ def test_in_process_applies_its_config_to_every_tool(mcp: MCP) -> None:
 
 
 def test_command_line_rejects_bad_arguments() -> None:
-    with pytest.raises(SystemExit, match="module.path:ClassName"):
+    with pytest.raises(SystemExit, match=r"module\.path:ClassName"):
         main(["BashTool", "x"])
     with pytest.raises(SystemExit, match="not a ChiaTool subclass"):
         main(["os.path:join", "x"])
@@ -82,9 +82,18 @@ def tools_only_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env.pop("UV_NO_SOURCES", None)  # set by the hatch test environments; this sync resolves from the workspace
     subprocess.run(
         [
-            uv, "sync", "--quiet", "--package", "chia-tools", "--no-dev", "--frozen", "--offline",
+            uv,
+            "sync",
+            "--quiet",
+            "--package",
+            "chia-tools",
+            "--no-dev",
+            "--frozen",
+            "--offline",
             # A wheel built from this tree, rebuilt every time (uv keys local builds on pyproject.toml).
-            "--no-editable", "--reinstall-package", "chia-tools",
+            "--no-editable",
+            "--reinstall-package",
+            "chia-tools",
         ],
         cwd=REPO,
         env=env,
@@ -98,8 +107,17 @@ def tools_only_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def served_from_venv(tools_only_venv: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     python = tools_only_venv / "bin" / "python"
     command = [
-        str(python), "-m", "chia.base.tools.serve", "chia.base.tools.BashTool:BashTool", "alone",
-        "--arg", f"work_dir={tmp_path}", "--arg", "timeout_seconds=30", "--port", "0",
+        str(python),
+        "-m",
+        "chia.base.tools.serve",
+        "chia.base.tools.BashTool:BashTool",
+        "alone",
+        "--arg",
+        f"work_dir={tmp_path}",
+        "--arg",
+        "timeout_seconds=30",
+        "--port",
+        "0",
     ]
     env = {key: value for key, value in os.environ.items() if not key.startswith("CHIA_TOOL_")}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
@@ -118,9 +136,7 @@ def test_fresh_venv_with_only_chia_tools_serves_a_bash_tool(
     tools_only_venv: Path, served_from_venv: tuple[subprocess.Popen[str], str], mcp: MCP, tmp_path: Path
 ) -> None:
     python = str(tools_only_venv / "bin" / "python")
-    probe = subprocess.run(
-        [python, "-c", "import chia.base.ChiaFunction"], capture_output=True, text=True, timeout=120
-    )
+    probe = subprocess.run([python, "-c", "import chia.base.ChiaFunction"], capture_output=True, text=True, timeout=120)
     assert probe.returncode != 0 and "No module named 'chia.base.ChiaFunction'" in probe.stderr
     proc, url = served_from_venv
     assert mcp.call(url, "alone_run_command", {"command": "pwd; echo $((6 * 7))"}) == f"{tmp_path}\n42\n"

@@ -121,7 +121,10 @@ def lookup_rule(rules: Mapping[str, RuleT], name: str, qualname: str | None = No
 def cache_rules_to_dict(rules: Mapping[str, CacheRule]) -> dict[str, dict[str, Any]]:
     """Plain-data form of ``cache:`` rules (what the cache actor's ``get_config`` reports)."""
     return {
-        key: {"cache": rule.enabled, "tags": None if rule.tag_patterns is None else [p.pattern for p in rule.tag_patterns]}
+        key: {
+            "cache": rule.enabled,
+            "tags": None if rule.tag_patterns is None else [p.pattern for p in rule.tag_patterns],
+        }
         for key, rule in rules.items()
     }
 
@@ -175,7 +178,7 @@ def load_config(yaml_path: str | os.PathLike[str]) -> ChiaConfig:
     path = os.path.abspath(os.fspath(yaml_path))
     try:
         with open(path, encoding="utf-8") as stream:
-            document = yaml.load(stream, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+            document = yaml.load(stream, Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise FileNotFoundError(f"bypass/cache config file {path!r} does not exist") from None
     except yaml.YAMLError as exc:
@@ -210,7 +213,9 @@ def _section(path: str, document: Mapping[Any, Any], section: str) -> dict[str, 
         )
     for name in body:
         if not isinstance(name, str) or not _FUNCTION_KEY.fullmatch(name):
-            hint = " (YAML reads yes/no/on/off/true/false as booleans: quote the name)" if isinstance(name, bool) else ""
+            hint = (
+                " (YAML reads yes/no/on/off/true/false as booleans: quote the name)" if isinstance(name, bool) else ""
+            )
             raise BypassConfigError(
                 path,
                 f"section {section!r} has an invalid function key {name!r}; "
@@ -253,9 +258,7 @@ def _parse_tags(path: str, name: str, value: object) -> tuple[re.Pattern[str], .
     patterns = []
     for pattern in value:
         if not isinstance(pattern, str):
-            raise BypassConfigError(
-                path, f"pattern {pattern!r} is not a string", function=name, key="tags"
-            )
+            raise BypassConfigError(path, f"pattern {pattern!r} is not a string", function=name, key="tags")
         try:
             patterns.append(re.compile(pattern))
         except re.error as exc:

@@ -23,7 +23,7 @@ from chia.base._bypass_config import CacheRule, cache_rules_to_dict
 from chia.base._cache_memo import ResidentHit
 from chia.base._cache_store import LOCK_NAME, EntryStore
 
-__all__ = ["Cache", "RESIDENT_MIN_BYTES", "Secret"]
+__all__ = ["RESIDENT_MIN_BYTES", "Cache", "Secret"]
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class Cache:
 
     @ray.method
     def get_config(self) -> dict[str, Any]:
-        """functions (cache rules), yaml_path, cache_dir, budget_bytes, namespace, signed, node_id."""
+        """Functions (cache rules), yaml_path, cache_dir, budget_bytes, namespace, signed, node_id."""
         self._opened  # noqa: B018 - raises the start-up error, if any
         return dict(self._config)
 
@@ -270,8 +270,11 @@ class Cache:
     def _make_resident(
         self, tag: str, payload: bytes | bytearray | memoryview, hit: tuple[bool, Any] | None = None
     ) -> ray.ObjectRef[Any] | None:
-        """Keep an object-store copy of ``(True, value)``: the value itself when ``write`` gave it (a
-        plain tuple reads back fastest), else the stored pickle, which unpickles on the reader."""
+        """Keep an object-store copy of ``(True, value)``.
+
+        The copy holds the value itself when ``write`` gave it (a plain tuple
+        reads back fastest), else the stored pickle, which unpickles on the reader.
+        """
         size = len(payload)
         if size > self._resident_budget:
             return None

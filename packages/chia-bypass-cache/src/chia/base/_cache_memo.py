@@ -89,7 +89,9 @@ def _remember(hit: ResidentHit) -> None:
     with _lock:
         if hit.actor_id not in _memos:
             here = ray.get_runtime_context().get_node_id()
-            _memos[hit.actor_id] = _Memo(GenerationView(hit.directory, hit.lock_name), hit.budget) if here == hit.node_id else None
+            _memos[hit.actor_id] = (
+                _Memo(GenerationView(hit.directory, hit.lock_name), hit.budget) if here == hit.node_id else None
+            )
         memo = _memos[hit.actor_id]
         if memo is None or hit.size > memo.budget:
             return

@@ -10,6 +10,7 @@ Runs without Ray; values stay opaque bytes here.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import hmac
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 
 from chia.base._cache_generation import GENERATION_NAME, GenerationTable, Stamp
 
-__all__ = ["EntryStore", "FORMAT_VERSION", "entry_file_name"]
+__all__ = ["FORMAT_VERSION", "EntryStore", "entry_file_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -325,10 +326,7 @@ class EntryStore:
 
     def _rewrite_index(self) -> None:
         """Replace the journal, atomically, with one record per live entry."""
-        lines = [
-            _write_record(entry_file_name(tag.encode()), size, tag)
-            for tag, size in self._entries.items()
-        ]
+        lines = [_write_record(entry_file_name(tag.encode()), size, tag) for tag, size in self._entries.items()]
         if self._index_fd >= 0:
             os.close(self._index_fd)
             self._index_fd = -1
@@ -445,9 +443,12 @@ class EntryStore:
         payload = data[offset:]
         if zlib.crc32(payload, zlib.crc32(stored_tag)) != crc:
             return "checksum mismatch (corrupt)"
-        if self._secret is not None and mac is not None:
-            if not hmac.compare_digest(mac, self._mac(data[: HEADER.size], tag_bytes, payload)):
-                return "bad signature (written with another secret, or tampered with)"
+        if (
+            self._secret is not None
+            and mac is not None
+            and not hmac.compare_digest(mac, self._mac(data[: HEADER.size], tag_bytes, payload))
+        ):
+            return "bad signature (written with another secret, or tampered with)"
         return None
 
     def _mac(self, header: bytes | memoryview, tag_bytes: bytes, payload: bytes | bytearray | memoryview) -> bytes:
@@ -550,7 +551,5 @@ class EntryStore:
 
     @staticmethod
     def _unlink(path: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass

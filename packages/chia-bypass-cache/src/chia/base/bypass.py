@@ -111,7 +111,9 @@ def _default_file_provider(tag: str | None, data_path: str | None, *args: Any, *
     """Return the text of ``data_path``, read on the node that owns the Bypass."""
     bypass = get_active_bypass()
     if bypass is None or data_path is None:
-        raise RuntimeError(f"the default bypass file provider needs an active Bypass and a data path, got {data_path!r}")
+        raise RuntimeError(
+            f"the default bypass file provider needs an active Bypass and a data path, got {data_path!r}"
+        )
     text: str = ray.get(bypass.file_server().get_text.remote(data_path))
     return text
 

@@ -62,13 +62,11 @@ from chia.base._cache_write import CACHE_ACTOR_NAME, SECTION, CacheWriteThrough,
 if TYPE_CHECKING:
     from ray.actor import ActorProxy
 
-__all__ = ["Cache", "SECRET_ENV", "UNITS", "get_active_cache", "is_cached", "start_cache", "stop_cache"]
+__all__ = ["SECRET_ENV", "UNITS", "Cache", "get_active_cache", "is_cached", "start_cache", "stop_cache"]
 
 logger = logging.getLogger(__name__)
 
-UNITS: Mapping[str, int] = MappingProxyType(
-    {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
-)
+UNITS: Mapping[str, int] = MappingProxyType({"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40})
 """Size units of :func:`start_cache` (binary multiples: ``"KB"`` is 1024 bytes). Stable."""
 
 SECRET_ENV = "CHIA_CACHE_SECRET"

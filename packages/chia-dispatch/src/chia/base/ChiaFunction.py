@@ -12,8 +12,7 @@ import importlib
 import logging
 import types
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, List, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import ray
 import ray.cloudpickle
@@ -57,13 +56,21 @@ class ChiaOptions(Protocol[P, R]):
     call (``_chia_tag`` cannot appear in a ``ParamSpec`` signature).
     """
 
-    def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]: ...
+    def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
+        """Dispatch the call to Ray; returns the ``ObjectRef`` of the result."""
+        ...
 
-    def remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]: ...
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
+        """Alias of :meth:`chia_remote`."""
+        ...
 
-    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Dispatch the call and wait for its result."""
+        ...
 
-    def options(self, **overrides: Any) -> ChiaOptions[P, R]: ...
+    def options(self, **overrides: Any) -> ChiaOptions[P, R]:
+        """A copy with these Ray options layered over the current ones."""
+        ...
 
 
 class ChiaWrapped(Protocol[P, R]):
@@ -87,13 +94,21 @@ class ChiaWrapped(Protocol[P, R]):
         """The decorator's Ray options (read-only)."""
         ...
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function locally, in this process."""
+        ...
 
-    def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]: ...
+    def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
+        """Dispatch the call to Ray; returns the ``ObjectRef`` of the result."""
+        ...
 
-    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Dispatch the call and wait for its result."""
+        ...
 
-    def options(self, **overrides: Any) -> ChiaOptions[P, R]: ...
+    def options(self, **overrides: Any) -> ChiaOptions[P, R]:
+        """A copy with these Ray options layered over the current ones."""
+        ...
 
     @overload
     def __get__(self, obj: None, objtype: type[Any] | None = None, /) -> ChiaWrapped[P, R]: ...
@@ -186,7 +201,7 @@ class _Dispatcher:
     bodies (bypass providers) are built once per replacement callable.
     """
 
-    __slots__ = ("_fn", "_name", "_qualname", "_options", "_remote", "_variants", "_tag", "_root", "_overrides")
+    __slots__ = ("_fn", "_name", "_options", "_overrides", "_qualname", "_remote", "_root", "_tag", "_variants")
 
     def __init__(
         self,
@@ -200,7 +215,9 @@ class _Dispatcher:
         self._fn = fn
         self._name: str = getattr(fn, "__name__", repr(fn))
         self._qualname = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', self._name)}"
-        self._options = options if isinstance(options, types.MappingProxyType) else types.MappingProxyType(dict(options))
+        self._options = (
+            options if isinstance(options, types.MappingProxyType) else types.MappingProxyType(dict(options))
+        )
         self._remote = remote
         # The root dispatcher (decorator options) owns the Ray exports; derived
         # ones (``.options(...)``) layer their overrides over the root's.
@@ -253,10 +270,7 @@ class _Dispatcher:
         kwargs: dict[str, Any],
     ) -> Any:
         wrappers = _hooks._active_wrappers or _hooks._task_local.wrappers
-        if replacement is None and not wrappers:
-            remote = self._remote
-        else:
-            remote = self._variant(replacement, wrappers)
+        remote = self._remote if replacement is None and not wrappers else self._variant(replacement, wrappers)
         if call.tag is not None or call.context:
             kwargs = {**kwargs, _CTX_KEYWORD: (call.tag, call.context)}
         ref = self._send(remote, args, kwargs)
@@ -268,7 +282,9 @@ class _Dispatcher:
         key = (replacement, wrappers)
         remote = self._variants.get(key)
         if remote is None:  # exported once per replacement and wrapper set, with the decorator's options
-            body = _make_task_body(replacement or self._fn, self._name, self._qualname, wrappers, replacement is not None)
+            body = _make_task_body(
+                replacement or self._fn, self._name, self._qualname, wrappers, replacement is not None
+            )
             remote = _ray_remote(body, self._root._options, self._qualname)
             self._variants[key] = remote
         return remote.options(**self._overrides) if self._overrides else remote
@@ -437,6 +453,7 @@ class ChiaFunction:
         self._options = kwargs
 
     def __call__(self, fn: Callable[P, R]) -> ChiaWrapped[P, R]:
+        """Wrap ``fn``: the decorator's application."""
         if not callable(fn):
             raise TypeError(f"@ChiaFunction() can only decorate a callable, got {fn!r} ({type(fn).__name__})")
         if isinstance(fn, _ChiaWrappedImpl):
@@ -465,7 +482,7 @@ class ObjectRefCallback:
     ``chia_wait``.
     """
 
-    __slots__ = ("ref", "callback")
+    __slots__ = ("callback", "ref")
 
     def __init__(self, ref: ObjectRef[Any], callback: Callable[[Any], Any]) -> None:
         if not callable(callback):
@@ -503,7 +520,7 @@ def get(
     timeout: float | None = None,
     callback: Callable[[Any], Any] | None = None,
     _use_object_store: bool = False,
-) -> List[R]: ...
+) -> list[R]: ...
 
 
 @overload
@@ -513,7 +530,7 @@ def get(
     timeout: float | None = None,
     callback: Callable[[Any], Any] | None = None,
     _use_object_store: bool = False,
-) -> List[Any]: ...
+) -> list[Any]: ...
 
 
 @overload
@@ -533,7 +550,7 @@ def get(
     timeout: float | None = None,
     callback: Callable[[Any], Any] | None = None,
     _use_object_store: bool = False,
-) -> List[Any]: ...
+) -> list[Any]: ...
 
 
 @overload
@@ -595,7 +612,7 @@ def get(
 class _ChiaActorMethod:
     """One actor method with ``chia_remote`` as an alias of ``remote``."""
 
-    __slots__ = ("_method", "remote", "chia_remote")
+    __slots__ = ("_method", "chia_remote", "remote")
 
     def __init__(self, method: Any) -> None:
         self._method = method

@@ -46,7 +46,7 @@ Event = Spawn | TaskEnd
 class _TaskSpawns:
     """Per running task, created on its first tracked spawn."""
 
-    __slots__ = ("task_id", "marker")
+    __slots__ = ("marker", "task_id")
 
     def __init__(self, task_id: str, marker: str) -> None:
         self.task_id = task_id

@@ -10,6 +10,7 @@ no Ray, so it is tested directly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -75,7 +76,8 @@ def _read_stat(pid: int) -> _Stat | None:
     # fields[0] is field 3 (state); field N is fields[N - 3].
     return _Stat(
         exited=fields[0] in (b"Z", b"X", b"x"),
-        ppid=int(fields[1]), pgid=int(fields[2]),
+        ppid=int(fields[1]),
+        pgid=int(fields[2]),
         sid=int(fields[3]),
         start_ticks=int(fields[19]),
     )
@@ -106,6 +108,15 @@ def _all_pids() -> Iterator[int]:
             yield int(name)
 
 
+def _marked(pid: int, target: KillTarget) -> bool:
+    if not (target.markers or target.marker_prefixes):
+        return False
+    marker = _marker_of(pid)
+    return marker is not None and (
+        marker in target.markers or any(marker.startswith(p) for p in target.marker_prefixes)
+    )
+
+
 def find_tree(target: KillTarget, *, extra: Iterable[ProcessId] = ()) -> dict[int, int]:
     """Every live process that belongs to ``target``: pid -> start ticks.
 
@@ -126,18 +137,9 @@ def find_tree(target: KillTarget, *, extra: Iterable[ProcessId] = ()) -> dict[in
         if stat is not None and stat.start_ticks == root.start_ticks:
             members[root.pid] = root.start_ticks
             leaders.add(root.pid)
-    check_markers = bool(target.markers or target.marker_prefixes)
     for pid, stat in stats.items():
-        if pid in members:
-            continue
-        if stat.pgid in leaders or stat.sid in leaders:
+        if pid not in members and (stat.pgid in leaders or stat.sid in leaders or _marked(pid, target)):
             members[pid] = stat.start_ticks
-        elif check_markers:
-            marker = _marker_of(pid)
-            if marker is not None and (
-                marker in target.markers or any(marker.startswith(p) for p in target.marker_prefixes)
-            ):
-                members[pid] = stat.start_ticks
     children: dict[int, list[int]] = {}
     for pid, stat in stats.items():
         children.setdefault(stat.ppid, []).append(pid)
@@ -154,7 +156,7 @@ def find_tree(target: KillTarget, *, extra: Iterable[ProcessId] = ()) -> dict[in
 class _Victim:
     """One process being killed, held by a pidfd so its pid cannot be recycled under us."""
 
-    __slots__ = ("ident", "fd")
+    __slots__ = ("fd", "ident")
 
     def __init__(self, ident: ProcessId, fd: int) -> None:
         self.ident = ident
@@ -173,10 +175,8 @@ class _Victim:
         return cls(ident, fd)
 
     def signal(self, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(self.fd, signum)
-        except ProcessLookupError:
-            pass
 
     def close(self) -> None:
         os.close(self.fd)

@@ -93,9 +93,7 @@ def classify(
         total = snapshot.total.get(name, 0.0)
         if available < amount or total <= 0 or available / total < min_free_fraction:
             return Verdict.NOT_STUCK
-    if require_demand_absent and (
-        snapshot.demands is None or shape_of(status.required_resources) in snapshot.demands
-    ):
+    if require_demand_absent and (snapshot.demands is None or shape_of(status.required_resources) in snapshot.demands):
         return Verdict.NOT_STUCK
     return Verdict.STUCK
 

@@ -138,7 +138,7 @@ def _wait_once(
     add_ready, add_pending = ready.append, pending.append
     marks: Iterator[ObjectRef[Any] | None] = iter(ready_refs)
     mark = next(marks)
-    for tr, ref in zip(tracked, refs):
+    for tr, ref in zip(tracked, refs, strict=False):
         if ref is mark:
             add_ready(tr)
             mark = next(marks, None)
@@ -149,9 +149,29 @@ def _wait_once(
             add_pending(tr)
     if len(ready) != len(ready_refs):  # new ref objects came back (Ray Client): match by value
         ready_set = set(ready_refs)
-        ready = [tr for tr, ref in zip(tracked, refs) if ref in ready_set]
-        pending = [tr for tr, ref in zip(tracked, refs) if ref not in ready_set]
+        ready = [tr for tr, ref in zip(tracked, refs, strict=False) if ref in ready_set]
+        pending = [tr for tr, ref in zip(tracked, refs, strict=False) if ref not in ready_set]
     return ready, pending
+
+
+def _check_wait_arguments(
+    count: int,
+    num_returns: int,
+    timeout: float | None,
+    pending_timeout: float | None,
+    min_free_fraction: float,
+    max_retries: int,
+) -> None:
+    if not 1 <= num_returns <= count:
+        raise ValueError(f"num_returns must be between 1 and len(tracked)={count}, got {num_returns}")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
+    if pending_timeout is not None and pending_timeout <= 0:
+        raise ValueError(f"pending_timeout must be None or > 0 seconds, got {pending_timeout!r}")
+    if not 0.0 <= min_free_fraction <= 1.0:
+        raise ValueError(f"min_free_fraction must be within [0, 1], got {min_free_fraction!r}")
+    if max_retries < 0:
+        raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
 
 
 def chia_wait(
@@ -213,23 +233,18 @@ def chia_wait(
         raise TypeError(f"chia_wait needs a list of TrackedRef, got {tracked!r}")
     if not tracked:
         return [], []
-    if not 1 <= num_returns <= len(tracked):
-        raise ValueError(f"num_returns must be between 1 and len(tracked)={len(tracked)}, got {num_returns}")
-    if timeout is not None and timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
-    if pending_timeout is not None and pending_timeout <= 0:
-        raise ValueError(f"pending_timeout must be None or > 0 seconds, got {pending_timeout!r}")
-    if not 0.0 <= min_free_fraction <= 1.0:
-        raise ValueError(f"min_free_fraction must be within [0, 1], got {min_free_fraction!r}")
-    if max_retries < 0:
-        raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
+    _check_wait_arguments(len(tracked), num_returns, timeout, pending_timeout, min_free_fraction, max_retries)
     if pending_timeout is None and not progress:
         return _wait_once(tracked, num_returns, timeout)
 
     deadline = None if timeout is None else time.monotonic() + timeout
     slice_length = _MAX_SLICE if pending_timeout is None else min(_MAX_SLICE, max(_MIN_SLICE, pending_timeout / 4))
-    detector = None if pending_timeout is None else _Detector(
-        pending_timeout, retry, max_retries, require_demand_absent, min_free_fraction, cancel_on_stuck, print_logs
+    detector = (
+        None
+        if pending_timeout is None
+        else _Detector(
+            pending_timeout, retry, max_retries, require_demand_absent, min_free_fraction, cancel_on_stuck, print_logs
+        )
     )
     reporter = _Progress(len(tracked), num_returns) if progress else None
     while True:

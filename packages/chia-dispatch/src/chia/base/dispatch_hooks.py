@@ -86,16 +86,23 @@ class CallInfo:
 
 
 class CallWrapper(Protocol):
-    """Runs around a function body; must call ``proceed()`` exactly once and
-    return its result (profiling and tracking never change values)."""
+    """Runs around a function body.
 
-    def __call__(self, call: CallInfo, proceed: Callable[[], Any], /) -> Any: ...
+    It must call ``proceed()`` exactly once and return its result (profiling
+    and tracking never change values).
+    """
+
+    def __call__(self, call: CallInfo, proceed: Callable[[], Any], /) -> Any:
+        """Run ``proceed()`` (the body) once, around whatever the wrapper adds."""
+        ...
 
 
 class DispatchHook(Protocol):
     """Sees a ``chia_remote`` call before Ray; returns a ref to replace it."""
 
-    def __call__(self, call: DispatchCall, /) -> ObjectRef[Any] | None: ...
+    def __call__(self, call: DispatchCall, /) -> ObjectRef[Any] | None:
+        """Return a ref that replaces the call, or None to let it proceed."""
+        ...
 
 
 Submitter = Callable[["DispatchCall", Callable[..., Any] | None, tuple[Any, ...], dict[str, Any]], "ObjectRef[Any]"]

@@ -214,7 +214,10 @@ class PidRegistryActor:
                 roots.setdefault(node_id, []).extend(processes)
         prefixes = (job_marker_prefix(self._job_hex),)
         killed = await asyncio.gather(
-            *(self._kill_on(node, KillTarget(tuple(ps), marker_prefixes=prefixes), grace) for node, ps in roots.items()),
+            *(
+                self._kill_on(node, KillTarget(tuple(ps), marker_prefixes=prefixes), grace)
+                for node, ps in roots.items()
+            ),
             *(kill for kills in list(self._inflight.values()) for kill in kills),
         )
         return len(_Killed().union(*killed))

@@ -82,8 +82,11 @@ class ProfileCollectorActor:
                 self._ran_first.add(task_id)
 
     def info(self) -> dict[str, Any]:
-        """Session, log path, head node, row counts, seconds since the last batch and
-        calls submitted but not yet reported run (flushes the log)."""
+        """The collector's state (flushes the log first).
+
+        Session, log path, head node, row counts, seconds since the last batch
+        and calls submitted but not yet reported run.
+        """
         self._file.flush()
         return {
             "session": self._session,

@@ -128,8 +128,17 @@ class Recorder:
         call_id = next(_call_ids)
         call.context[CALL_ID_KEY] = call_id
         deps = _dependency_task_ids(call.args, call.kwargs) if (call.args or call.kwargs) else None
-        row = [SUBMIT, call_id, call.qualname, call.tag, time.time(), call.options, deps, ids[-1] if ids else None,
-               _UNSUBMITTED]
+        row = [
+            SUBMIT,
+            call_id,
+            call.qualname,
+            call.tag,
+            time.time(),
+            call.options,
+            deps,
+            ids[-1] if ids else None,
+            _UNSUBMITTED,
+        ]
 
         def submitted(ref: Any) -> None:
             row[_TASK] = _task_of(ref)
@@ -167,8 +176,20 @@ class Recorder:
             ids.pop()
             self.in_flight -= 1
             self._push(
-                (RUN, call_id, info.qualname, info.tag, start, end, task_id, info.remote, info.replaced,
-                 error, info.context, caller)
+                (
+                    RUN,
+                    call_id,
+                    info.qualname,
+                    info.tag,
+                    start,
+                    end,
+                    task_id,
+                    info.remote,
+                    info.replaced,
+                    error,
+                    info.context,
+                    caller,
+                )
             )
 
     def log_event(self, name: str, fields: dict[str, Any]) -> None:
@@ -360,9 +381,21 @@ def _to_wire(row: Sequence[Any], resources: _ResourceCache) -> tuple[Any, ...]:
         return (SUBMIT, call_id, qualname, tag, ts, resources(options), deps, caller, task_id)
     if kind == RUN:
         _, call_id, qualname, tag, start, end, task_id, remote, replaced, error, context, caller = row
-        return (RUN, call_id, qualname, tag, start, end, task_id, remote,
-                bool(replaced or context.get("bypass.bypassed")), context.get("bypass.provider"),
-                bool(context.get("cache.write")), error, caller)
+        return (
+            RUN,
+            call_id,
+            qualname,
+            tag,
+            start,
+            end,
+            task_id,
+            remote,
+            bool(replaced or context.get("bypass.bypassed")),
+            context.get("bypass.provider"),
+            bool(context.get("cache.write")),
+            error,
+            caller,
+        )
     _, name, ts, fields, call_id = row
     return (EVENT, name, ts, _json_safe(fields), call_id)
 
@@ -370,7 +403,7 @@ def _to_wire(row: Sequence[Any], resources: _ResourceCache) -> tuple[Any, ...]:
 class TraceWrapper:
     """The call wrapper shipped with traced dispatches; pickles as its session."""
 
-    __slots__ = ("session", "recorder")
+    __slots__ = ("recorder", "session")
 
     def __init__(self, session: Session, recorder: Recorder) -> None:
         self.session = session

@@ -155,7 +155,8 @@ def _finish_profile(options: RunOptions, progress: Callable[[str], None]) -> boo
             _write_profile(log_path, options.profile_dir, progress)
     except Exception as exc:  # the script's outcome must not be lost to a profiling failure
         logger.debug("profile finalization failed", exc_info=True)
-        click.echo(f"chia run: could not finish the profile in {options.profile_dir}: {type(exc).__name__}: {exc}",
-                   err=True)
+        click.echo(
+            f"chia run: could not finish the profile in {options.profile_dir}: {type(exc).__name__}: {exc}", err=True
+        )
         return False
     return True

@@ -20,13 +20,34 @@ def record(row: tuple[Any, ...], process: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any]
     if kind == SUBMIT:
         _, call_id, qualname, tag, ts, resources, deps, caller, task_id = row
-        fields = {"kind": "submit", "id": call_id, "fn": qualname, "tag": tag, "ts": ts,
-                  "resources": resources, "deps": deps or [], "caller": caller, "task": task_id}
+        fields = {
+            "kind": "submit",
+            "id": call_id,
+            "fn": qualname,
+            "tag": tag,
+            "ts": ts,
+            "resources": resources,
+            "deps": deps or [],
+            "caller": caller,
+            "task": task_id,
+        }
     elif kind == RUN:
         _, call_id, qualname, tag, start, end, task_id, remote, bypassed, provider, cache_write, error, caller = row
-        fields = {"kind": "run", "id": call_id, "fn": qualname, "tag": tag, "start": start, "end": end,
-                  "task": task_id, "remote": remote, "bypassed": bypassed, "provider": provider,
-                  "cache_write": cache_write, "error": error, "caller": caller}
+        fields = {
+            "kind": "run",
+            "id": call_id,
+            "fn": qualname,
+            "tag": tag,
+            "start": start,
+            "end": end,
+            "task": task_id,
+            "remote": remote,
+            "bypassed": bypassed,
+            "provider": provider,
+            "cache_write": cache_write,
+            "error": error,
+            "caller": caller,
+        }
     elif kind == EVENT:
         _, name, ts, event_fields, call_id = row
         fields = {"kind": "event", "name": name, "ts": ts, "fields": event_fields, "call": call_id}

@@ -75,8 +75,12 @@ def cli() -> None:
 @click.option("--bypass", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Bypass/cache YAML.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Output cache directory (head).")
 @click.option("--cache-size", metavar="SIZE", help="Cache budget, e.g. 4GB (required with --cache-dir).")
-@click.option("--profile", "profile_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Profile the run: log, Chrome trace and summary go to this directory.")
+@click.option(
+    "--profile",
+    "profile_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Profile the run: log, Chrome trace and summary go to this directory.",
+)
 @click.option("--num-cpus", type=click.IntRange(min=1), help="CPUs of the embedded Ray instance (default: all).")
 @click.pass_context
 def run(
@@ -146,8 +150,13 @@ def status(address: str | None, as_json: bool) -> None:
     """Nodes, resources (free/total) and the named actors running (chia's and others)."""
     with connected(address):
         nodes = [
-            NodeStatus(node["NodeID"], str(node.get("NodeManagerAddress")), bool(node.get("Alive")),
-                       "node:__internal_head__" in node.get("Resources", {}), dict(node.get("Resources", {})))
+            NodeStatus(
+                node["NodeID"],
+                str(node.get("NodeManagerAddress")),
+                bool(node.get("Alive")),
+                "node:__internal_head__" in node.get("Resources", {}),
+                dict(node.get("Resources", {})),
+            )
             for node in ray_nodes()
         ]
         total = cluster_resources()
@@ -210,16 +219,20 @@ def _profile_document(source: Path | None, fmt: str, address: str | None, namesp
         return ray.get(collector.export.remote(fmt), timeout=_RAY_TIMEOUT_S)
 
 
-_source_argument = click.argument(
-    "source", required=False, type=click.Path(exists=True, path_type=Path)
-)
+_source_argument = click.argument("source", required=False, type=click.Path(exists=True, path_type=Path))
 _namespace_option = click.option("--namespace", help="Ray namespace of the live collector (default: search all).")
 
 
 @profile.command("export")
 @_source_argument
-@click.option("--format", "fmt", type=click.Choice(export.FORMATS), default="chrome", show_default=True,
-              help="chrome: trace-event JSON for Perfetto / chrome://tracing; json: calls, events, summary.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(export.FORMATS),
+    default="chrome",
+    show_default=True,
+    help="chrome: trace-event JSON for Perfetto / chrome://tracing; json: calls, events, summary.",
+)
 @click.option("-o", "--output", default="-", show_default=True, help="Output file ('-' for stdout).")
 @_address_option
 @_namespace_option
@@ -305,8 +318,12 @@ def kv_get(ctx: click.Context, key: str, name: str, namespace: str, address: str
 @kv.command("set")
 @click.argument("key")
 @click.argument("value")
-@click.option("--if-version", type=click.IntRange(min=0), metavar="N",
-              help="Apply only if KEY is still at version N (0: only if unset); see `chia kv list`.")
+@click.option(
+    "--if-version",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Apply only if KEY is still at version N (0: only if unset); see `chia kv list`.",
+)
 @_kv_options
 @click.pass_context
 def kv_set(
@@ -360,7 +377,9 @@ def _cache_actor(module: Any, namespace: str | None) -> Any:
     namespaces = sorted({entry["namespace"] for entry in ray.util.list_named_actors(all_namespaces=True)})
     found = {ns: handle for ns in namespaces if (handle := module.get_active_cache(ns)) is not None}
     if not found:
-        raise click.ClickException("no cache actor is running in any Ray namespace; a driver starts one with start_cache()")
+        raise click.ClickException(
+            "no cache actor is running in any Ray namespace; a driver starts one with start_cache()"
+        )
     if len(found) > 1:
         raise click.ClickException(f"caches run in namespaces {sorted(found)}; choose one with --namespace")
     return next(iter(found.values()))
@@ -423,8 +442,13 @@ def cache_clear(yes: bool, namespace: str | None, address: str | None) -> None:
 
 @cli.command()
 @click.option("--all", "cancel_all", is_flag=True, help="Kill every subprocess tracked by the PID registry.")
-@click.option("--grace", type=click.FloatRange(min=0), default=25.0, show_default=True,
-              help="Seconds between SIGTERM and SIGKILL.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=25.0,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL.",
+)
 @_address_option
 def cancel(cancel_all: bool, grace: float, address: str | None) -> None:
     """Kill the subprocess trees of running ChiaFunction tasks, in every job (the registry's kill_all)."""

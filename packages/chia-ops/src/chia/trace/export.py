@@ -162,7 +162,9 @@ def _records(files: Sequence[Path]) -> Iterator[dict[str, Any]]:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{file}:{number}: not a JSON line ({exc.msg}); is this a chia profile log?") from exc
+                    raise ValueError(
+                        f"{file}:{number}: not a JSON line ({exc.msg}); is this a chia profile log?"
+                    ) from exc
                 kind = record.get("kind") if isinstance(record, dict) else None
                 if kind not in _KINDS:
                     raise ValueError(f"{file}:{number}: unknown record kind {kind!r}; expected one of {_KINDS}")
@@ -190,8 +192,15 @@ def load_profile(path: str | Path) -> ProfileData:
             runs[record["id"]] = record
         elif kind == "event":
             events.append(
-                LoggedEvent(record["name"], record["ts"], record.get("fields") or {}, record.get("call"),
-                            record.get("node"), record.get("worker"), record.get("pid"))
+                LoggedEvent(
+                    record["name"],
+                    record["ts"],
+                    record.get("fields") or {},
+                    record.get("call"),
+                    record.get("node"),
+                    record.get("worker"),
+                    record.get("pid"),
+                )
             )
         elif kind == "session":
             sessions.append(record["session"])
@@ -201,10 +210,14 @@ def load_profile(path: str | Path) -> ProfileData:
         if record.get("driver"):
             drivers.add(record["worker"])
     joined = _join(submits, runs)
-    call_by_task = {record["task"]: call_id for call_id, pair in joined.items()
-                    for record in pair if record is not None and record.get("task")}
+    call_by_task = {
+        record["task"]: call_id
+        for call_id, pair in joined.items()
+        for record in pair
+        if record is not None and record.get("task")
+    }
     calls = [_call_record(call_id, submit, run, call_by_task) for call_id, (submit, run) in joined.items()]
-    calls.sort(key=lambda call: (call.started or call.submitted or 0.0))
+    calls.sort(key=lambda call: call.started or call.submitted or 0.0)
     events.sort(key=lambda event: event.ts)
     return ProfileData(tuple(calls), tuple(events), frozenset(heads), frozenset(drivers), tuple(sessions), dropped)
 
@@ -266,6 +279,23 @@ def _call_record(
 # --- Chrome trace-event format ----------------------------------------------------------
 
 
+def _slice_args(call: CallRecord) -> dict[str, Any]:
+    args: dict[str, Any] = {"call_id": call.call_id, "function": call.function, "tag": call.tag}
+    if call.queue_time is not None:
+        args["queue_ms"] = round(call.queue_time * 1e3, 3)
+    if call.resources:
+        args["resources"] = dict(call.resources)
+    if call.bypassed:
+        args.update(bypassed=True, provider=call.provider)
+    if call.cache_write:
+        args["cache_write"] = True
+    if call.error:
+        args["error"] = call.error
+    if call.caller is not None:
+        args["caller"] = call.caller
+    return args
+
+
 def chrome_trace(data: ProfileData) -> dict[str, Any]:
     """The profile as Chrome trace-event JSON (Perfetto, ``chrome://tracing``). Experimental.
 
@@ -287,23 +317,21 @@ def chrome_trace(data: ProfileData) -> dict[str, Any]:
     for call in ran:
         assert call.started is not None and call.finished is not None
         pid, tid = tracks.of(call.node, call.worker, call.pid)
-        args: dict[str, Any] = {"call_id": call.call_id, "function": call.function, "tag": call.tag}
-        if call.queue_time is not None:
-            args["queue_ms"] = round(call.queue_time * 1e3, 3)
-        if call.resources:
-            args["resources"] = dict(call.resources)
-        if call.bypassed:
-            args.update(bypassed=True, provider=call.provider)
-        if call.cache_write:
-            args["cache_write"] = True
-        if call.error:
-            args["error"] = call.error
-        if call.caller is not None:
-            args["caller"] = call.caller
+        args = _slice_args(call)
         category = "bypassed" if call.bypassed else ("remote" if call.remote else "local")
         name = call.function.rsplit(".", 1)[-1] + (f" [{call.tag}]" if call.tag else "")
-        trace.append({"name": name, "cat": category, "ph": "X", "ts": micros(call.started),
-                      "dur": round((call.finished - call.started) * 1e6, 3), "pid": pid, "tid": tid, "args": args})
+        trace.append(
+            {
+                "name": name,
+                "cat": category,
+                "ph": "X",
+                "ts": micros(call.started),
+                "dur": round((call.finished - call.started) * 1e6, 3),
+                "pid": pid,
+                "tid": tid,
+                "args": args,
+            }
+        )
     flow_ids = iter(range(1, 1 << 62))
     for call in ran:
         assert call.started is not None
@@ -315,15 +343,44 @@ def chrome_trace(data: ProfileData) -> dict[str, Any]:
             span = producer.finished - producer.started
             start_pid, start_tid = tracks.of(producer.node, producer.worker, producer.pid)
             end_pid, end_tid = tracks.of(call.node, call.worker, call.pid)
-            trace.append({"name": "ObjectRef", "cat": "dependency", "ph": "s", "id": flow,
-                          "ts": micros(producer.finished - min(span / 2, 1e-6)), "pid": start_pid, "tid": start_tid})
-            trace.append({"name": "ObjectRef", "cat": "dependency", "ph": "f", "bp": "e", "id": flow,
-                          "ts": micros(call.started), "pid": end_pid, "tid": end_tid})
+            trace.append(
+                {
+                    "name": "ObjectRef",
+                    "cat": "dependency",
+                    "ph": "s",
+                    "id": flow,
+                    "ts": micros(producer.finished - min(span / 2, 1e-6)),
+                    "pid": start_pid,
+                    "tid": start_tid,
+                }
+            )
+            trace.append(
+                {
+                    "name": "ObjectRef",
+                    "cat": "dependency",
+                    "ph": "f",
+                    "bp": "e",
+                    "id": flow,
+                    "ts": micros(call.started),
+                    "pid": end_pid,
+                    "tid": end_tid,
+                }
+            )
     for event in data.events:
         pid, tid = tracks.of(event.node, event.worker, event.pid)
         args = {**event.fields, "call_id": event.call_id} if event.call_id is not None else dict(event.fields)
-        trace.append({"name": event.name, "cat": "event", "ph": "i", "s": "t", "ts": micros(event.ts),
-                      "pid": pid, "tid": tid, "args": args})
+        trace.append(
+            {
+                "name": event.name,
+                "cat": "event",
+                "ph": "i",
+                "s": "t",
+                "ts": micros(event.ts),
+                "pid": pid,
+                "tid": tid,
+                "args": args,
+            }
+        )
     return {
         "traceEvents": tracks.metadata() + trace,
         "displayTimeUnit": "ms",
@@ -361,12 +418,15 @@ class _Tracks:
             if node in self._heads:
                 label += " (head)"
             meta.append({"name": "process_name", "ph": "M", "pid": index, "tid": 0, "args": {"name": label}})
-            meta.append({"name": "process_sort_index", "ph": "M", "pid": index, "tid": 0, "args": {"sort_index": index}})
+            meta.append(
+                {"name": "process_sort_index", "ph": "M", "pid": index, "tid": 0, "args": {"sort_index": index}}
+            )
         for (node, worker), (tid, pid) in self._workers.items():
             role = "driver" if worker in self._drivers else "worker"
             label = f"{role} {worker[:8] if worker else '?'}" + (f" (pid {pid})" if pid is not None else "")
-            meta.append({"name": "thread_name", "ph": "M", "pid": self._nodes[node], "tid": tid,
-                         "args": {"name": label}})
+            meta.append(
+                {"name": "thread_name", "ph": "M", "pid": self._nodes[node], "tid": tid, "args": {"name": label}}
+            )
         return meta
 
 
@@ -388,18 +448,20 @@ def summarize(data: ProfileData) -> list[FunctionSummary]:
     for function, calls in grouped.items():
         durations = sorted(d for d in (call.duration for call in calls) if d is not None)
         queues = sorted(q for q in (call.queue_time for call in calls) if q is not None)
-        rows.append(FunctionSummary(
-            function=function,
-            count=len(durations),
-            total=sum(durations),
-            p50=_percentile(durations, 0.5) if durations else 0.0,
-            p95=_percentile(durations, 0.95) if durations else 0.0,
-            queue_p50=_percentile(queues, 0.5) if queues else None,
-            nodes=tuple(sorted({call.node for call in calls if call.node})),
-            bypassed=sum(call.bypassed for call in calls),
-            errors=sum(call.error is not None for call in calls),
-            unfinished=sum(call.duration is None for call in calls),
-        ))
+        rows.append(
+            FunctionSummary(
+                function=function,
+                count=len(durations),
+                total=sum(durations),
+                p50=_percentile(durations, 0.5) if durations else 0.0,
+                p95=_percentile(durations, 0.95) if durations else 0.0,
+                queue_p50=_percentile(queues, 0.5) if queues else None,
+                nodes=tuple(sorted({call.node for call in calls if call.node})),
+                bypassed=sum(call.bypassed for call in calls),
+                errors=sum(call.error is not None for call in calls),
+                unfinished=sum(call.duration is None for call in calls),
+            )
+        )
     rows.sort(key=lambda row: (-row.total, row.function))
     return rows
 
@@ -411,12 +473,25 @@ def format_summary(rows: Sequence[FunctionSummary]) -> str:
     for row in rows:
         queue = "-" if row.queue_p50 is None else f"{row.queue_p50 * 1e3:.2f}"
         calls = str(row.count) + (f" (+{row.unfinished} unfinished)" if row.unfinished else "")
-        table.append((row.function, calls, f"{row.total * 1e3:.1f}", f"{row.p50 * 1e3:.2f}",
-                      f"{row.p95 * 1e3:.2f}", queue, str(len(row.nodes)), str(row.bypassed), str(row.errors)))
+        table.append(
+            (
+                row.function,
+                calls,
+                f"{row.total * 1e3:.1f}",
+                f"{row.p50 * 1e3:.2f}",
+                f"{row.p95 * 1e3:.2f}",
+                queue,
+                str(len(row.nodes)),
+                str(row.bypassed),
+                str(row.errors),
+            )
+        )
     widths = [max(len(line[column]) for line in table) for column in range(len(header))]
     lines = []
     for line in table:
-        cells = [line[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(line[1:], widths[1:])]
+        cells = [line[0].ljust(widths[0])] + [
+            cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=False)
+        ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 

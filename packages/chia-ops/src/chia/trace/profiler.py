@@ -168,7 +168,9 @@ def start_collector(log_dir: str | Path | None = None, namespace: str | None = N
                     f"call stop_collector() before starting one in namespace {namespace!r}"
                 )
             if log_dir is not None and directory != _driver.log_dir:
-                logger.warning("profile collector already running with log_dir %r; ignoring %r", _driver.log_dir, directory)
+                logger.warning(
+                    "profile collector already running with log_dir %r; ignoring %r", _driver.log_dir, directory
+                )
             return _driver.handle
         handle = _find(namespace) or _create(directory, namespace)
         info = ray.get(handle.info.remote())

@@ -49,7 +49,9 @@ def bundle_shape(bundle: object, *, where: str) -> dict[str, float]:
     ``where`` names the argument in the error message.
     """
     if not isinstance(bundle, Mapping) or not bundle:
-        raise ValueError(f"{where} must be a non-empty mapping of resource name to amount, e.g. {{'CPU': 1}}; got {bundle!r}")
+        raise ValueError(
+            f"{where} must be a non-empty mapping of resource name to amount, e.g. {{'CPU': 1}}; got {bundle!r}"
+        )
     shape: dict[str, float] = {}
     for name, amount in bundle.items():
         if not isinstance(name, str) or not name:

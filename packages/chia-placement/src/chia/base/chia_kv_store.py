@@ -1,4 +1,4 @@
-"""Chia KV Store: a detached, node-pinned Ray actor holding live key/value knobs.
+r"""Chia KV Store: a detached, node-pinned Ray actor holding live key/value knobs.
 
 Owns the :class:`ChiaKVStore` actor, the driver helpers
 (:func:`get_or_create_kv_store`, :func:`attach_kv_store`, :func:`query_kv`)
@@ -125,6 +125,7 @@ class ChiaKVStore:
         )
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when it was never set."""
         entry = self._entries.get(key)
         return default if entry is None else entry[0]
 
@@ -136,15 +137,18 @@ class ChiaKVStore:
         return _MISSING if entry is None else entry[0]
 
     def get_versioned(self, key: str) -> tuple[Any, int]:
+        """``(value, version)`` of ``key``; ``(None, 0)`` when it was never set."""
         return self._entries.get(key, (None, 0))
 
     def set(self, key: str, value: Any) -> int:
+        """Store ``value`` under ``key``; returns the new version."""
         _check_key(key)
         revision = self._revision + 1
         self._commit({**self._entries, key: (value, revision)}, revision)
         return revision
 
     def cas(self, key: str, expected_version: int, value: Any) -> tuple[bool, int]:
+        """Compare-and-set: store only if ``key`` is at ``expected_version``; returns ``(stored, version)``."""
         _check_key(key)
         if isinstance(expected_version, bool) or not isinstance(expected_version, int):
             raise TypeError(f"cas expected_version for key {key!r} must be an int, got {expected_version!r}")
@@ -156,6 +160,7 @@ class ChiaKVStore:
         return True, self.set(key, value)
 
     def delete(self, key: str) -> bool:
+        """Remove ``key``; returns whether it was set."""
         if key not in self._entries:
             return False
         entries = dict(self._entries)
@@ -164,9 +169,11 @@ class ChiaKVStore:
         return True
 
     def items(self) -> dict[str, Any]:
+        """Every key and its value."""
         return {key: value for key, (value, _) in self._entries.items()}
 
     def entries(self) -> dict[str, tuple[Any, int]]:
+        """Every key with its ``(value, version)``."""
         return dict(self._entries)
 
     def _commit(self, entries: dict[str, tuple[Any, int]], revision: int) -> None:
@@ -384,6 +391,23 @@ def _format_entry(key: str, value: Any, version: int) -> str:
     return f"{key} = {value!r}  (version {version})"
 
 
+def _run_set(store: Any, where: str, key: str, value: Any, if_version: int | None) -> int:
+    if if_version is None:
+        version = ray.get(store.set.remote(key, value))
+    else:
+        applied, version = ray.get(store.cas.remote(key, if_version, value))
+        if not applied:
+            current, _ = ray.get(store.get_versioned.remote(key))
+            print(
+                f"error: {key!r} in {where} is at version {version} (value {current!r}), not "
+                f"{if_version}: someone changed it; re-read it with --get/--list and retry",
+                file=sys.stderr,
+            )
+            return EXIT_STORE_ERROR
+    print(_format_entry(key, value, version))
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
     where = f"KV store {args.name!r} (namespace {args.namespace!r})"
     try:
@@ -399,20 +423,7 @@ def _run(args: argparse.Namespace) -> int:
                 return EXIT_STORE_ERROR
             print(repr(value))
         elif args.set is not None:
-            key, value = args.set[0], _parse_literal(args.set[1])
-            if args.if_version is None:
-                version = ray.get(store.set.remote(key, value))
-            else:
-                applied, version = ray.get(store.cas.remote(key, args.if_version, value))
-                if not applied:
-                    current, _ = ray.get(store.get_versioned.remote(key))
-                    print(
-                        f"error: {key!r} in {where} is at version {version} (value {current!r}), not "
-                        f"{args.if_version}: someone changed it; re-read it with --get/--list and retry",
-                        file=sys.stderr,
-                    )
-                    return EXIT_STORE_ERROR
-            print(_format_entry(key, value, version))
+            return _run_set(store, where, args.set[0], _parse_literal(args.set[1]), args.if_version)
         elif args.delete is not None:
             if not ray.get(store.delete.remote(args.delete)):
                 print(f"error: key {args.delete!r} is not set in {where}", file=sys.stderr)

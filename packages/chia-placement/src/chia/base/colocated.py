@@ -51,7 +51,7 @@ _READY_REPORT_EVERY_S = 60.0
 class _NodePin:
     """Shared by a node and its members: the bundle they are pinned to and whether the node is closed."""
 
-    __slots__ = ("owner", "bundle", "bundle_index", "closed")
+    __slots__ = ("bundle", "bundle_index", "closed", "owner")
 
     def __init__(self, owner: str, bundle_index: int) -> None:
         self.owner = owner
@@ -89,7 +89,7 @@ class _NodePin:
 class _PinnedCall(Generic[P, R]):
     """A dispatch handle with the pinning (and any later overrides) applied: what ``.options()`` returns."""
 
-    __slots__ = ("_fn", "_overrides", "_handle", "_options", "_pin", "_member", "_misfit")
+    __slots__ = ("_fn", "_handle", "_member", "_misfit", "_options", "_overrides", "_pin")
 
     def __init__(self, fn: ChiaWrapped[P, R], overrides: Mapping[str, Any], pin: _NodePin | None, member: str) -> None:
         self._fn = fn
@@ -135,11 +135,13 @@ class PinnedChiaFn(Generic[P, R]):
         pinned("/work/sim")                           # local call
     """
 
-    __slots__ = ("_fn", "_call")
+    __slots__ = ("_call", "_fn")
 
     def __init__(self, fn: ChiaWrapped[P, R], scheduling_opts: Mapping[str, Any]) -> None:
         if not _is_chia_function(fn):
-            raise TypeError(f"PinnedChiaFn needs a @ChiaFunction()-decorated function, got {fn!r} ({type(fn).__name__})")
+            raise TypeError(
+                f"PinnedChiaFn needs a @ChiaFunction()-decorated function, got {fn!r} ({type(fn).__name__})"
+            )
         if not isinstance(scheduling_opts, Mapping):
             raise TypeError(f"PinnedChiaFn scheduling_opts must be a mapping of Ray options, got {scheduling_opts!r}")
         opts = dict(scheduling_opts)
@@ -168,6 +170,7 @@ class PinnedChiaFn(Generic[P, R]):
         return self._fn.__wrapped__
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function locally, in this process (no pinning applies)."""
         return self._fn(*args, **kwargs)
 
     def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
@@ -277,8 +280,9 @@ class ColocatedNode:
                 self._close_after_failure()
                 raise
 
-        setattr(__init__, "_chia_releases_on_failure", True)
-        setattr(cls, "__init__", __init__)
+        # setattr: mypy rejects assigning a method or an attribute functools.wraps does not declare.
+        setattr(__init__, "_chia_releases_on_failure", True)  # noqa: B010 -- see above
+        setattr(cls, "__init__", __init__)  # noqa: B010 -- see above
 
     def __init__(
         self,
@@ -293,7 +297,9 @@ class ColocatedNode:
     ) -> None:
         owner = type(self).__qualname__
         members = self._resolve_members()
-        _check_arguments(owner, placement_group, require_colocated, bundle_index, reserve_bundle, pg_strategy, pg_ready_timeout_s)
+        _check_arguments(
+            owner, placement_group, require_colocated, bundle_index, reserve_bundle, pg_strategy, pg_ready_timeout_s
+        )
         self._pin = _NodePin(owner, bundle_index)
         self._placement_group: PlacementGroup | None = None
         self._owns_placement_group = False
@@ -321,7 +327,9 @@ class ColocatedNode:
         owner = type(self).__qualname__
         names = type(self)._MEMBER_FNS
         if isinstance(names, str) or not all(isinstance(name, str) for name in names):
-            raise TypeError(f"{owner}._MEMBER_FNS must be a tuple of member names, e.g. ('build', 'run'); got {names!r}")
+            raise TypeError(
+                f"{owner}._MEMBER_FNS must be a tuple of member names, e.g. ('build', 'run'); got {names!r}"
+            )
         members: dict[str, Any] = {}
         for name in names:
             if not hasattr(type(self), name):
@@ -337,7 +345,9 @@ class ColocatedNode:
 
     def _reserve(self, bundle: dict[str, float], strategy: str) -> PlacementGroup:
         if not ray.is_initialized():
-            raise RuntimeError(f"{self._pin.owner} reserves a placement group and needs a connected Ray: call ray.init() first")
+            raise RuntimeError(
+                f"{self._pin.owner} reserves a placement group and needs a connected Ray: call ray.init() first"
+            )
         pg: PlacementGroup = reserve_placement_group([bundle], strategy=strategy)
         self._owns_placement_group = True
         logger.debug("%s reserved placement group %s for bundle %s", self._pin.owner, pg.id.hex(), bundle)
@@ -428,7 +438,9 @@ class ColocatedNode:
         try:
             self.close()
         except Exception:
-            logger.exception("%s: could not release its placement group after a failed construction", type(self).__qualname__)
+            logger.exception(
+                "%s: could not release its placement group after a failed construction", type(self).__qualname__
+            )
 
     def __enter__(self) -> Self:
         return self
@@ -478,7 +490,9 @@ def _check_arguments(
         or not math.isfinite(pg_ready_timeout_s)
         or pg_ready_timeout_s <= 0
     ):
-        raise ValueError(f"{owner} pg_ready_timeout_s must be a number of seconds > 0 or None, got {pg_ready_timeout_s!r}")
+        raise ValueError(
+            f"{owner} pg_ready_timeout_s must be a number of seconds > 0 or None, got {pg_ready_timeout_s!r}"
+        )
 
 
 def _given_bundle(owner: str, placement_group: PlacementGroup, bundle_index: int) -> dict[str, float]:

@@ -65,7 +65,4 @@ class LLMCallBase(ABC):
         rewritten for the current node and the bearer header when the tool has a token:
         the shape agent CLIs accept under ``mcpServers``. It contains secrets: do not log it.
         """
-        return {
-            tool.name: {"type": "http", "url": tool.url, "headers": tool.auth_headers}
-            for tool in tools or ()
-        }
+        return {tool.name: {"type": "http", "url": tool.url, "headers": tool.auth_headers} for tool in tools or ()}

@@ -13,7 +13,7 @@ from typing import Any
 
 from chia.base.tools.ChiaTool import ChiaTool, ToolServerConfig, _base_init
 
-__all__ = ["AsyncJobTool", "MAX_WAIT_SECONDS"]
+__all__ = ["MAX_WAIT_SECONDS", "AsyncJobTool"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,7 @@ class AsyncJobTool(ChiaTool):
         server_config: ToolServerConfig | None = None,
     ) -> None:
         """Initializes ChiaTool with a name and optional resource requirements."""
-        super().__init__(
-            name, task_options=task_options, logging_level=logging_level, server_config=server_config
-        )
+        super().__init__(name, task_options=task_options, logging_level=logging_level, server_config=server_config)
         self._init_job_state()
 
     def _init_job_state(self) -> None:
@@ -84,9 +82,7 @@ class AsyncJobTool(ChiaTool):
             if self._job is not None and not self._job.done.is_set():
                 return {"started": False, "running": True}
             job = self._job = _Job()
-        threading.Thread(
-            target=self._run_job, args=(work, job), name=f"chia-job-{self.name}", daemon=True
-        ).start()
+        threading.Thread(target=self._run_job, args=(work, job), name=f"chia-job-{self.name}", daemon=True).start()
         return {"started": True, "running": True}
 
     def _run_job(self, work: Callable[[], dict[str, Any]], job: _Job) -> None:

@@ -81,4 +81,3 @@ class BashTool(ChiaTool):
 
     def _on_server_stop(self) -> None:
         self._groups.kill_all()
-

@@ -150,9 +150,7 @@ class ChiaTool:
         self.name = name
         self.task_options: dict[str, Any] = dict(task_options or {})
         self.logging_level = logging_level
-        self.server_config = (
-            server_config or _default_server_config.get() or ToolServerConfig.from_env()
-        )
+        self.server_config = server_config or _default_server_config.get() or ToolServerConfig.from_env()
         self.mcp = ToolMCP(name)
         self.hostname: str | None = None
         self.port: int | None = None
@@ -175,7 +173,7 @@ class ChiaTool:
                 f"{cls.__qualname__}.__init__ instead, or subclass ChiaTool / "
                 "ChiaToolTemplate directly"
             )
-        setattr(cls, "__init__", _setup_style_init(inherited))
+        setattr(cls, "__init__", _setup_style_init(inherited))  # noqa: B010 -- mypy rejects assigning a method
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
         """Stable. Hook for the auto-constructed style: register tools and set state here.

@@ -36,8 +36,6 @@ class ChiaToolTemplate(ChiaTool):
         **kwargs: Any,
     ) -> None:
         """Initializes ChiaTool with a name and optional resource requirements."""
-        super().__init__(
-            name, task_options=task_options, logging_level=logging_level, server_config=server_config
-        )
+        super().__init__(name, task_options=task_options, logging_level=logging_level, server_config=server_config)
         self.setup(*args, **kwargs)
         self.__post_init__()

@@ -83,16 +83,11 @@ class ToolServerConfig:
         if not self.host:
             raise ValueError("ToolServerConfig.host must be a non-empty host name or IP")
         if not 0 <= self.base_port <= 65535:
-            raise ValueError(
-                f"ToolServerConfig.base_port={self.base_port} is outside 0..65535"
-            )
+            raise ValueError(f"ToolServerConfig.base_port={self.base_port} is outside 0..65535")
         if self.max_tries < 1:
             raise ValueError(f"ToolServerConfig.max_tries={self.max_tries} must be >= 1")
         if self.token is not None and (not self.token or self.token.strip() != self.token):
-            raise ValueError(
-                "ToolServerConfig.token must be a non-empty string without surrounding "
-                "whitespace"
-            )
+            raise ValueError("ToolServerConfig.token must be a non-empty string without surrounding whitespace")
         require_safe_bind(self.host, self.token, self.allow_unauthenticated)
 
     @classmethod
@@ -102,9 +97,7 @@ class ToolServerConfig:
         try:
             base_port = int(raw_port) if raw_port else DEFAULT_BASE_PORT
         except ValueError:
-            raise ValueError(
-                f"{BASE_PORT_ENV}={raw_port!r} is not an integer port"
-            ) from None
+            raise ValueError(f"{BASE_PORT_ENV}={raw_port!r} is not an integer port") from None
         return cls(
             host=os.environ.get(HOST_ENV) or DEFAULT_HOST,
             base_port=base_port,

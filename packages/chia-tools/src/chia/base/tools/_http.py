@@ -118,8 +118,7 @@ def bind_first_free_port(host: str, base_port: int, max_tries: int) -> socket.so
         return sock
     raise OSError(
         errno.EADDRINUSE,
-        f"no free port on {host} in {base_port}..{base_port + max_tries - 1} "
-        f"(max_tries={max_tries})",
+        f"no free port on {host} in {base_port}..{base_port + max_tries - 1} (max_tries={max_tries})",
     )
 
 
@@ -150,9 +149,7 @@ def serve_in_thread(app: ASGIApp, sock: socket.socket, *, name: str) -> RunningS
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"chia-tool-{name}", daemon=True
-    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"chia-tool-{name}", daemon=True)
     thread.start()
     deadline = time.monotonic() + _STARTUP_TIMEOUT_SECONDS
     while not server.started:
@@ -161,9 +158,7 @@ def serve_in_thread(app: ASGIApp, sock: socket.socket, *, name: str) -> RunningS
             raise RuntimeError(f"uvicorn for tool {name!r} exited during startup; see its log")
         if time.monotonic() > deadline:
             server.should_exit = True
-            raise TimeoutError(
-                f"uvicorn for tool {name!r} did not start within {_STARTUP_TIMEOUT_SECONDS}s"
-            )
+            raise TimeoutError(f"uvicorn for tool {name!r} did not start within {_STARTUP_TIMEOUT_SECONDS}s")
         thread.join(0.01)
     port = int(sock.getsockname()[1])
     return RunningServer(server=server, thread=thread, port=port)
@@ -182,4 +177,3 @@ def advertised_host(bind_host: str) -> str:
         node_ip: Callable[[], str] = ray.util.get_node_ip_address
         return node_ip()
     return socket.gethostname()
-

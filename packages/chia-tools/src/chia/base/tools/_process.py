@@ -7,6 +7,7 @@ memory up to a cap, dropping the oldest bytes first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import selectors
@@ -83,15 +84,13 @@ class CommandPolicy:
             )
         parts = [
             f"{how} in the working directory {work_dir!r}.",
-            "The result holds the combined stdout and stderr; only the last "
-            f"{self.max_output_bytes} bytes are kept.",
+            f"The result holds the combined stdout and stderr; only the last {self.max_output_bytes} bytes are kept.",
         ]
         if self.allowed_executables is not None:
             parts.append(f"Allowed programs: {', '.join(sorted(self.allowed_executables))}.")
         if timeout_seconds is not None:
             parts.append(
-                f"A command running longer than {timeout_seconds}s is killed together "
-                "with every process it started."
+                f"A command running longer than {timeout_seconds}s is killed together with every process it started."
             )
         return " ".join(parts)
 
@@ -113,8 +112,7 @@ class CommandPolicy:
             }
             if executable not in allowed:
                 raise PermissionError(
-                    f"executable {argv[0]!r} is not allowed; allowed: "
-                    f"{sorted(self.allowed_executables)}"
+                    f"executable {argv[0]!r} is not allowed; allowed: {sorted(self.allowed_executables)}"
                 )
         return [executable, *argv[1:]]
 
@@ -191,10 +189,8 @@ class ProcessGroups:
 
 
 def kill_process_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_command(
@@ -312,9 +308,7 @@ def _drain(proc: subprocess.Popen[bytes], buffer: _TailBuffer) -> None:
 
 def _terminate_group(proc: subprocess.Popen[bytes]) -> None:
     kill_process_group(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=_TERM_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        pass
     # The shell may be gone while children ignored SIGTERM: kill whatever is left.
     kill_process_group(proc.pid, signal.SIGKILL)

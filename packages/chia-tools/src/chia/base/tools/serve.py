@@ -1,4 +1,4 @@
-"""Serve ChiaTools without Ray: in the current process, with uvicorn, on a host and port.
+r"""Serve ChiaTools without Ray: in the current process, with uvicorn, on a host and port.
 
 For users who install only chia-tools, or who run a tool next to the code that uses it.
 Also a command::
@@ -106,9 +106,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m chia.base.tools.serve",
         description="Serve a ChiaTool subclass over MCP (streamable HTTP) without Ray.",
     )
-    parser.add_argument(
-        "tool_class", help="the tool class as module:Class, e.g. chia.base.tools.BashTool:BashTool"
-    )
+    parser.add_argument("tool_class", help="the tool class as module:Class, e.g. chia.base.tools.BashTool:BashTool")
     parser.add_argument("name", help="tool name: URL path /<name>/mcp and tool-name prefix")
     parser.add_argument(
         "--arg",
@@ -118,21 +116,15 @@ def _parser() -> argparse.ArgumentParser:
         help="constructor keyword argument; VALUE is parsed as JSON when it is valid JSON",
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"bind address (default {DEFAULT_HOST})")
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_BASE_PORT, help="first port to try; 0 = any free port"
-    )
+    parser.add_argument("--port", type=int, default=DEFAULT_BASE_PORT, help="first port to try; 0 = any free port")
     parser.add_argument("--max-tries", type=int, default=100, help="ports to try from --port")
-    parser.add_argument(
-        "--token-env", help=f"environment variable holding the bearer token (default {TOKEN_ENV})"
-    )
+    parser.add_argument("--token-env", help=f"environment variable holding the bearer token (default {TOKEN_ENV})")
     parser.add_argument(
         "--allow-unauthenticated",
         action="store_true",
         help="serve a non-loopback host without a token (not recommended)",
     )
-    parser.add_argument(
-        "--allowed-host", action="append", default=[], help="extra Host header value to accept"
-    )
+    parser.add_argument("--allowed-host", action="append", default=[], help="extra Host header value to accept")
     return parser
 
 

@@ -37,11 +37,7 @@ def make_router_lifespan(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         mounted = list(_mounted_mcp_apps(app.routes))
-        missing = [
-            server.name
-            for server in servers
-            if not any(sub.state.fastmcp_server is server for sub in mounted)
-        ]
+        missing = [server.name for server in servers if not any(sub.state.fastmcp_server is server for sub in mounted)]
         if missing:
             raise LookupError(
                 f"MCP servers {missing} are not mounted in this app: mount "
