@@ -1,5 +1,8 @@
-"""Build every distribution's wheel and prove each stands alone.
+"""Build every distribution's sdist and wheel and prove each wheel stands alone.
 
+Every sdist and every wheel (built from its sdist, as an installer does) must
+carry the repository's LICENSE: at the sdist's root, and in the wheel's
+``.dist-info/licenses/`` and named by a ``License-File`` line of its METADATA.
 For each distribution: a fresh virtual environment gets its wheel and the
 wheels of its declared chia dependencies only (third-party dependencies from
 the index), then every module it ships is imported from there, a mypy
@@ -21,6 +24,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import tomllib
 import zipfile
@@ -28,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ["chia-dispatch", "chia-bypass-cache", "chia-placement", "chia-tools", "chia-ops"]
+DISTRIBUTIONS = [*PARTS, "chia"]  # the meta-package ships no modules but its licence all the same
+LICENSE = ROOT / "LICENSE"
 
 
 def run(cmd: list[str], **kwargs: object) -> None:
@@ -66,6 +72,33 @@ def modules_of(wheel: Path) -> list[str]:
             module = name[: -len(".py")].replace("/", ".")
             modules.append(module.removesuffix(".__init__"))
     return sorted(modules)
+
+
+def licence_problems(dist_dir: Path) -> list[str]:
+    """What keeps a built distribution from carrying LICENSE; empty when each does."""
+    expected = LICENSE.read_bytes()
+    problems = []
+    for dist in DISTRIBUTIONS:
+        stem = dist.replace("-", "_")
+        wheels = sorted(dist_dir.glob(f"{stem}-*.whl"))
+        sdists = sorted(dist_dir.glob(f"{stem}-*.tar.gz"))
+        if len(wheels) != 1 or len(sdists) != 1:
+            problems.append(f"{dist}: expected one wheel and one sdist in {dist_dir}, found {wheels + sdists}")
+            continue
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            info = next(n.split("/")[0] for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+            names = wheel.namelist()
+            if f"{info}/licenses/LICENSE" not in names or wheel.read(f"{info}/licenses/LICENSE") != expected:
+                problems.append(f"{wheels[0].name}: no {info}/licenses/LICENSE identical to {LICENSE}")
+            elif "License-File: LICENSE" not in wheel.read(f"{info}/METADATA").decode().splitlines():
+                problems.append(f"{wheels[0].name}: its METADATA has no 'License-File: LICENSE' line")
+        with tarfile.open(sdists[0]) as sdist:
+            top = sdists[0].name.removesuffix(".tar.gz")
+            member = next((m for m in sdist.getmembers() if m.name == f"{top}/LICENSE"), None)
+            stream = sdist.extractfile(member) if member is not None and member.isfile() else None
+            if stream is None or stream.read() != expected:
+                problems.append(f"{sdists[0].name}: no regular file {top}/LICENSE identical to {LICENSE}")
+    return problems
 
 
 def venv(path: Path, uv: str) -> Path:
@@ -134,8 +167,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="chia-dists-") as tmp:
         work = Path(tmp)
         dist_dir = work / "dist"
-        run([uv, "build", "--quiet", "--all-packages", "--wheel", "-o", str(dist_dir)], cwd=ROOT)
-        failures: list[str] = []
+        # sdists, then each wheel from its sdist (what an installer given the sdist does)
+        run([uv, "build", "--quiet", "--all-packages", "-o", str(dist_dir)], cwd=ROOT)
+        failures = licence_problems(dist_dir)
+        if not failures:
+            print(f"LICENSE in each of the {len(DISTRIBUTIONS)} wheels and sdists", flush=True)
         for dist in args.only:
             try:
                 check_alone(dist, dist_dir, work, uv, not args.no_tests, [])
