@@ -35,6 +35,8 @@ REFERENCE_MODULES = {
     "chia.base.tools.AsyncJobTool": "chia-tools",
     "chia.base.tools.util": "chia-tools",
     "chia.trace.profiler": "chia-ops",
+    "chia.trace.export": "chia-ops",
+    "chia.cli.main": "chia-ops",
 }
 
 
@@ -46,28 +48,28 @@ def test_no_init_in_namespace_directories(dist: str) -> None:
     assert not (src / "chia" / "base" / "__init__.py").exists()
 
 
-# PEP 561 markers, one file per distribution so that no two wheels ship the
-# same path (uninstalling one would delete another's marker). mypy accepts the
-# first py.typed on the way down from `chia/`: chia-tools' `chia/py.typed`
-# covers chia.base.llm_call when it is installed alone; chia-bypass-cache and
+# PEP 561 markers, unshared so that no two wheels ship the same path
+# (uninstalling one would delete another's marker). mypy accepts the first
+# py.typed on the way down from `chia/`: chia-tools' `chia/py.typed` covers
+# chia.base.llm_call when it is installed alone; chia-bypass-cache and
 # chia-placement sit under chia-dispatch's `chia/base/py.typed`, a hard
-# dependency of both.
-PY_TYPED = {
-    "chia-dispatch": "chia/base/py.typed",
-    "chia-tools": "chia/py.typed",
-    "chia-ops": "chia/trace/py.typed",
-    "chia-bypass-cache": None,
-    "chia-placement": None,
+# dependency of both; chia-ops marks each of its two packages.
+PY_TYPED: dict[str, list[str]] = {
+    "chia-dispatch": ["chia/base/py.typed"],
+    "chia-tools": ["chia/py.typed"],
+    "chia-ops": ["chia/cli/py.typed", "chia/trace/py.typed"],
+    "chia-bypass-cache": [],
+    "chia-placement": [],
 }
 
 
 @pytest.mark.parametrize("dist", DISTRIBUTIONS)
-def test_each_distribution_has_one_unshared_py_typed_and_its_own_version(dist: str) -> None:
+def test_each_distribution_has_unshared_py_typed_markers_and_its_own_version(dist: str) -> None:
     package = ROOT / "packages" / dist
     markers = sorted(p.relative_to(package / "src").as_posix() for p in (package / "src").rglob("py.typed"))
     expected = PY_TYPED[dist]
-    assert markers == ([expected] if expected else [])
-    if expected is None:
+    assert markers == expected
+    if not expected:
         deps = tomllib.loads((package / "pyproject.toml").read_text())["project"]["dependencies"]
         assert any(dep.startswith("chia-dispatch") for dep in deps)
     project = tomllib.loads((package / "pyproject.toml").read_text())["project"]

@@ -8,14 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import ray
 from click.testing import CliRunner
 
 from chia.base.ChiaFunction import ChiaFunction
-from chia.trace.cli import cli
-
-pytest.importorskip("chia.base.pid_registry")
+from chia.cli.main import cli
 
 
 @ChiaFunction(num_cpus=0)

@@ -11,8 +11,8 @@ import ray
 from click.testing import CliRunner
 
 from chia.base.ChiaFunction import ChiaFunction, get
+from chia.cli.main import cli
 from chia.trace import profiler
-from chia.trace.cli import cli
 
 pytestmark = pytest.mark.usefixtures("no_collector")
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from chia.cli.main import cli
 from chia.trace import export
-from chia.trace.cli import cli
 
 pytestmark = pytest.mark.usefixtures("no_collector")
 

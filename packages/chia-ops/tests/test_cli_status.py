@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from chia.cli.main import cli, main
 from chia.trace import profiler
-from chia.trace.cli import cli, main
 
 pytestmark = pytest.mark.usefixtures("no_collector")
 
@@ -81,3 +81,9 @@ def test_main_returns_exit_codes() -> None:
     assert main(["--help"]) == 0
     assert main(["cancel"]) == 2  # usage: nothing to cancel
     assert main(["no-such-command"]) == 2
+
+
+def test_the_former_module_path_still_serves_the_command_line() -> None:
+    from chia.trace import cli as former  # the path the 0.1 docs showed
+
+    assert former.cli is cli and former.main is main

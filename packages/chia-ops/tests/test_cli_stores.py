@@ -10,7 +10,7 @@ import pytest
 import ray
 from click.testing import CliRunner
 
-from chia.trace.cli import cli
+from chia.cli.main import cli
 
 kv_store = pytest.importorskip("chia.base.chia_kv_store")
 cache = pytest.importorskip("chia.base.cache")

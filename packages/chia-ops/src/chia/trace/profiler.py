@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,6 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from chia.trace import _recorder
-from chia.trace._cluster import ray_nodes
 from chia.trace._collector import ProfileCollectorActor
 from chia.trace._recorder import Recorder, Session
 
@@ -104,12 +104,13 @@ class _DriverSession:
 
 
 _lock = threading.Lock()
+_ray_nodes: Callable[[], list[dict[str, Any]]] = ray.nodes  # untyped in Ray; its documented type
 _driver: _DriverSession | None = None
 _actor_class: Any = None
 
 
 def _head_node_id() -> str:
-    for node in ray_nodes():
+    for node in _ray_nodes():
         if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {}):
             node_id: str = node["NodeID"]
             return node_id

@@ -21,8 +21,9 @@ from pathlib import Path
 import click
 import ray
 
+from chia.cli._cluster import check_reachable
+from chia.cli._extras import BYPASS, CACHE, needs
 from chia.trace import export, profiler
-from chia.trace._cluster import _check_reachable, require
 
 logger = logging.getLogger(__name__)
 
@@ -93,19 +94,47 @@ def _write_profile(log_path: str, directory: Path, progress: Callable[[str], Non
     click.echo(summary, err=True)
 
 
+def _setup_steps(options: RunOptions, progress: Callable[[str], None]) -> list[Callable[[], None]]:
+    """What to set up once Ray runs: bypass, then the cache.
+
+    Checked now, before Ray starts: the distribution each needs is installed
+    (else the one-line error naming the extra) and the bypass file is valid.
+    """
+    steps: list[Callable[[], None]] = []
+    bypass_path = str(options.bypass) if options.bypass is not None else None
+    if bypass_path is not None:
+        with needs(BYPASS, "chia run --bypass"):
+            from chia.base.bypass import Bypass, validate_config
+        validate_config(bypass_path)
+
+        def activate_bypass() -> None:
+            Bypass(yaml_path=bypass_path)
+            progress(f"bypass configured from {bypass_path}")
+
+        steps.append(activate_bypass)
+    cache_dir, size = options.cache_dir, options.cache_size
+    if cache_dir is not None and size is not None:
+        with needs(CACHE, "chia run --cache-dir"):
+            from chia.base.cache import start_cache
+
+        def start_head_cache() -> None:
+            start_cache(size=size.size, cache_dir_path=str(cache_dir), units=size.units, yaml_path=bypass_path)
+            progress(f"cache at {cache_dir} ({size.size:g} {size.units})")
+
+        steps.append(start_head_cache)
+    return steps
+
+
 def run(options: RunOptions, progress: Callable[[str], None]) -> int:
     """Set up, run the script, tear down; returns the script's exit code."""
     script_dir = str(options.script.resolve().parent)
     if script_dir not in sys.path:
         sys.path.insert(0, script_dir)  # as `python SCRIPT` does; Ray ships the driver's path to workers
-    if options.bypass is not None:
-        require("chia.base.bypass", ("validate_config",), "chia-bypass-cache", "run --bypass").validate_config(
-            str(options.bypass)
-        )
+    set_up = _setup_steps(options, progress)
     started_ray = False
     if not ray.is_initialized():
         if options.address:
-            _check_reachable(options.address)
+            check_reachable(options.address)
             progress(f"connecting to Ray at {options.address}")
             ray.init(address=options.address, logging_level=logging.WARNING)
         else:
@@ -115,19 +144,8 @@ def run(options: RunOptions, progress: Callable[[str], None]) -> int:
     profiling = False
     code = 1
     try:
-        if options.bypass is not None:
-            bypass_module = require("chia.base.bypass", ("Bypass",), "chia-bypass-cache", "run --bypass")
-            bypass_module.Bypass(yaml_path=str(options.bypass))
-            progress(f"bypass configured from {options.bypass}")
-        if options.cache_dir is not None and options.cache_size is not None:
-            cache_module = require("chia.base.cache", ("start_cache",), "chia-bypass-cache", "run --cache-dir")
-            cache_module.start_cache(
-                size=options.cache_size.size,
-                cache_dir_path=str(options.cache_dir),
-                units=options.cache_size.units,
-                yaml_path=str(options.bypass) if options.bypass is not None else None,
-            )
-            progress(f"cache at {options.cache_dir} ({options.cache_size.size:g} {options.cache_size.units})")
+        for step in set_up:
+            step()
         if options.profile_dir is not None:
             profiler.start_collector(log_dir=options.profile_dir)
             profiling = True

@@ -1,24 +1,25 @@
-"""How the ``chia`` command line reaches a cluster and the packages it drives.
+"""What every ``chia`` command shares: reaching Ray, the ``--address`` option, progress lines.
 
 Owns connecting to (or reusing) a Ray connection with clear errors, finding
-named actors across namespaces, and importing the optional distributions
-behind ``chia kv|cache|bypass|cancel`` lazily.
+named actors across namespaces, Ray's state helpers with their types, and how
+commands report progress (``chia: ...`` on stderr).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import ray
 
-logger = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+RAY_TIMEOUT_S = 60.0
+"""How long a command waits for one answer from an actor."""
 
 _CONNECT_TIMEOUT_S = 3.0
 
@@ -28,7 +29,24 @@ cluster_resources: Callable[[], dict[str, float]] = ray.cluster_resources
 available_resources: Callable[[], dict[str, float]] = ray.available_resources
 
 
-def _check_reachable(address: str) -> None:
+def progress(message: str) -> None:
+    """Report what a command is doing, on stderr (stdout carries its result)."""
+    click.echo(f"chia: {message}", err=True)
+
+
+def address_option(fn: F) -> F:
+    """The ``--address HOST:PORT`` option of every command that needs a cluster."""
+    decorated: F = click.option(
+        "--address",
+        envvar="RAY_ADDRESS",
+        default=None,
+        metavar="HOST:PORT",
+        help="Ray cluster to connect to (default: $RAY_ADDRESS, else the latest cluster started on this machine).",
+    )(fn)
+    return decorated
+
+
+def check_reachable(address: str) -> None:
     """Fail fast on a host:port nothing listens on (ray.init would retry for a long time)."""
     if "://" in address or ":" not in address:
         return
@@ -51,7 +69,7 @@ def connected(address: str | None) -> Iterator[None]:
         yield
         return
     target = address or "auto"
-    _check_reachable(target)
+    check_reachable(target)
     try:
         ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -79,16 +97,3 @@ def find_named_actor(name: str, namespace: str | None, what: str) -> Any:
             f"{len(matches)} {what} actors named {name!r} run (namespaces {sorted(matches)}); choose one with --namespace"
         )
     return ray.get_actor(name, namespace=matches[0])
-
-
-def require(module: str, names: tuple[str, ...], distribution: str, command: str) -> ModuleType:
-    """Import ``module`` (from an optional distribution) or fail saying what to install."""
-    hint = f"`chia {command}` needs the {distribution} distribution: pip install {distribution}"
-    try:
-        loaded = importlib.import_module(module)
-    except ImportError as exc:
-        raise click.ClickException(f"{hint} ({exc})") from exc
-    missing = [name for name in names if not hasattr(loaded, name)]
-    if missing:
-        raise click.ClickException(f"{hint} (the installed {module} lacks {', '.join(missing)})")
-    return loaded
