@@ -12,7 +12,7 @@ import ray
 from ray.exceptions import TaskCancelledError
 
 from chia.base._dispatch import job_actors
-from chia.base._dispatch.proxy import route
+from chia.base._dispatch import proxy as proxy_core  # a module: tasks of this file pickle their globals by value
 from chia.base.ChiaFunction import ChiaFunction, chia_cancel, get
 from chia.base.dispatch_proxy import should_proxy
 
@@ -54,7 +54,7 @@ def nested_failure(target: str) -> str:
 def nested_pairs(target: str) -> tuple[list[list[int]], bool]:
     dispatch: Any = pair.options(resources={target: 0.01}).chia_remote  # num_returns=2: a list of refs
     values = [get(dispatch(x)) for x in (1, 2, 3)]
-    return values, route._warned_num_returns
+    return values, proxy_core.route._warned_num_returns
 
 
 @ChiaFunction(num_cpus=0)
