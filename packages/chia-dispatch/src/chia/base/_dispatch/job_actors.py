@@ -2,8 +2,8 @@
 
 Owns how such an actor is named, found, created (detached, so it outlives a
 driver killed by ``ray job stop`` long enough to clean up after it; pinned to
-the head, the one node every other node reaches) and how it notices that its
-job ended.
+the head, the one node every other node reaches, or a reaper to the node it
+kills on) and how it notices that its job ended.
 """
 
 from __future__ import annotations
