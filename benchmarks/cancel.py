@@ -28,7 +28,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray
 
-from chia.base import pid_registry
+from chia.base._dispatch.registry import get_registry
 from chia.base.ChiaFunction import ChiaFunction, chia_cancel
 
 LEVELS = (
@@ -79,7 +79,7 @@ def start(ignore_sigterm: bool) -> tuple[ray.ObjectRef[str], str]:
     ref = run_tree.chia_remote(LEVELS.format(tag=tag, trap=trap))
     if not poll(lambda: len(tree_pids(tag)) == 3, 120):
         raise RuntimeError(f"the process tree did not start: {ray.wait([ref], timeout=0)}")
-    registry = pid_registry._get_registry()
+    registry = get_registry()
     task_id = ref.task_id().hex()
     if not poll(lambda: task_id in ray.get(registry.tracked.remote()), 60):
         raise RuntimeError("the spawn was not reported")

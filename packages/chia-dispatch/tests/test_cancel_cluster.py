@@ -16,9 +16,9 @@ import ray
 from ray.exceptions import TaskCancelledError
 
 from chia.base import ChiaFunction as chia_function_module
-from chia.base import _job_actors, _pid_tracking, pid_registry
-from chia.base._pid_tracking import job_marker_prefix
-from chia.base._proc_tree import MARKER_VARIABLE
+from chia.base._dispatch import job_actors, pid_tracking
+from chia.base._dispatch.proc_tree import MARKER_VARIABLE
+from chia.base._dispatch.registry import get_registry, job_marker_prefix
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.pid_registry import chia_cancel, kill_all_tracked
 
@@ -111,9 +111,9 @@ def spawn_with_reports_held(tag: str) -> str:
     Holding the reporter's lock makes the race deterministic: the processes
     exist (with the job's marker) and the registry has not heard of them.
     """
-    reporter = _pid_tracking._reporter
+    reporter = pid_tracking._reporter
     if reporter._registry is None:  # a worker's first report is delivered synchronously, not queued
-        reporter._registry = pid_registry._get_registry()
+        reporter._registry = get_registry()
     holding = threading.Event()
 
     def hold_reports() -> None:
@@ -173,7 +173,7 @@ def test_a_task_whose_subprocess_dies_before_ray_cancel_arrives_still_raises_can
     # The race chia_cancel must win: the kill lands before Ray's cooperative cancel
     # reaches the worker, so the task body sees its subprocess exit and returns.
     ref, tag = _start_trees(tagged, wait_until, "node_b", foreground_new_session=False)
-    registry = pid_registry._get_registry()
+    registry = get_registry()
     task_hex = ref.task_id().hex()
     ray.get(registry.begin_cancel.remote(task_hex, 5.0))
     ray.get(registry.kill_task.remote(task_hex, 5.0))  # no ray.cancel at all
@@ -199,16 +199,16 @@ def test_chia_cancel_is_reexported_from_chia_function() -> None:
 def test_registry_lives_on_the_head_and_forgets_tasks_when_they_end(two_node_cluster: Any, wait_until: Any) -> None:
     refs = [spawn_and_return.options(resources={node: 0.01}).chia_remote(3) for node in ("head", "node_b")] * 10
     assert get(refs) == [[0, 0, 0]] * 20
-    registry = pid_registry._get_registry()
+    registry = get_registry()
     wait_until(lambda: ray.get(registry.tracked.remote()) == {}, what="an empty registry")  # bounded memory
     info = ray._private.state.actors(actor_id=registry._actor_id.hex())
     assert info["Address"]["NodeID"] == two_node_cluster.node_ids["head"]
-    assert info["Name"] == pid_registry._registry_name(ray.get_runtime_context().get_job_id())
+    assert info["Name"] == job_actors.registry_name(ray.get_runtime_context().get_job_id())
 
 
 def test_tracked_entries_carry_pid_and_start_time(two_node_cluster: Any, tagged: Any, wait_until: Any) -> None:
     ref, tag = _start_trees(tagged, wait_until, "node_b", foreground_new_session=True)
-    registry = pid_registry._get_registry()
+    registry = get_registry()
     task_id, node_b = ref.task_id().hex(), two_node_cluster.node_ids["node_b"]
 
     def tracked() -> Any:
@@ -240,7 +240,7 @@ def test_a_given_env_is_kept_and_gets_the_marker() -> None:
 
 def test_kill_all_tracked_kills_every_tracked_tree_of_the_job(tagged: Any, wait_until: Any) -> None:
     started = [_start_trees(tagged, wait_until, node, foreground_new_session=True) for node in ("head", "node_b")]
-    registry = pid_registry._get_registry()
+    registry = get_registry()
     task_ids = {ref.task_id().hex() for ref, _ in started}
     wait_until(lambda: task_ids <= set(ray.get(registry.tracked.remote())), what="both tasks tracked")
     assert kill_all_tracked(grace=5.0) >= 12
@@ -258,12 +258,12 @@ def test_kill_all_tracked_kills_subprocesses_whose_spawn_is_not_reported_yet(
     node_b = two_node_cluster.node_ids["node_b"]
     assert get(spawn_and_return.options(resources={"node_b": 0.01}).chia_remote(1)) == [0]
     job_hex = ray.get_runtime_context().get_job_id()
-    reaper = f"{pid_registry._REAPER_PREFIX}{job_hex}_{node_b}"
-    wait_until(lambda: _job_actors.lookup(reaper) is not None, what="the job's reaper on node_b")
+    reaper = job_actors.reaper_name(job_hex, node_b)
+    wait_until(lambda: job_actors.lookup(reaper) is not None, what="the job's reaper on node_b")
     tag = tagged.new_tag("chia-unreported")
     ref = spawn_with_reports_held.options(resources={"node_b": 0.01}).chia_remote(tag)
     wait_until(lambda: len(tagged.pids(tag)) == 3, what="the task's tree")
-    assert ref.task_id().hex() not in ray.get(pid_registry._get_registry().tracked.remote())  # not reported yet
+    assert ref.task_id().hex() not in ray.get(get_registry().tracked.remote())  # not reported yet
     assert kill_all_tracked(grace=5.0, all_jobs=all_jobs) >= 3
     assert tagged.pids(tag) == []
     assert get(ref) == "finished"
@@ -305,7 +305,7 @@ def test_a_driver_stopped_with_sigterm_leaves_no_tracked_subprocess(
         job_hex = driver.stdout.readline().strip()
         wait_until(lambda: len(tagged.pids(tag)) == 3, what="the driver's task tree")
         wait_until(lambda: len(tagged.pids(f"x{tag}")) == 3, what="the driver's foreground tree")
-        registry = pid_registry._get_registry(job_hex)
+        registry = get_registry(job_hex)
         # The guarantee covers reported spawns (reports leave within milliseconds of a spawn).
         wait_until(
             lambda: sum(len(ps) for t in ray.get(registry.tracked.remote()).values() for ps in t.values()) == 2,
@@ -314,7 +314,7 @@ def test_a_driver_stopped_with_sigterm_leaves_no_tracked_subprocess(
         driver.send_signal(signal.SIGTERM)  # what `ray job stop` does
         driver.wait(timeout=60)
         wait_until(lambda: not tagged.pids(tag) and not tagged.pids(f"x{tag}"), timeout=90, what="no leftovers")
-        registry_name = pid_registry._registry_name(job_hex)
+        registry_name = job_actors.registry_name(job_hex)
         wait_until(
             lambda: registry_name not in {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)},
             timeout=60,

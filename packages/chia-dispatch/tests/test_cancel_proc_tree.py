@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from chia.base._proc_tree import MARKER_VARIABLE, KillTarget, ProcessId, alive, find_tree, kill_tree, start_ticks
+from chia.base._dispatch.proc_tree import (
+    MARKER_VARIABLE,
+    KillTarget,
+    ProcessId,
+    alive,
+    find_tree,
+    kill_tree,
+    start_ticks,
+)
 
 # Each sleeper's argv[0] starts with a unique tag so the test finds it whatever its parent.
 TREE_SCRIPT = (

@@ -11,7 +11,8 @@ import pytest
 import ray
 from ray.exceptions import TaskCancelledError
 
-from chia.base import dispatch_proxy
+from chia.base._dispatch import job_actors
+from chia.base._dispatch import proxy as proxy_core  # a module: tasks of this file pickle their globals by value
 from chia.base.ChiaFunction import ChiaFunction, chia_cancel, get
 from chia.base.dispatch_proxy import should_proxy
 
@@ -53,7 +54,7 @@ def nested_failure(target: str) -> str:
 def nested_pairs(target: str) -> tuple[list[list[int]], bool]:
     dispatch: Any = pair.options(resources={target: 0.01}).chia_remote  # num_returns=2: a list of refs
     values = [get(dispatch(x)) for x in (1, 2, 3)]
-    return values, dispatch_proxy._route._warned_num_returns
+    return values, proxy_core.route._warned_num_returns
 
 
 @ChiaFunction(num_cpus=0)
@@ -91,7 +92,7 @@ def _argv0_startswith(pid: str, tag: str) -> bool:
 
 
 def relayed_count() -> int:
-    proxy = dispatch_proxy._lookup_proxy(ray.get_runtime_context().get_job_id())
+    proxy = job_actors.lookup(job_actors.proxy_name(ray.get_runtime_context().get_job_id()))
     if proxy is None:
         return 0
     stats: dict[str, int] = ray.get(proxy.stats.remote())
@@ -128,7 +129,7 @@ def test_the_driver_never_relays() -> None:
 
 def test_the_proxy_is_pinned_to_the_head_and_counts(tunneled_cluster: Any) -> None:
     get(nested_add_one.options(resources={"tun": 0.01}).chia_remote("lan", 1))
-    proxy = dispatch_proxy._lookup_proxy(ray.get_runtime_context().get_job_id())
+    proxy = job_actors.lookup(job_actors.proxy_name(ray.get_runtime_context().get_job_id()))
     assert proxy is not None
     info = ray._private.state.actors(actor_id=proxy._actor_id.hex())
     assert info["Address"]["NodeID"] == tunneled_cluster.node_ids["head"]
@@ -185,7 +186,7 @@ def test_one_proxy_per_job_removed_when_the_job_ends(tunneled_cluster: Any, wait
         timeout=300,
         check=True,
     )
-    name = dispatch_proxy._proxy_name(driver.stdout.strip().splitlines()[-1])
+    name = job_actors.proxy_name(driver.stdout.strip().splitlines()[-1])
     wait_until(
         lambda: name not in {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)},
         what=f"{name} removing itself after its job ended",

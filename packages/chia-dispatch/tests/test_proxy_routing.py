@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from chia.base.dispatch_proxy import _ClusterView, _decide, _is_tunneled, _Node
+from chia.base._dispatch.proxy import _ClusterView, _decide, _is_tunneled, _Node
 
 
 def node(node_id: str, *, head: bool = False, tunneled: bool = False, **resources: float) -> _Node:

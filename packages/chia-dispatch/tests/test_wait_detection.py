@@ -12,20 +12,20 @@ from typing import Any
 import pytest
 import ray
 
-from chia.base import _stuck
+from chia.base._dispatch import stuck
 from chia.base.chia_wait import TrackedRef, chia_wait
 from chia.base.ChiaFunction import ChiaFunction, get
 
-PNA = _stuck.PENDING_NODE_ASSIGNMENT
+PNA = stuck.PENDING_NODE_ASSIGNMENT
 
 
 def snapshot(
-    tasks: Mapping[str, _stuck.TaskStatus],
+    tasks: Mapping[str, stuck.TaskStatus],
     available: Mapping[str, float] | None = None,
     total: Mapping[str, float] | None = None,
-    demands: frozenset[_stuck.ResourceShape] | None = None,
-) -> _stuck.ClusterSnapshot:
-    return _stuck.ClusterSnapshot(
+    demands: frozenset[stuck.ResourceShape] | None = None,
+) -> stuck.ClusterSnapshot:
+    return stuck.ClusterSnapshot(
         taken_at=time.monotonic(),
         tasks=tasks,
         available={"CPU": 4.0, "gpu_box": 1.0} if available is None else available,
@@ -34,48 +34,48 @@ def snapshot(
     )
 
 
-def verdict(snap: _stuck.ClusterSnapshot, *, fraction: float = 0.5, demand_absent: bool = False) -> _stuck.Verdict:
-    return _stuck.classify("t1", snap, min_free_fraction=fraction, require_demand_absent=demand_absent)
+def verdict(snap: stuck.ClusterSnapshot, *, fraction: float = 0.5, demand_absent: bool = False) -> stuck.Verdict:
+    return stuck.classify("t1", snap, min_free_fraction=fraction, require_demand_absent=demand_absent)
 
 
-STUCK_TASK = {"t1": _stuck.TaskStatus(PNA, {"CPU": 1.0, "gpu_box": 1.0})}
+STUCK_TASK = {"t1": stuck.TaskStatus(PNA, {"CPU": 1.0, "gpu_box": 1.0})}
 
 
 def test_stuck_needs_all_four_conditions() -> None:
-    assert verdict(snapshot(STUCK_TASK)) is _stuck.Verdict.STUCK
+    assert verdict(snapshot(STUCK_TASK)) is stuck.Verdict.STUCK
     # 1. not PENDING_NODE_ASSIGNMENT
-    assert verdict(snapshot({"t1": _stuck.TaskStatus("RUNNING", {"CPU": 1.0})})) is _stuck.Verdict.NOT_STUCK
-    assert verdict(snapshot({"t1": _stuck.TaskStatus("PENDING_ARGS_AVAIL", {})})) is _stuck.Verdict.NOT_STUCK
+    assert verdict(snapshot({"t1": stuck.TaskStatus("RUNNING", {"CPU": 1.0})})) is stuck.Verdict.NOT_STUCK
+    assert verdict(snapshot({"t1": stuck.TaskStatus("PENDING_ARGS_AVAIL", {})})) is stuck.Verdict.NOT_STUCK
     # 2. available resources do not cover the request
-    assert verdict(snapshot(STUCK_TASK, available={"CPU": 4.0, "gpu_box": 0.0})) is _stuck.Verdict.NOT_STUCK
+    assert verdict(snapshot(STUCK_TASK, available={"CPU": 4.0, "gpu_box": 0.0})) is stuck.Verdict.NOT_STUCK
     # 3. a resource is mostly in use: a busy cluster, not a wedged raylet
     busy = snapshot(STUCK_TASK, available={"CPU": 1.0, "gpu_box": 1.0})
-    assert verdict(busy) is _stuck.Verdict.NOT_STUCK
-    assert verdict(busy, fraction=0.25) is _stuck.Verdict.STUCK
+    assert verdict(busy) is stuck.Verdict.NOT_STUCK
+    assert verdict(busy, fraction=0.25) is stuck.Verdict.STUCK
     # 4. pending demand reported for the task's shape (only when asked)
-    shape = _stuck.shape_of({"CPU": 1.0, "gpu_box": 1.0})
+    shape = stuck.shape_of({"CPU": 1.0, "gpu_box": 1.0})
     demanded = snapshot(STUCK_TASK, demands=frozenset({shape}))
-    assert verdict(demanded) is _stuck.Verdict.STUCK
-    assert verdict(demanded, demand_absent=True) is _stuck.Verdict.NOT_STUCK
-    assert verdict(snapshot(STUCK_TASK, demands=frozenset()), demand_absent=True) is _stuck.Verdict.STUCK
-    assert verdict(snapshot(STUCK_TASK), demand_absent=True) is _stuck.Verdict.NOT_STUCK  # demand unknown
+    assert verdict(demanded) is stuck.Verdict.STUCK
+    assert verdict(demanded, demand_absent=True) is stuck.Verdict.NOT_STUCK
+    assert verdict(snapshot(STUCK_TASK, demands=frozenset()), demand_absent=True) is stuck.Verdict.STUCK
+    assert verdict(snapshot(STUCK_TASK), demand_absent=True) is stuck.Verdict.NOT_STUCK  # demand unknown
 
 
 def test_a_task_missing_from_the_state_api_is_its_own_case() -> None:
-    assert verdict(snapshot({})) is _stuck.Verdict.MISSING
+    assert verdict(snapshot({})) is stuck.Verdict.MISSING
 
 
 class FakeSource:
     """A state source whose answers the test controls; counts and can fail queries."""
 
     def __init__(self) -> None:
-        self.answer: Callable[[], _stuck.ClusterSnapshot] = lambda: snapshot({})
+        self.answer: Callable[[], stuck.ClusterSnapshot] = lambda: snapshot({})
         self.calls = 0
         self.fail = False
         self.gate = threading.Event()
         self.gate.set()
 
-    def snapshot(self, job_hex: str, *, with_demands: bool, timeout: float) -> _stuck.ClusterSnapshot:
+    def snapshot(self, job_hex: str, *, with_demands: bool, timeout: float) -> stuck.ClusterSnapshot:
         self.calls += 1
         self.gate.wait()
         if self.fail:
@@ -87,20 +87,20 @@ class FakeSource:
 def source(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSource]:
     """Injects a controllable state source into chia_wait for the test."""
     fake = FakeSource()
-    monkeypatch.setattr(_stuck, "_querier", _stuck.Querier(fake))
+    monkeypatch.setattr(stuck, "_querier", stuck.Querier(fake))
     yield fake
     fake.gate.set()
 
 
 def test_querier_never_blocks_and_is_rate_limited(source: FakeSource) -> None:
-    querier = _stuck.Querier(source)
+    querier = stuck.Querier(source)
     source.gate.clear()  # the state API hangs
     started = time.monotonic()
     for _ in range(50):
         assert querier.latest("01000000", with_demands=False, not_before=0.0, interval=60.0) is None
     assert time.monotonic() - started < 5.0  # returned at once every time, although the query hangs
     source.gate.set()
-    result: list[_stuck.ClusterSnapshot | None] = [None]
+    result: list[stuck.ClusterSnapshot | None] = [None]
 
     def has_result() -> bool:
         result[0] = querier.latest("01000000", with_demands=False, not_before=0.0, interval=60.0)
@@ -118,9 +118,9 @@ def test_querier_never_blocks_and_is_rate_limited(source: FakeSource) -> None:
 def test_a_failing_state_api_degrades_to_no_detection_with_one_warning(
     source: FakeSource, caplog: pytest.LogCaptureFixture
 ) -> None:
-    querier = _stuck.Querier(source)
+    querier = stuck.Querier(source)
     source.fail = True
-    with caplog.at_level(logging.WARNING, logger="chia.base._stuck"):
+    with caplog.at_level(logging.WARNING, logger="chia.base._dispatch.stuck"):
         deadline = time.monotonic() + 10
         while source.calls == 0 or querier._inflight:
             querier.latest("01000000", with_demands=False, not_before=0.0, interval=0.0)
@@ -145,11 +145,11 @@ def never_schedulable(value: int) -> Any:
     return echo.options(resources={"no_such_node": 1}).chia_remote(value)
 
 
-def stuck_answer(refs: Callable[[], list[Any]]) -> Callable[[], _stuck.ClusterSnapshot]:
+def stuck_answer(refs: Callable[[], list[Any]]) -> Callable[[], stuck.ClusterSnapshot]:
     """Report every ref in ``refs()`` as PENDING_NODE_ASSIGNMENT on a cluster with free resources."""
 
-    def answer() -> _stuck.ClusterSnapshot:
-        return snapshot({ref.task_id().hex(): _stuck.TaskStatus(PNA, {"CPU": 1.0}) for ref in refs()})
+    def answer() -> stuck.ClusterSnapshot:
+        return snapshot({ref.task_id().hex(): stuck.TaskStatus(PNA, {"CPU": 1.0}) for ref in refs()})
 
     return answer
 
@@ -210,7 +210,7 @@ def test_missing_or_failing_evidence_never_resubmits(source: FakeSource, monkeyp
     source.answer = lambda: snapshot({})  # the state API does not know the task
     assert chia_wait([tracked], timeout=1.5, pending_timeout=0.1, retry=True, print_logs=True) == ([], [tracked])
     source.fail = True
-    monkeypatch.setattr(_stuck, "_querier", _stuck.Querier(source))
+    monkeypatch.setattr(stuck, "_querier", stuck.Querier(source))
     assert chia_wait([tracked], timeout=1.5, pending_timeout=0.1, retry=True) == ([], [tracked])
     assert calls == [] and tracked.retries == 0
     ray.cancel(tracked.object_ref, force=True)

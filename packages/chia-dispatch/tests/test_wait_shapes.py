@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import ray
 
-from chia.base import _stuck
+from chia.base._dispatch import stuck
 from chia.base.chia_wait import TrackedRef, chia_wait
 from chia.base.ChiaFunction import ChiaFunction, ObjectRefCallback, get
 
@@ -104,7 +104,7 @@ def test_wrong_types_are_rejected() -> None:
 
 def test_nothing_is_resubmitted_on_a_healthy_busy_cluster(capsys: pytest.CaptureFixture[str]) -> None:
     """Running tasks and tasks queued for CPUs grow old, but none is stuck (real state API)."""
-    _stuck._querier = None  # a fresh querier on the real state source
+    stuck._querier = None  # a fresh querier on the real state source
     resubmitted: list[int] = []
 
     def submit(value: int) -> Any:
@@ -116,5 +116,5 @@ def test_nothing_is_resubmitted_on_a_healthy_busy_cluster(capsys: pytest.Capture
     ready, pending = chia_wait(tracked, num_returns=6, timeout=120, pending_timeout=1.0, retry=True, progress=True)
     assert sorted(get([tr.object_ref for tr in ready])) == list(range(6)) and pending == []
     assert resubmitted == [] and all(tr.retries == 0 for tr in tracked)
-    assert _stuck.querier().queries >= 1  # detection did run
+    assert stuck.querier().queries >= 1  # detection did run
     assert "chia_wait: 6/6 ready of 6" in capsys.readouterr().err

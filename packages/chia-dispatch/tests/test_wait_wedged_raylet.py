@@ -12,7 +12,7 @@ import pytest
 import ray
 from ray._private import ray_constants
 
-from chia.base import _stuck
+from chia.base._dispatch import stuck
 from chia.base.chia_wait import TrackedRef, chia_wait
 from chia.base.ChiaFunction import ChiaFunction, get
 
@@ -30,7 +30,7 @@ def test_a_task_stranded_on_a_wedged_raylet_is_detected_and_resubmitted(tunneled
     lan_id = tunneled_cluster.node_ids["lan"]
     lan = next(node for node in tunneled_cluster.cluster.list_all_nodes() if node.node_id == lan_id)
     raylet = lan.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process
-    _stuck._querier = None  # a fresh querier on the real state API
+    stuck._querier = None  # a fresh querier on the real state API
     pin_to_head = where.options(resources={"head": 0.01})
     os.kill(raylet.pid, signal.SIGSTOP)
     try:

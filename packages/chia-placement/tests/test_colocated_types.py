@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, assert_type
 
+from ray import ObjectRef
 from ray.util.placement_group import PlacementGroup
 
 from chia.base.ChiaFunction import ChiaFunction, ChiaOptions
@@ -25,7 +26,7 @@ def test_pinned_chia_fn_keeps_the_function_signature(cluster: Any) -> None:
     pinned = PinnedChiaFn(double, {})
     assert_type(pinned, PinnedChiaFn[[int], int])
     assert_type(pinned(2), int)
-    assert_type(pinned.chia_remote(2), "ObjectRef[int]")
+    assert_type(pinned.chia_remote(2), ObjectRef[int])
     assert_type(pinned.chia_remote_blocking(2), int)
     assert_type(pinned.options(max_retries=1), ChiaOptions[[int], int])
     assert_type(pinned.chia_options, Mapping[str, Any])

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, ov
 import ray
 import ray.cloudpickle
 
-from chia.base import _pid_tracking
-from chia.base import dispatch_hooks as _hooks
-from chia.base.dispatch_hooks import CallInfo, CallWrapper, DispatchCall
-from chia.base.dispatch_proxy import _route as _proxy_route
-from chia.base.pid_registry import chia_cancel
+from chia.base._dispatch import pid_tracking, seam
+from chia.base._dispatch.proxy import route as proxy_route
+from chia.base._dispatch.refs import ObjectRefCallback
+from chia.base._dispatch.registry import chia_cancel
+from chia.base._dispatch.seam import CallInfo, CallWrapper, DispatchCall
 
 if TYPE_CHECKING:
     from ray import ObjectRef
@@ -130,7 +130,7 @@ def _run_wrapped(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    local = _hooks._task_local
+    local = seam.task_local
     saved = (local.call, local.wrappers)
     local.call, local.wrappers = info, wrappers
     try:
@@ -157,7 +157,7 @@ def _make_task_body(
     """
 
     def chia_task(*args: Any, **kwargs: Any) -> Any:
-        tracking = _pid_tracking.enter()  # per-task Popen tracking for chia_cancel
+        tracking = pid_tracking.enter()  # per-task Popen tracking for chia_cancel
         try:
             shipped: tuple[str | None, Mapping[str, Any]] | None = kwargs.pop(_CTX_KEYWORD, None)
             if not wrappers and shipped is None:
@@ -167,9 +167,9 @@ def _make_task_body(
                 info = CallInfo(name, qualname, tag, args, kwargs, context, True, replaced)
                 result = _run_wrapped(fn, info, wrappers, args, kwargs)
         finally:
-            spawned = _pid_tracking.leave(tracking)
+            spawned = pid_tracking.leave(tracking)
         if spawned is not None:
-            _pid_tracking.raise_if_cancelled(spawned)
+            pid_tracking.raise_if_cancelled(spawned)
         return result
 
     # Ray names tasks after the function (state API, dashboard, profiler).
@@ -233,16 +233,16 @@ class _Dispatcher:
         tag = self._tag
         if kwargs and TAG_KEYWORD in kwargs:
             tag = _check_tag(kwargs.pop(TAG_KEYWORD), self._qualname)
-        if not _hooks._active_hooks and not _hooks._active_wrappers and not _hooks._task_local.wrappers:
-            if _proxy_route.maybe:
+        if not seam.active_hooks and not seam.active_wrappers and not seam.task_local.wrappers:
+            if proxy_route.maybe:
                 return self._send(self._remote, args, kwargs)
             return self._remote.remote(*args, **kwargs)
         return self._submit_hooked(tag, args, kwargs)
 
     def _send(self, remote: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Submit, relayed through the job's dispatch proxy when this worker cannot reach the target."""
-        if _proxy_route.maybe:
-            ref = _proxy_route.relay(remote, self._options, args, kwargs)
+        if proxy_route.maybe:
+            ref = proxy_route.relay(remote, self._options, args, kwargs)
             if ref is not None:
                 return ref
         return remote.remote(*args, **kwargs)
@@ -252,14 +252,14 @@ class _Dispatcher:
             self._fn, self._name, self._qualname, self._options, tag, args, kwargs, _submitter=self._submit_call
         )
         ref = None
-        for hook in _hooks._active_hooks:
+        for hook in seam.active_hooks:
             ref = hook(call)
             if ref is not None:
                 break
         if ref is None:
             ref = call.submit()
         if call._resolve_callbacks:
-            _hooks._attach_resolve_callbacks(_ref_id(ref), call._resolve_callbacks)
+            seam.attach_resolve_callbacks(_ref_id(ref), call._resolve_callbacks)
         return ref
 
     def _submit_call(
@@ -269,7 +269,7 @@ class _Dispatcher:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        wrappers = _hooks._active_wrappers or _hooks._task_local.wrappers
+        wrappers = seam.active_wrappers or seam.task_local.wrappers
         remote = self._remote if replacement is None and not wrappers else self._variant(replacement, wrappers)
         if call.tag is not None or call.context:
             kwargs = {**kwargs, _CTX_KEYWORD: (call.tag, call.context)}
@@ -356,7 +356,7 @@ class _ChiaWrappedImpl(Generic[P, R]):
         tag = None
         if kwargs and TAG_KEYWORD in kwargs:
             tag = _check_tag(kwargs.pop(TAG_KEYWORD), self._dispatcher._qualname)
-        wrappers = _hooks._active_wrappers or _hooks._task_local.wrappers
+        wrappers = seam.active_wrappers or seam.task_local.wrappers
         if not wrappers:
             return self._fn(*args, **kwargs)
         dispatcher = self._dispatcher
@@ -473,29 +473,8 @@ def ChiaCallRemote(func: ChiaWrapped[P, R], /, *args: P.args, **kwargs: P.kwargs
     return func.chia_remote(*args, **kwargs)
 
 
-class ObjectRefCallback:
-    """An ObjectRef paired with a callback that :func:`get` runs on resolution. Stable.
-
-    Lets a producer attach a post-resolution hook to the ref it hands back:
-    ``get(orc)`` fetches ``orc.ref``, applies ``orc.callback`` and returns its
-    result. ``.ref`` exposes the underlying ObjectRef for ``ray.wait`` /
-    ``chia_wait``.
-    """
-
-    __slots__ = ("callback", "ref")
-
-    def __init__(self, ref: ObjectRef[Any], callback: Callable[[Any], Any]) -> None:
-        if not callable(callback):
-            raise TypeError(f"ObjectRefCallback callback must be callable, got {callback!r}")
-        self.ref = ref
-        self.callback = callback
-
-    def __repr__(self) -> str:
-        return f"ObjectRefCallback({self.ref!r}, {self.callback!r})"
-
-
 def _run_resolve_callbacks(ref: Any, value: Any) -> None:
-    callbacks = _hooks._take_resolve_callbacks(ref.binary())
+    callbacks = seam.take_resolve_callbacks(ref.binary())
     for callback in callbacks or ():
         try:
             callback(value)
@@ -594,7 +573,7 @@ def get(
         ]
     else:
         value = ray.get(ref, timeout=timeout)
-        if _hooks._has_pending_resolve():
+        if seam.has_pending_resolve():
             if isinstance(ref, (list, tuple)):
                 for item, item_value in zip(ref, value, strict=True):
                     if isinstance(item, ray.ObjectRef):

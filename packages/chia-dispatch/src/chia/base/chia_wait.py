@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from chia.base import _stuck
+from chia.base._dispatch import stuck
 
 if TYPE_CHECKING:
     from ray import ObjectRef
 
-    from chia.base.ChiaFunction import ObjectRefCallback
+    from chia.base._dispatch.refs import ObjectRefCallback
 
 __all__ = ["TrackedRef", "chia_wait"]
 
@@ -291,7 +291,7 @@ class _Detector:
         for tr in pending:
             if now - tr.submitted_at > self.pending_timeout:
                 old_by_job.setdefault(tr.object_ref.task_id().job_id().hex(), []).append(tr)
-        querier = _stuck.querier()
+        querier = stuck.querier()
         for job_hex, old in old_by_job.items():
             not_before = min(tr.submitted_at for tr in old) + self.pending_timeout
             snapshot = querier.latest(
@@ -302,15 +302,15 @@ class _Detector:
             for tr in old:
                 if snapshot.taken_at < tr.submitted_at + self.pending_timeout:
                     continue  # evidence from before this ref was overdue
-                verdict = _stuck.classify(
+                verdict = stuck.classify(
                     tr.object_ref.task_id().hex(),
                     snapshot,
                     min_free_fraction=self.min_free_fraction,
                     require_demand_absent=self.require_demand_absent,
                 )
-                if verdict is _stuck.Verdict.STUCK:
+                if verdict is stuck.Verdict.STUCK:
                     self._handle_stuck(tr)
-                elif verdict is _stuck.Verdict.MISSING and not tr._missing_noted:
+                elif verdict is stuck.Verdict.MISSING and not tr._missing_noted:
                     tr._missing_noted = True
                     self._log(logging.DEBUG, "chia_wait: %s is not reported by Ray's state API yet", tr._name())
 

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from chia.base._placement_kv_file import KVSnapshot, load_snapshot, write_snapshot
+from chia.base._placement.kv_file import KVSnapshot, load_snapshot, write_snapshot
 
 if TYPE_CHECKING:
     from ray.actor import ActorHandle

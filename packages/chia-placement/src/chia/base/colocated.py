@@ -22,7 +22,7 @@ from ray.util.placement_group import PlacementGroup, remove_placement_group
 from ray.util.placement_group import placement_group as reserve_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from chia.base._placement_fit import (
+from chia.base._placement.fit import (
     RESOURCE_OPTIONS,
     bundle_shape,
     format_resources,

@@ -17,30 +17,15 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
-from chia.base._proc_tree import MARKER_VARIABLE, ProcessId, start_ticks
+import ray
+import ray.exceptions
+
+from chia.base._dispatch.proc_tree import MARKER_VARIABLE, ProcessId, start_ticks
+from chia.base._dispatch.registry import Event, Spawn, TaskEnd, get_registry, task_marker
 
 logger = logging.getLogger(__name__)
-
-
-class Spawn(NamedTuple):
-    """Task ``task_id``, running in ``worker`` on ``node_id``, started ``process``."""
-
-    task_id: str
-    node_id: str
-    worker: ProcessId
-    process: ProcessId
-
-
-class TaskEnd(NamedTuple):
-    """Task ``task_id`` (which had spawned something) returned or raised on ``node_id``."""
-
-    task_id: str
-    node_id: str
-
-
-Event = Spawn | TaskEnd
 
 
 class _TaskSpawns:
@@ -98,13 +83,8 @@ def raise_if_cancelled(task_id: str) -> None:
     returned tells a cancelled task from one that finished first. One round
     trip, paid only by tasks that started subprocesses.
     """
-    import ray
-    import ray.exceptions
-
-    from chia.base import pid_registry
-
     try:
-        registry = _reporter.registry() or pid_registry._get_registry()
+        registry = _reporter.registry() or get_registry()
         cancelled = ray.get(registry.is_cancelling.remote(task_id), timeout=_FIRST_REPORT_TIMEOUT)
     except Exception:
         _reporter.warn()
@@ -150,25 +130,7 @@ def _with_marker(env: Any, marker: str) -> dict[Any, Any]:
     return merged
 
 
-def job_marker_prefix(job_hex: str) -> str:
-    """Marker prefix shared by every task of ``job_hex`` in this cluster.
-
-    The cluster's GCS address is part of it: job and task ids repeat across
-    clusters, and several clusters can share a machine.
-    """
-    import ray
-
-    return f"{ray.get_runtime_context().gcs_address}/{job_hex}/"
-
-
-def task_marker(job_hex: str, task_id: str) -> str:
-    """The ``CHIA_TASK_MARKER`` value of the subprocesses task ``task_id`` starts."""
-    return job_marker_prefix(job_hex) + task_id
-
-
 def _begin_task() -> _TaskSpawns:
-    import ray
-
     context = ray.get_runtime_context()
     task_id = context.get_task_id() or ""
     spawns = _TaskSpawns(task_id, task_marker(context.get_job_id(), task_id))
@@ -179,8 +141,6 @@ def _begin_task() -> _TaskSpawns:
 @functools.cache
 def _process_facts() -> tuple[str, ProcessId]:
     """(node id, this worker process): constant for a worker process."""
-    import ray
-
     pid = os.getpid()
     return ray.get_runtime_context().get_node_id(), ProcessId(pid, start_ticks(pid) or 0)
 
@@ -212,12 +172,8 @@ class _Reporter:
             self._condition.notify()
 
     def _deliver_first(self, event: Event) -> bool:
-        import ray
-
-        from chia.base import pid_registry
-
         try:
-            registry = pid_registry._get_registry()
+            registry = get_registry()
             ray.get(registry.report.remote([event]), timeout=_FIRST_REPORT_TIMEOUT)
         except Exception:
             self._warn()
@@ -230,8 +186,6 @@ class _Reporter:
         return self._registry
 
     def _run(self) -> None:
-        from chia.base import pid_registry
-
         while True:
             with self._condition:
                 while not self._queue:
@@ -239,7 +193,7 @@ class _Reporter:
                 batch, self._queue = self._queue, []
             try:
                 if self._registry is None:
-                    self._registry = pid_registry._get_registry()
+                    self._registry = get_registry()
                 self._registry.report.remote(batch)
             except Exception:
                 self._registry = None

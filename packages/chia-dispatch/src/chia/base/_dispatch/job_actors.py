@@ -1,9 +1,9 @@
-"""Per-job service actors pinned to the head node (pid registry, dispatch proxy).
+"""Per-job service actors: the pid registry and dispatch proxy (on the head) and the reapers.
 
 Owns how such an actor is named, found, created (detached, so it outlives a
 driver killed by ``ray job stop`` long enough to clean up after it; pinned to
-the head, the one node every other node reaches) and how it notices that its
-job ended.
+the head, the one node every other node reaches, or a reaper to the node it
+kills on) and how it notices that its job ended.
 """
 
 from __future__ import annotations
@@ -21,8 +21,28 @@ logger = logging.getLogger(__name__)
 NAMESPACE = "chia"
 """Ray namespace of chia's service actors."""
 
+REGISTRY_PREFIX = "chia_pid_registry_"
+"""Name prefix of the per-job pid registries (``chia_pid_registry_<job id>``)."""
+
+_REAPER_PREFIX = "chia_pid_reaper_"
+_PROXY_PREFIX = "chia_dispatch_proxy_"
 _JOB_POLL_INTERVAL = 1.0
 _HEAD_RESOURCE = "node:__internal_head__"
+
+
+def registry_name(job_hex: str) -> str:
+    """Name of the pid registry of ``job_hex``."""
+    return f"{REGISTRY_PREFIX}{job_hex}"
+
+
+def reaper_name(job_hex: str, node_id: str) -> str:
+    """Name of the reaper of ``job_hex`` on node ``node_id``."""
+    return f"{_REAPER_PREFIX}{job_hex}_{node_id}"
+
+
+def proxy_name(job_hex: str) -> str:
+    """Name of the dispatch proxy of ``job_hex``."""
+    return f"{_PROXY_PREFIX}{job_hex}"
 
 
 def current_job_hex() -> str:
