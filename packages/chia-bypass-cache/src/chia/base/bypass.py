@@ -41,16 +41,16 @@ from typing import TYPE_CHECKING, Any
 import ray
 import ray.cloudpickle
 
-from chia.base import _bypass_sync
-from chia.base._bypass_config import BypassConfigError, BypassRule, load_config, lookup_rule
-from chia.base._bypass_files import real_roots
+from chia.base._bypass_cache import bypass_sync
+from chia.base._bypass_cache.bypass_config import BypassConfigError, BypassRule, load_config, lookup_rule
+from chia.base._bypass_cache.bypass_files import real_roots
 from chia.base.dispatch_hooks import DispatchCall, current_call
 
 if TYPE_CHECKING:
     from ray import ObjectRef
     from ray.actor import ActorProxy
 
-    from chia.base._bypass_server import BypassServer
+    from chia.base._bypass_cache.bypass_server import BypassServer
 
 __all__ = ["Bypass", "BypassConfigError", "get_active_bypass", "validate_config"]
 
@@ -83,9 +83,9 @@ def get_active_bypass() -> Bypass | None:
     provider or a task dispatched while bypass was active it is the driver's
     bypass as loaded on the worker (fetched once per version).
     """
-    token = _bypass_sync.task_token()
+    token = bypass_sync.task_token()
     if token is not None:
-        section = _bypass_sync.task_section(token, _SECTION)
+        section = bypass_sync.task_section(token, _SECTION)
         return section if isinstance(section, Bypass) else None
     return _active
 
@@ -340,13 +340,13 @@ class Bypass:
                 text = ray.get(server.get_text.remote(data_path))
         """
         if self._file_server is None:
-            token = _bypass_sync.task_token()
+            token = bypass_sync.task_token()
             if token is not None:
-                self._file_server = _bypass_sync.task_server(token)
+                self._file_server = bypass_sync.task_server(token)
             else:
                 # Wait until the server admits the roots: an async actor may run
                 # calls out of order, so a read sent right after could overtake them.
-                self._file_server = _bypass_sync.add_roots(self._roots, wait=True)
+                self._file_server = bypass_sync.add_roots(self._roots, wait=True)
         return self._file_server
 
     # --- state ------------------------------------------------------------------------
@@ -379,7 +379,7 @@ class Bypass:
             "roots": list(self._roots),
             # Workers read files only after loading this state, which the server
             # publishes with the roots: no need to wait for them here.
-            "file_server": _bypass_sync.add_roots(self._roots) if ray.is_initialized() else None,
+            "file_server": bypass_sync.add_roots(self._roots) if ray.is_initialized() else None,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -430,4 +430,4 @@ class Bypass:
             self._publish()
 
     def _publish(self) -> None:
-        _bypass_sync.set_section(_SECTION, _SECTION_ORDER, self if self._is_active else None)
+        bypass_sync.set_section(_SECTION, _SECTION_ORDER, self if self._is_active else None)

@@ -53,11 +53,11 @@ from typing import TYPE_CHECKING, Any
 import ray
 import ray.exceptions
 
-from chia.base import _bypass_sync
-from chia.base._bypass_config import cache_rules_from_dict, load_config, lookup_rule
-from chia.base._cache_actor import Cache, Secret
-from chia.base._cache_memo import fast_handle
-from chia.base._cache_write import CACHE_ACTOR_NAME, SECTION, CacheWriteThrough, install, uninstall
+from chia.base._bypass_cache import bypass_sync
+from chia.base._bypass_cache.bypass_config import cache_rules_from_dict, load_config, lookup_rule
+from chia.base._bypass_cache.cache_actor import Cache, Secret
+from chia.base._bypass_cache.cache_memo import fast_handle
+from chia.base._bypass_cache.cache_write import CACHE_ACTOR_NAME, SECTION, CacheWriteThrough, install, uninstall
 
 if TYPE_CHECKING:
     from ray.actor import ActorProxy
@@ -90,9 +90,9 @@ def _budget_bytes(size: float, units: str) -> int:
 def _namespace(namespace: str | None) -> str:
     if namespace is not None:
         return namespace
-    token = _bypass_sync.task_token()
+    token = bypass_sync.task_token()
     if token is not None:
-        section = _bypass_sync.task_section(token, SECTION)
+        section = bypass_sync.task_section(token, SECTION)
         if isinstance(section, CacheWriteThrough):
             return section.namespace
     if _started_namespace is not None:

@@ -3,7 +3,7 @@
 Owns the per-process memo of large hits and the cache handle that consults
 it. A large value is served from an object-store copy owned by the cache
 actor; the reply to ``read`` carries that copy's ``ObjectRef`` and a
-generation stamp (:mod:`chia.base._cache_generation`). When the reading
+generation stamp (:mod:`chia.base._bypass_cache.cache_generation`). When the reading
 process runs on the cache's node, it keeps the ref: the next
 ``handle.read.remote(tag)`` returns the same ref, after checking that the
 entry's stamp in the shared generation file is unchanged and that the actor
@@ -25,7 +25,7 @@ from typing import Any
 import ray
 import ray.actor
 
-from chia.base._cache_generation import GenerationView, Stamp
+from chia.base._bypass_cache.cache_generation import GenerationView, Stamp
 
 __all__ = ["CacheHandle", "ResidentHit", "fast_handle"]
 

@@ -20,15 +20,15 @@ import ray
 import ray.cloudpickle
 import ray.exceptions
 
-from chia.base import _bypass_sync
-from chia.base._bypass_config import CacheRule, lookup_rule
+from chia.base._bypass_cache import bypass_sync
+from chia.base._bypass_cache.bypass_config import CacheRule, lookup_rule
 from chia.base.dispatch_hooks import CallInfo, DispatchCall, add_call_wrapper
 
 if TYPE_CHECKING:
     from ray import ObjectRef
     from ray.actor import ActorProxy
 
-    from chia.base._cache_actor import Cache
+    from chia.base._bypass_cache.cache_actor import Cache
 
 __all__ = ["CACHE_ACTOR_NAME", "CacheWriteThrough", "install", "uninstall", "write_through_wrapper"]
 
@@ -73,7 +73,7 @@ def install(section: CacheWriteThrough) -> None:
     """Make ``section`` this driver's write-through configuration."""
     global _remove_wrapper
     with _install_lock:
-        _bypass_sync.set_section(SECTION, SECTION_ORDER, section)
+        bypass_sync.set_section(SECTION, SECTION_ORDER, section)
         if _remove_wrapper is None:
             _remove_wrapper = add_call_wrapper(write_through_wrapper)
 
@@ -82,7 +82,7 @@ def uninstall() -> None:
     """Stop automatic write-through from this driver."""
     global _remove_wrapper
     with _install_lock:
-        _bypass_sync.set_section(SECTION, SECTION_ORDER, None)
+        bypass_sync.set_section(SECTION, SECTION_ORDER, None)
         if _remove_wrapper is not None:
             _remove_wrapper()
             _remove_wrapper = None

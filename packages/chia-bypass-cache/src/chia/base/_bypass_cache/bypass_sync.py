@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from chia.base._bypass_server import BypassServer
+from chia.base._bypass_cache.bypass_server import BypassServer
 from chia.base.dispatch_hooks import CallInfo, DispatchCall, add_call_wrapper, add_dispatch_hook
 
 if TYPE_CHECKING:
