@@ -44,6 +44,7 @@ import ray.cloudpickle
 from chia.base._bypass_cache import bypass_sync
 from chia.base._bypass_cache.bypass_config import BypassConfigError, BypassRule, load_config, lookup_rule
 from chia.base._bypass_cache.bypass_files import real_roots
+from chia.base._bypass_cache.state import live_state
 from chia.base.dispatch_hooks import DispatchCall, current_call
 
 if TYPE_CHECKING:
@@ -59,9 +60,6 @@ logger = logging.getLogger(__name__)
 _STATE_FORMAT = 1
 _SECTION = "bypass"
 _SECTION_ORDER = 0
-
-_active_lock = threading.Lock()
-_active: Bypass | None = None
 
 
 def validate_config(yaml_path: str | os.PathLike[str]) -> None:
@@ -87,7 +85,7 @@ def get_active_bypass() -> Bypass | None:
     if token is not None:
         section = bypass_sync.task_section(token, _SECTION)
         return section if isinstance(section, Bypass) else None
-    return _active
+    return live_state.bypass.active
 
 
 def _callable_name(function: Callable[..., Any]) -> str:
@@ -160,7 +158,6 @@ class Bypass:
         *,
         allowed_roots: Iterable[str | os.PathLike[str]] = (),
     ) -> None:
-        global _active
         self._lock = threading.Lock()
         self._yaml_path: str | None = None
         self._rules: Mapping[str, BypassRule] = {}
@@ -180,8 +177,9 @@ class Bypass:
             extra_roots += [rule.data_path for rule in config.bypass.values() if rule.data_path is not None]
         self._roots = real_roots(extra_roots)
         self._is_active = any(rule.enabled for rule in self._rules.values())
-        with _active_lock:
-            _active = self
+        state = live_state.bypass
+        with state.active_lock:
+            state.active = self
             self._publish()
 
     def __repr__(self) -> str:
@@ -426,7 +424,7 @@ class Bypass:
     # --- publication ----------------------------------------------------------------
 
     def _changed(self) -> None:
-        if _active is self:
+        if live_state.bypass.active is self:
             self._publish()
 
     def _publish(self) -> None:
