@@ -139,6 +139,7 @@ def check_alone(dist: str, dist_dir: Path, work: Path, uv: str, tests: bool, pyt
     # a user without the extras imports them too. Their typing against the real
     # distributions is checked by chia-ops' hatch `test` environment.
     snippet = work / f"typed_{dist.replace('-', '_')}.py"
+    # The public modules only: none of their dotted parts is private (``chia.base._bypass_cache.*`` is not).
     public = [name for name in modules if not any(part.startswith("_") for part in name.split("."))]
     snippet.write_text("".join(f"import {name}\n" for name in public))
     run([str(python), "-m", "mypy", "--strict", "--config-file", os.devnull, str(snippet)], cwd=work)

@@ -24,8 +24,7 @@ import ray
 import ray.cloudpickle
 from ray.cluster_utils import Cluster
 
-from chia.base import bypass as bypass_module
-from chia.base.bypass import Bypass
+from chia.base._bypass_cache.state import live_state
 from chia.base.cache import stop_cache
 
 
@@ -69,11 +68,10 @@ def cluster() -> Iterator[TwoNodes]:
 
 @pytest.fixture(autouse=True)
 def no_bypass_left() -> Iterator[None]:
-    """Each test starts and ends with no active bypass."""
-    bypass_module._active = None
+    """Each test starts and ends with no active bypass, no write-through and nothing registered."""
+    live_state.reset()
     yield
-    Bypass(None)
-    bypass_module._active = None
+    live_state.reset()
 
 
 @pytest.fixture

@@ -18,7 +18,10 @@ from chia.base.bypass import Bypass, BypassConfigError, get_active_bypass, valid
 from chia.base.cache import UNITS, Cache, get_active_cache, is_cached, start_cache, stop_cache
 
 if TYPE_CHECKING:
-    pass
+    # Unquoted below, so ruff sees them used: the signature functions are never called.
+    from ray.actor import ActorProxy
+
+    from chia.base._bypass_cache.bypass_server import BypassServer
 
 
 def bypass_signatures(bypass: Bypass, provider: Callable[..., Any]) -> None:
@@ -36,7 +39,7 @@ def bypass_signatures(bypass: Bypass, provider: Callable[..., Any]) -> None:
     assert_type(bypass.get_state(), dict[str, Any])
     assert_type(bypass.load_state({}), None)
     server = bypass.file_server()
-    assert_type(server, "ActorProxy[BypassServer]")
+    assert_type(server, ActorProxy[BypassServer])
     assert_type(ray.get(server.get_text.remote("/x")), str)
     assert_type(ray.get(server.get_bytes.remote("/x")), bytes)
 
@@ -44,10 +47,10 @@ def bypass_signatures(bypass: Bypass, provider: Callable[..., Any]) -> None:
 def cache_signatures() -> None:
     assert_type(UNITS, Mapping[str, int])
     handle = start_cache(4, "/data/cache", units="GB", yaml_path=None, namespace="ns")
-    assert_type(handle, "ActorProxy[Cache]")
-    assert_type(start_cache(size=1.5, cache_dir_path="/d"), "ActorProxy[Cache]")
+    assert_type(handle, ActorProxy[Cache])
+    assert_type(start_cache(size=1.5, cache_dir_path="/d"), ActorProxy[Cache])
     assert_type(stop_cache(), None)
-    assert_type(get_active_cache(), "ActorProxy[Cache] | None")
+    assert_type(get_active_cache(), ActorProxy[Cache] | None)
     assert_type(is_cached("f", "t"), bool)
     assert_type(ray.get(handle.read.remote("t")), tuple[bool, Any])
     assert_type(ray.get(handle.write.remote("t", object())), None)

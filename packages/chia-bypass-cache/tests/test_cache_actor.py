@@ -15,7 +15,7 @@ import pytest
 import ray
 from ray.actor import ActorHandle
 
-from chia.base._cache_store import QUARANTINE_DIR, entry_file_name
+from chia.base._bypass_cache.cache_store import QUARANTINE_DIR, entry_file_name
 from chia.base.cache import SECRET_ENV, UNITS, get_active_cache, is_cached, start_cache, stop_cache
 from chia.base.ChiaFunction import chia_actor, get
 

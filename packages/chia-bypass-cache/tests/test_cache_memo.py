@@ -12,8 +12,8 @@ import pytest
 import ray
 from ray.actor import ActorHandle
 
-from chia.base._cache_memo import TOUCH_BATCH
-from chia.base._cache_store import LOCK_NAME
+from chia.base._bypass_cache.cache_memo import TOUCH_BATCH
+from chia.base._bypass_cache.cache_store import LOCK_NAME
 from chia.base.cache import get_active_cache, start_cache
 
 LARGE = 1 << 20  # served from the actor's object-store copy

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from chia.base import _cache_store
-from chia.base._cache_generation import GENERATION_NAME, GenerationView
-from chia.base._cache_store import (
+from chia.base._bypass_cache import cache_store
+from chia.base._bypass_cache.cache_generation import GENERATION_NAME, GenerationView
+from chia.base._bypass_cache.cache_store import (
     ENTRY_SUFFIX,
     HEADER,
     INDEX_NAME,
@@ -257,7 +257,7 @@ def test_remove_clear_and_journal_survive_restart(tmp_path: Path) -> None:
 
 
 def test_index_is_compacted_while_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_cache_store, "INDEX_SLACK_RECORDS", 10)
+    monkeypatch.setattr(cache_store, "INDEX_SLACK_RECORDS", 10)
     store = EntryStore(str(tmp_path), 1 << 20)
     store.put("other", b"o")
     for round_index in range(100):

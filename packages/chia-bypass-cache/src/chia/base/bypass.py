@@ -41,16 +41,17 @@ from typing import TYPE_CHECKING, Any
 import ray
 import ray.cloudpickle
 
-from chia.base import _bypass_sync
-from chia.base._bypass_config import BypassConfigError, BypassRule, load_config, lookup_rule
-from chia.base._bypass_files import real_roots
+from chia.base._bypass_cache import bypass_sync
+from chia.base._bypass_cache.bypass_config import BypassConfigError, BypassRule, load_config, lookup_rule
+from chia.base._bypass_cache.bypass_files import real_roots
+from chia.base._bypass_cache.state import live_state
 from chia.base.dispatch_hooks import DispatchCall, current_call
 
 if TYPE_CHECKING:
     from ray import ObjectRef
     from ray.actor import ActorProxy
 
-    from chia.base._bypass_server import BypassServer
+    from chia.base._bypass_cache.bypass_server import BypassServer
 
 __all__ = ["Bypass", "BypassConfigError", "get_active_bypass", "validate_config"]
 
@@ -59,9 +60,6 @@ logger = logging.getLogger(__name__)
 _STATE_FORMAT = 1
 _SECTION = "bypass"
 _SECTION_ORDER = 0
-
-_active_lock = threading.Lock()
-_active: Bypass | None = None
 
 
 def validate_config(yaml_path: str | os.PathLike[str]) -> None:
@@ -83,11 +81,11 @@ def get_active_bypass() -> Bypass | None:
     provider or a task dispatched while bypass was active it is the driver's
     bypass as loaded on the worker (fetched once per version).
     """
-    token = _bypass_sync.task_token()
+    token = bypass_sync.task_token()
     if token is not None:
-        section = _bypass_sync.task_section(token, _SECTION)
+        section = bypass_sync.task_section(token, _SECTION)
         return section if isinstance(section, Bypass) else None
-    return _active
+    return live_state.bypass.active
 
 
 def _callable_name(function: Callable[..., Any]) -> str:
@@ -160,7 +158,6 @@ class Bypass:
         *,
         allowed_roots: Iterable[str | os.PathLike[str]] = (),
     ) -> None:
-        global _active
         self._lock = threading.Lock()
         self._yaml_path: str | None = None
         self._rules: Mapping[str, BypassRule] = {}
@@ -180,8 +177,9 @@ class Bypass:
             extra_roots += [rule.data_path for rule in config.bypass.values() if rule.data_path is not None]
         self._roots = real_roots(extra_roots)
         self._is_active = any(rule.enabled for rule in self._rules.values())
-        with _active_lock:
-            _active = self
+        state = live_state.bypass
+        with state.active_lock:
+            state.active = self
             self._publish()
 
     def __repr__(self) -> str:
@@ -340,13 +338,13 @@ class Bypass:
                 text = ray.get(server.get_text.remote(data_path))
         """
         if self._file_server is None:
-            token = _bypass_sync.task_token()
+            token = bypass_sync.task_token()
             if token is not None:
-                self._file_server = _bypass_sync.task_server(token)
+                self._file_server = bypass_sync.task_server(token)
             else:
                 # Wait until the server admits the roots: an async actor may run
                 # calls out of order, so a read sent right after could overtake them.
-                self._file_server = _bypass_sync.add_roots(self._roots, wait=True)
+                self._file_server = bypass_sync.add_roots(self._roots, wait=True)
         return self._file_server
 
     # --- state ------------------------------------------------------------------------
@@ -379,7 +377,7 @@ class Bypass:
             "roots": list(self._roots),
             # Workers read files only after loading this state, which the server
             # publishes with the roots: no need to wait for them here.
-            "file_server": _bypass_sync.add_roots(self._roots) if ray.is_initialized() else None,
+            "file_server": bypass_sync.add_roots(self._roots) if ray.is_initialized() else None,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -426,8 +424,8 @@ class Bypass:
     # --- publication ----------------------------------------------------------------
 
     def _changed(self) -> None:
-        if _active is self:
+        if live_state.bypass.active is self:
             self._publish()
 
     def _publish(self) -> None:
-        _bypass_sync.set_section(_SECTION, _SECTION_ORDER, self if self._is_active else None)
+        bypass_sync.set_section(_SECTION, _SECTION_ORDER, self if self._is_active else None)

@@ -53,11 +53,12 @@ from typing import TYPE_CHECKING, Any
 import ray
 import ray.exceptions
 
-from chia.base import _bypass_sync
-from chia.base._bypass_config import cache_rules_from_dict, load_config, lookup_rule
-from chia.base._cache_actor import Cache, Secret
-from chia.base._cache_memo import fast_handle
-from chia.base._cache_write import CACHE_ACTOR_NAME, SECTION, CacheWriteThrough, install, uninstall
+from chia.base._bypass_cache import bypass_sync
+from chia.base._bypass_cache.bypass_config import cache_rules_from_dict, load_config, lookup_rule
+from chia.base._bypass_cache.cache_actor import Cache, Secret
+from chia.base._bypass_cache.cache_memo import fast_handle
+from chia.base._bypass_cache.cache_write import CACHE_ACTOR_NAME, SECTION, CacheWriteThrough, install, uninstall
+from chia.base._bypass_cache.state import live_state
 
 if TYPE_CHECKING:
     from ray.actor import ActorProxy
@@ -74,7 +75,6 @@ SECRET_ENV = "CHIA_CACHE_SECRET"
 
 _NAME_WAIT_SECONDS = 60.0
 _CACHE_ACTOR: Any = ray.remote(Cache)  # exported once per job, however often start_cache runs
-_started_namespace: str | None = None
 
 
 def _budget_bytes(size: float, units: str) -> int:
@@ -90,13 +90,14 @@ def _budget_bytes(size: float, units: str) -> int:
 def _namespace(namespace: str | None) -> str:
     if namespace is not None:
         return namespace
-    token = _bypass_sync.task_token()
+    token = bypass_sync.task_token()
     if token is not None:
-        section = _bypass_sync.task_section(token, SECTION)
+        section = bypass_sync.task_section(token, SECTION)
         if isinstance(section, CacheWriteThrough):
             return section.namespace
-    if _started_namespace is not None:
-        return _started_namespace
+    started = live_state.cache.started_namespace
+    if started is not None:
+        return started
     current: str = ray.get_runtime_context().namespace
     return current
 
@@ -140,7 +141,6 @@ def start_cache(
     A second call finds the running actor (a warning is logged when its
     directory or budget differ from the request).
     """
-    global _started_namespace
     budget = _budget_bytes(size, units)
     directory = os.path.abspath(os.path.expanduser(os.fspath(cache_dir_path)))
     config = load_config(yaml_path) if yaml_path is not None else None
@@ -180,7 +180,7 @@ def start_cache(
             directory,
             budget,
         )
-    _started_namespace = resolved
+    live_state.cache.started_namespace = resolved
     started: ActorProxy[Cache] = fast_handle(handle)
     running_rules = cache_rules_from_dict(running["functions"])
     if running_rules != rules:
@@ -205,14 +205,13 @@ def stop_cache(namespace: str | None = None) -> None:
     Nothing on disk is lost: the next :func:`start_cache` warm-starts from the
     directory. Automatic write-through from this driver stops.
     """
-    global _started_namespace
     resolved = _namespace(namespace)
     handle: Any = get_active_cache(resolved)
     if handle is not None:
         ray.kill(handle, no_restart=True)
         _wait_name_released(resolved)
-    if _started_namespace == resolved:
-        _started_namespace = None
+    if live_state.cache.started_namespace == resolved:
+        live_state.cache.started_namespace = None
         uninstall()
 
 

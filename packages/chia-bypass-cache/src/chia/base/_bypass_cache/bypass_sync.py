@@ -9,14 +9,13 @@ exports wrappers once with each function, so the token reaches workers with
 no per-call cost, and a new version simply registers a new wrapper. A worker
 fetches a snapshot once per version, and only when a task needs it (a nested
 dispatch, or ``get_active_bypass()`` inside a provider): a nested
-``chia_remote`` is decided exactly as on the driver.
+``chia_remote`` is decided exactly as on the driver. The state of both sides
+is ``live_state.bypass`` (:mod:`chia.base._bypass_cache.state`).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -26,15 +25,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from chia.base._bypass_server import BypassServer
+from chia.base._bypass_cache.bypass_server import BypassServer
+from chia.base._bypass_cache.state import live_state
 from chia.base.dispatch_hooks import CallInfo, DispatchCall, add_call_wrapper, add_dispatch_hook
 
 if TYPE_CHECKING:
     from ray import ObjectRef
     from ray.actor import ActorProxy
-    from ray.runtime_context import RuntimeContext
 
 __all__ = [
+    "DriverServer",
+    "LoadedSnapshot",
     "Section",
     "SyncToken",
     "SyncWrapper",
@@ -78,7 +79,9 @@ def _parse_token(token: SyncToken) -> tuple[int, str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Server:
+class DriverServer:
+    """This driver's server actor and the Ray session it was started in."""
+
     handle: ActorProxy[BypassServer]
     name: str
     namespace: str
@@ -86,17 +89,12 @@ class _Server:
 
 
 @dataclass(frozen=True, slots=True)
-class _Loaded:
+class LoadedSnapshot:
+    """A worker's copy of one published snapshot: its sections by name and in decision order."""
+
     version: int
     by_name: dict[str, Section]
     ordered: tuple[Section, ...]
-
-
-class _TaskState(threading.local):
-    token: SyncToken | None = None
-
-
-_task = _TaskState()
 
 
 class SyncWrapper:
@@ -113,14 +111,16 @@ class SyncWrapper:
     def __call__(self, call: CallInfo, proceed: Callable[[], Any], /) -> Any:
         if not call.remote:
             return proceed()
-        if not _worker_hook_installed:
+        state = live_state.bypass
+        if not state.worker_hook_installed:
             _install_worker_hook()
-        previous = _task.token
-        _task.token = self.token
+        task = state.task
+        previous = task.token
+        task.token = self.token
         try:
             return proceed()
         finally:
-            _task.token = previous
+            task.token = previous
 
     def __repr__(self) -> str:
         return f"SyncWrapper({self.token!r})"
@@ -130,29 +130,18 @@ class SyncWrapper:
 
 _SERVER_ACTOR: Any = ray.remote(BypassServer)
 
-_lock = threading.RLock()
-_sections: dict[str, tuple[int, Section]] = {}
-_ordered: tuple[Section, ...] = ()
-_versions = itertools.count(1)
-_token: SyncToken | None = None
-_token_session = ""
-_token_checked = 0.0
 # ray.init takes seconds: checking the session twice a second catches a reconnect.
 SESSION_CHECK_SECONDS = 0.5
-_server: _Server | None = None
-_roots: tuple[str, ...] = ()
-_remove_hook: Callable[[], None] | None = None
-_remove_wrapper: Callable[[], None] | None = None
-# Reads the process's current Ray connection on every call, so one object serves every session.
-_runtime: RuntimeContext | None = None
 
 
 def _session() -> str:
     """Identifies the Ray session (cluster and job) this driver is connected to."""
-    global _runtime
-    if _runtime is None:
-        _runtime = ray.get_runtime_context()
-    return f"{_runtime.get_node_id()}/{_runtime.get_job_id()}"
+    state = live_state.bypass
+    runtime = state.runtime
+    if runtime is None:
+        # It reads the process's current Ray connection on every call, so one object serves every session.
+        runtime = state.runtime = ray.get_runtime_context()
+    return f"{runtime.get_node_id()}/{runtime.get_job_id()}"
 
 
 def set_section(name: str, order: int, section: Section | None) -> None:
@@ -161,21 +150,21 @@ def set_section(name: str, order: int, section: Section | None) -> None:
     The dispatch hook and the call wrapper are registered while any section
     exists, so with nothing active dispatch costs nothing extra.
     """
-    global _ordered, _token, _remove_hook
-    with _lock:
+    state = live_state.bypass
+    with state.lock:
         if section is None:
-            _sections.pop(name, None)
+            state.sections.pop(name, None)
         else:
-            _sections[name] = (order, section)
-        _ordered = tuple(entry[1] for entry in sorted(_sections.values(), key=lambda entry: entry[0]))
-        _token = None
-        if _ordered:
-            if _remove_hook is None:
-                _remove_hook = add_dispatch_hook(_dispatch_hook, priority=HOOK_PRIORITY)
+            state.sections[name] = (order, section)
+        state.ordered = tuple(entry[1] for entry in sorted(state.sections.values(), key=lambda entry: entry[0]))
+        state.token = None
+        if state.ordered:
+            if state.remove_hook is None:
+                state.remove_hook = add_dispatch_hook(_dispatch_hook, priority=HOOK_PRIORITY)
             return
-        if _remove_hook is not None and not _worker_hook_installed:
-            _remove_hook()
-            _remove_hook = None
+        if state.remove_hook is not None and not state.worker_hook_installed:
+            state.remove_hook()
+            state.remove_hook = None
         _swap_wrapper(None)
 
 
@@ -185,12 +174,12 @@ def add_roots(roots: tuple[str, ...], *, wait: bool = False) -> ActorProxy[Bypas
     With ``wait``, returns once the server applied them. The roots also travel
     with every snapshot published after this.
     """
-    global _roots, _token
-    with _lock:
-        merged = tuple(dict.fromkeys((*_roots, *roots)))
-        if merged != _roots:
-            _roots = merged
-            _token = None
+    state = live_state.bypass
+    with state.lock:
+        merged = tuple(dict.fromkeys((*state.roots, *roots)))
+        if merged != state.roots:
+            state.roots = merged
+            state.token = None
         server: Any = driver_server()
         admitted = server.add_roots.remote(list(roots))
     if wait:
@@ -201,71 +190,70 @@ def add_roots(roots: tuple[str, ...], *, wait: bool = False) -> ActorProxy[Bypas
 
 def driver_server() -> ActorProxy[BypassServer]:
     """This driver's server actor (created on this node on first use)."""
-    global _server, _token
-    with _lock:
+    state = live_state.bypass
+    with state.lock:
         session = _session()
-        if _server is None or _server.session != session:
+        if state.server is None or state.server.session != session:
             name = f"chia_bypass_server_{uuid.uuid4().hex}"
             namespace = ray.get_runtime_context().namespace
             strategy = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
             handle: Any = _SERVER_ACTOR.options(
                 name=name, namespace=namespace, num_cpus=0, scheduling_strategy=strategy
             ).remote()
-            handle.add_roots.remote(list(_roots))
-            _server = _Server(handle, name, namespace, session)
-            _token = None
-        return _server.handle
+            handle.add_roots.remote(list(state.roots))
+            state.server = DriverServer(handle, name, namespace, session)
+            state.token = None
+        return state.server.handle
 
 
 def _swap_wrapper(token: SyncToken | None) -> None:
-    global _remove_wrapper
-    if _remove_wrapper is not None:
-        _remove_wrapper()
-        _remove_wrapper = None
+    """Register the call wrapper of ``token`` in place of the current one (with the lock held)."""
+    state = live_state.bypass
+    if state.remove_wrapper is not None:
+        state.remove_wrapper()
+        state.remove_wrapper = None
     if token is not None:
-        _remove_wrapper = add_call_wrapper(SyncWrapper(token))
+        state.remove_wrapper = add_call_wrapper(SyncWrapper(token))
 
 
 def _publish_if_changed() -> None:
     """Publish the sections as a new snapshot version when they changed (or Ray did)."""
-    global _token, _token_session, _token_checked
-    if _token is not None:
+    state = live_state.bypass
+    if state.token is not None:
         now = time.monotonic()
-        if now - _token_checked < SESSION_CHECK_SECONDS:
+        if now - state.token_checked < SESSION_CHECK_SECONDS:
             return
-        _token_checked = now
-        if _token_session == _session():
+        state.token_checked = now
+        if state.token_session == _session():
             return
-    with _lock:
+    with state.lock:
         server = driver_server()
-        assert _server is not None
-        version = next(_versions)
-        snapshot = [(name, *_sections[name][1]._snapshot()) for name in _sections]
-        server.publish.remote(version, snapshot, list(_roots))
-        _token = _token_of(version, _server.name, _server.namespace)
-        _token_session = _server.session
-        _swap_wrapper(_token)
+        assert state.server is not None
+        state.version += 1
+        snapshot = [(name, *section._snapshot()) for name, (_order, section) in state.sections.items()]
+        server.publish.remote(state.version, snapshot, list(state.roots))
+        token = _token_of(state.version, state.server.name, state.server.namespace)
+        state.token = token
+        state.token_session = state.server.session
+        _swap_wrapper(token)
 
 
 # --- worker side -----------------------------------------------------------------
 
-_loaded: dict[str, _Loaded] = {}
-_server_handles: dict[tuple[str, str], ActorProxy[BypassServer]] = {}
-_worker_hook_installed = False
-
 
 def task_token() -> SyncToken | None:
     """The token of the synced task this thread runs on a worker, if any."""
-    return _task.token
+    return live_state.bypass.task.token
 
 
-def _load(token: SyncToken) -> _Loaded:
+def _load(token: SyncToken) -> LoadedSnapshot:
     wanted, server, _namespace = _parse_token(token)
-    loaded = _loaded.get(server)
+    state = live_state.bypass
+    loaded = state.loaded.get(server)
     if loaded is not None and loaded.version >= wanted:
         return loaded
-    with _lock:
-        loaded = _loaded.get(server)
+    with state.lock:
+        loaded = state.loaded.get(server)
         if loaded is not None and loaded.version >= wanted:
             return loaded
         published: tuple[int, list[tuple[str, Callable[[Any], Section], Any]]] = ray.get(
@@ -273,8 +261,8 @@ def _load(token: SyncToken) -> _Loaded:
         )
         version, snapshot = published
         by_name = {name: loader(payload) for name, loader, payload in snapshot}
-        loaded = _Loaded(version, by_name, tuple(by_name.values()))
-        _loaded[server] = loaded
+        loaded = LoadedSnapshot(version, by_name, tuple(by_name.values()))
+        state.loaded[server] = loaded
         logger.debug("loaded bypass/cache snapshot %s version %d", server, version)
         return loaded
 
@@ -287,32 +275,34 @@ def task_section(token: SyncToken, name: str) -> Section | None:
 def task_server(token: SyncToken) -> ActorProxy[BypassServer]:
     """The server actor named by ``token``."""
     _version, server, namespace = _parse_token(token)
-    handle = _server_handles.get((server, namespace))
+    handles = live_state.bypass.server_handles
+    handle = handles.get((server, namespace))
     if handle is None:
         handle = ray.get_actor(server, namespace=namespace)
-        _server_handles[(server, namespace)] = handle
+        handles[(server, namespace)] = handle
     return handle
 
 
 def _install_worker_hook() -> None:
-    global _worker_hook_installed, _remove_hook
-    with _lock:
-        if not _worker_hook_installed:
-            _worker_hook_installed = True
-            if _remove_hook is None:
-                _remove_hook = add_dispatch_hook(_dispatch_hook, priority=HOOK_PRIORITY)
+    state = live_state.bypass
+    with state.lock:
+        if not state.worker_hook_installed:
+            state.worker_hook_installed = True
+            if state.remove_hook is None:
+                state.remove_hook = add_dispatch_hook(_dispatch_hook, priority=HOOK_PRIORITY)
 
 
 # --- the hook ----------------------------------------------------------------------
 
 
 def _dispatch_hook(call: DispatchCall, /) -> ObjectRef[Any] | None:
-    token = _task.token
+    state = live_state.bypass
+    token = state.task.token
     if token is not None:
         sections = _load(token).ordered  # a worker: the driver's sections, as published
-    elif _ordered:
+    elif state.ordered:
         _publish_if_changed()
-        sections = _ordered
+        sections = state.ordered
     else:
         return None  # a worker outside any synced task, or nothing active
     for section in sections:

@@ -3,7 +3,7 @@
 Owns the per-process memo of large hits and the cache handle that consults
 it. A large value is served from an object-store copy owned by the cache
 actor; the reply to ``read`` carries that copy's ``ObjectRef`` and a
-generation stamp (:mod:`chia.base._cache_generation`). When the reading
+generation stamp (:mod:`chia.base._bypass_cache.cache_generation`). When the reading
 process runs on the cache's node, it keeps the ref: the next
 ``handle.read.remote(tag)`` returns the same ref, after checking that the
 entry's stamp in the shared generation file is unchanged and that the actor
@@ -16,7 +16,6 @@ Memo hits reach the actor's LRU order and ``hits`` counter in batches
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -25,16 +24,19 @@ from typing import Any
 import ray
 import ray.actor
 
-from chia.base._cache_generation import GenerationView, Stamp
+from chia.base._bypass_cache.cache_generation import GenerationView, Stamp
+from chia.base._bypass_cache.state import live_state
 
-__all__ = ["CacheHandle", "ResidentHit", "fast_handle"]
+__all__ = ["CacheHandle", "Memo", "ResidentHit", "fast_handle"]
 
 TOUCH_BATCH = 256
 TOUCH_SECONDS = 1.0
 
 
 @dataclass(slots=True)
-class _Memo:
+class Memo:
+    """The remembered large hits of one cache actor: tag -> (ref, stamp, size), least recently used first."""
+
     view: GenerationView
     budget: int
     entries: OrderedDict[str, tuple[ray.ObjectRef[Any], Stamp, int]] = field(default_factory=OrderedDict)
@@ -43,13 +45,10 @@ class _Memo:
     last_touch: float = field(default_factory=time.monotonic)
 
     def forget(self, tag: str) -> None:
+        """Drop ``tag``'s remembered hit, if any."""
         entry = self.entries.pop(tag, None)
         if entry is not None:
             self.bytes -= entry[2]
-
-
-_memos: dict[str, _Memo | None] = {}  # cache actor id -> memo (None: not usable from this process)
-_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,19 +79,22 @@ def _load_hit(*fields: Any) -> Any:
     try:
         _remember(hit)
     except Exception:  # the memo is an optimisation: a failure to use it costs a round trip later, no more
-        with _lock:
-            _memos[hit.actor_id] = None
+        state = live_state.cache
+        with state.memo_lock:
+            state.memos[hit.actor_id] = None
     return value
 
 
 def _remember(hit: ResidentHit) -> None:
-    with _lock:
-        if hit.actor_id not in _memos:
+    state = live_state.cache
+    with state.memo_lock:
+        memos = state.memos
+        if hit.actor_id not in memos:
             here = ray.get_runtime_context().get_node_id()
-            _memos[hit.actor_id] = (
-                _Memo(GenerationView(hit.directory, hit.lock_name), hit.budget) if here == hit.node_id else None
+            memos[hit.actor_id] = (
+                Memo(GenerationView(hit.directory, hit.lock_name), hit.budget) if here == hit.node_id else None
             )
-        memo = _memos[hit.actor_id]
+        memo = memos[hit.actor_id]
         if memo is None or hit.size > memo.budget:
             return
         memo.forget(hit.tag)
@@ -104,8 +106,9 @@ def _remember(hit: ResidentHit) -> None:
 
 def _lookup(actor_id: str, tag: str) -> tuple[ray.ObjectRef[Any] | None, list[str]]:
     """The remembered ref of an unchanged entry, and the hits due to be reported to the actor."""
-    with _lock:
-        memo = _memos.get(actor_id)
+    state = live_state.cache
+    with state.memo_lock:
+        memo = state.memos.get(actor_id)
         if memo is None:
             return None, []
         entry = memo.entries.get(tag)
@@ -113,7 +116,7 @@ def _lookup(actor_id: str, tag: str) -> tuple[ray.ObjectRef[Any] | None, list[st
             return None, []
         if not memo.view.writer_alive():  # that actor is gone for good: so is its memo
             memo.view.close()
-            _memos[actor_id] = None
+            state.memos[actor_id] = None
             return None, []
         if memo.view.stamp(tag) != entry[1]:
             memo.forget(tag)

@@ -5,7 +5,7 @@ are never unpickled in the actor (only ``write`` hands it a live value): a
 hit hands the caller the pickled bytes (small values, inline in the reply) or
 an object-store copy kept by the actor (large values), which the caller's
 ``ray.get`` resolves without another copy through the actor; repeat hits of such a copy skip the actor altogether on its node
-(:mod:`chia.base._cache_memo`).
+(:mod:`chia.base._bypass_cache.cache_memo`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 import ray
 import ray.cloudpickle
 
-from chia.base._bypass_config import CacheRule, cache_rules_to_dict
-from chia.base._cache_memo import ResidentHit
-from chia.base._cache_store import LOCK_NAME, EntryStore
+from chia.base._bypass_cache.bypass_config import CacheRule, cache_rules_to_dict
+from chia.base._bypass_cache.cache_memo import ResidentHit
+from chia.base._bypass_cache.cache_store import LOCK_NAME, EntryStore
 
 __all__ = ["RESIDENT_MIN_BYTES", "Cache", "Secret"]
 

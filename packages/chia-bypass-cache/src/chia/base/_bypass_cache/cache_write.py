@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,15 +19,16 @@ import ray
 import ray.cloudpickle
 import ray.exceptions
 
-from chia.base import _bypass_sync
-from chia.base._bypass_config import CacheRule, lookup_rule
+from chia.base._bypass_cache import bypass_sync
+from chia.base._bypass_cache.bypass_config import CacheRule, lookup_rule
+from chia.base._bypass_cache.state import live_state
 from chia.base.dispatch_hooks import CallInfo, DispatchCall, add_call_wrapper
 
 if TYPE_CHECKING:
     from ray import ObjectRef
     from ray.actor import ActorProxy
 
-    from chia.base._cache_actor import Cache
+    from chia.base._bypass_cache.cache_actor import Cache
 
 __all__ = ["CACHE_ACTOR_NAME", "CacheWriteThrough", "install", "uninstall", "write_through_wrapper"]
 
@@ -65,42 +65,37 @@ def _restore(section: CacheWriteThrough) -> CacheWriteThrough:
     return section
 
 
-_install_lock = threading.Lock()
-_remove_wrapper: Callable[[], None] | None = None
-
-
 def install(section: CacheWriteThrough) -> None:
     """Make ``section`` this driver's write-through configuration."""
-    global _remove_wrapper
-    with _install_lock:
-        _bypass_sync.set_section(SECTION, SECTION_ORDER, section)
-        if _remove_wrapper is None:
-            _remove_wrapper = add_call_wrapper(write_through_wrapper)
+    state = live_state.cache
+    with state.install_lock:
+        bypass_sync.set_section(SECTION, SECTION_ORDER, section)
+        if state.remove_write_through is None:
+            state.remove_write_through = add_call_wrapper(write_through_wrapper)
 
 
 def uninstall() -> None:
     """Stop automatic write-through from this driver."""
-    global _remove_wrapper
-    with _install_lock:
-        _bypass_sync.set_section(SECTION, SECTION_ORDER, None)
-        if _remove_wrapper is not None:
-            _remove_wrapper()
-            _remove_wrapper = None
+    state = live_state.cache
+    with state.install_lock:
+        bypass_sync.set_section(SECTION, SECTION_ORDER, None)
+        if state.remove_write_through is not None:
+            state.remove_write_through()
+            state.remove_write_through = None
 
 
 # --- worker side ---------------------------------------------------------------------
 
-_handles: dict[str, ActorProxy[Cache]] = {}
-
 
 def _cache_handle(namespace: str, *, refresh: bool) -> ActorProxy[Cache] | None:
-    handle = None if refresh else _handles.get(namespace)
+    handles = live_state.cache.handles
+    handle = None if refresh else handles.get(namespace)
     if handle is None:
         try:
             handle = ray.get_actor(CACHE_ACTOR_NAME, namespace=namespace)
         except ValueError:
             return None
-        _handles[namespace] = handle
+        handles[namespace] = handle
     return handle
 
 

@@ -26,7 +26,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from chia.base._cache_generation import GENERATION_NAME, GenerationTable, Stamp
+from chia.base._bypass_cache.cache_generation import GENERATION_NAME, GenerationTable, Stamp
 
 __all__ = ["FORMAT_VERSION", "EntryStore", "entry_file_name"]
 

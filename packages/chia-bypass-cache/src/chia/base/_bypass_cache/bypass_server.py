@@ -3,7 +3,7 @@
 Owns the small actor a driver starts on its own node when bypass or cache
 write-through is active. It serves the Bypass file server API (``get_text``,
 ``get_bytes``) inside the allowed roots, and holds the latest versioned
-snapshot of the driver's configuration for workers (see ``_bypass_sync``).
+snapshot of the driver's configuration for workers (see ``bypass_sync``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import ray
 
-from chia.base._bypass_files import confine
+from chia.base._bypass_cache.bypass_files import confine
 
 __all__ = ["BypassServer"]
 

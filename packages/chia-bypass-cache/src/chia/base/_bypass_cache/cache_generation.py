@@ -6,7 +6,7 @@ counter whenever an entry is written, evicted, removed or dropped as damaged
 each hit with the counters' values. A process on the same node that still
 holds an earlier hit's value compares its stamp with the file: equal stamps
 mean the entry has not changed since, so the value can be served again
-without asking the actor (see :mod:`chia.base._cache_memo`).
+without asking the actor (see :mod:`chia.base._bypass_cache.cache_memo`).
 
 Layout (little-endian): magic, incarnation (random per actor, never 0), flush
 counter, then ``SLOTS`` per-slot counters, all 8 bytes.
