@@ -18,13 +18,15 @@ DEFAULT_INTERVAL = 0.05
 
 
 def wait_until(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     *,
     timeout: float = DEFAULT_TIMEOUT,
     interval: float = DEFAULT_INTERVAL,
     message: str | None = None,
 ) -> T:
     """Call ``predicate`` every ``interval`` seconds until it returns a truthy value; return that value.
+
+    A predicate returning ``X | None`` (e.g. a status, or None while pending) makes this return ``X``.
 
     The deadline is a bound against a hung condition, not a measurement: keep
     it generous (a loaded 2-core machine is slow). The predicate is called
