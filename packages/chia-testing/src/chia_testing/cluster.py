@@ -176,7 +176,9 @@ def _start(shape: ClusterShape) -> LoopbackCluster:
 def ensure_cluster(shape: ClusterShape) -> LoopbackCluster:
     """The running cluster of ``shape``, started (and any other test cluster stopped) if needed.
 
-    The test process is connected to it as a Ray driver when this returns.
+    The test process is connected to it as a Ray driver when this returns. A
+    start whose node misses Ray's fixed 30 s to register (a loaded machine) is
+    tried once more; any other failure propagates.
     """
     return _clusters.ensure(shape)
 
