@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -80,10 +80,9 @@ def environments_of_spawns_with_explicit_env() -> list[dict[bytes, bytes]]:
     for env in environments:
         child = subprocess.Popen(["sleep", "30"], env=env)
         # Popen returns mid-exec: the kernel shows the new environment a moment later.
-        deadline, environ = time.monotonic() + 30, b""
-        while not environ and time.monotonic() < deadline:
-            with open(f"/proc/{child.pid}/environ", "rb") as handle:
-                environ = handle.read()
+        environ = wait_until(
+            functools.partial(_proc_file, child.pid, "environ"), timeout=30, interval=0.01, message="its environment"
+        )
         seen.append(dict(item.split(b"=", 1) for item in environ.split(b"\0") if item))
         child.kill()
         child.wait()
@@ -116,18 +115,19 @@ def spawn_with_reports_held(tag: str) -> str:
     return "finished"
 
 
+def _proc_file(pid: int, name: str) -> bytes:
+    with open(f"/proc/{pid}/{name}", "rb") as handle:
+        return handle.read()
+
+
 def _marker(pid: int) -> str | None:
     # Popen returns mid-exec: read the environment only once the child is `sleep`.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            if cmdline.read().startswith(b"sleep\0"):
-                break
-        time.sleep(0.01)
-    with open(f"/proc/{pid}/environ", "rb") as handle:
-        for item in handle.read().split(b"\0"):
-            if item.startswith(MARKER_VARIABLE.encode() + b"="):
-                return item.split(b"=", 1)[1].decode()
+    wait_until(
+        lambda: _proc_file(pid, "cmdline").startswith(b"sleep\0"), timeout=30, interval=0.01, message=f"{pid} to exec"
+    )
+    for item in _proc_file(pid, "environ").split(b"\0"):
+        if item.startswith(MARKER_VARIABLE.encode() + b"="):
+            return item.split(b"=", 1)[1].decode()
     return None
 
 
