@@ -15,13 +15,13 @@ leaves behind.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -30,6 +30,7 @@ import ray
 
 from chia.base._dispatch.registry import get_registry
 from chia.base.ChiaFunction import ChiaFunction, chia_cancel
+from chia_testing import tagged_pids, wait_until
 
 LEVELS = (
     "{trap}(exec -a {tag}-daemon-l1 sleep 600) & "
@@ -47,42 +48,17 @@ run_tree = ChiaFunction(num_cpus=1)(tree_body)
 raw_run_tree = ray.remote(num_cpus=1)(tree_body)  # untracked: what plain Ray does with the same task
 
 
-def tree_pids(tag: str) -> list[int]:
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as handle:
-                argv0 = handle.read().split(b"\0", 1)[0]
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                state = handle.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if argv0.startswith(tag.encode()) and state != b"Z":
-            pids.append(int(name))
-    return pids
-
-
-def poll(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+POLL = 0.005  # seconds between two checks: the resolution of the timings
 
 
 def start(ignore_sigterm: bool) -> tuple[ray.ObjectRef[str], str]:
     tag = f"chia-bench-{uuid.uuid4().hex[:8]}"
     trap = "trap '' TERM; " if ignore_sigterm else ""
     ref = run_tree.chia_remote(LEVELS.format(tag=tag, trap=trap))
-    if not poll(lambda: len(tree_pids(tag)) == 3, 120):
-        raise RuntimeError(f"the process tree did not start: {ray.wait([ref], timeout=0)}")
+    wait_until(lambda: len(tagged_pids(tag)) == 3, timeout=120, interval=POLL, message=f"the process tree {tag}")
     registry = get_registry()
     task_id = ref.task_id().hex()
-    if not poll(lambda: task_id in ray.get(registry.tracked.remote()), 60):
-        raise RuntimeError("the spawn was not reported")
+    wait_until(lambda: task_id in ray.get(registry.tracked.remote()), interval=POLL, message="the spawn's report")
     return ref, tag
 
 
@@ -90,20 +66,19 @@ def time_chia_cancel(ignore_sigterm: bool, grace: float) -> float:
     ref, tag = start(ignore_sigterm)
     started = time.perf_counter()
     chia_cancel(ref, grace=grace)
-    if not poll(lambda: not tree_pids(tag), 60):
-        raise RuntimeError(f"processes of {tag} survived chia_cancel")
+    wait_until(lambda: not tagged_pids(tag), interval=POLL, message=f"chia_cancel to end every process of {tag}")
     return time.perf_counter() - started
 
 
 def raw_cancel_leftovers() -> tuple[int, int]:
     tag = f"chia-bench-{uuid.uuid4().hex[:8]}"
     ref = raw_run_tree.remote(LEVELS.format(tag=tag, trap=""))
-    if not poll(lambda: len(tree_pids(tag)) == 3, 120):
-        raise RuntimeError("the process tree did not start")
-    before = len(tree_pids(tag))
+    wait_until(lambda: len(tagged_pids(tag)) == 3, timeout=120, interval=POLL, message=f"the process tree {tag}")
+    before = len(tagged_pids(tag))
     ray.cancel(ref, force=True)
-    poll(lambda: not tree_pids(tag), 5.0)
-    left = tree_pids(tag)
+    with contextlib.suppress(AssertionError):  # what is left after 5 s is the result
+        wait_until(lambda: not tagged_pids(tag), timeout=5.0, interval=POLL)
+    left = tagged_pids(tag)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     return len(left), before

@@ -11,6 +11,10 @@ package's own tests run against the installed wheel (not the source tree).
 Finally all wheels go into one environment: no two distributions may ship the
 same file, and ``pip check`` must be clean.
 
+chia-testing, the private test support, is built and checked alone like the
+others; a package's tests get its wheel next to theirs (as the hatch test
+environments install it), and the meta-package ``chia`` must never require it.
+
 ``scripts/dev test`` passes ``--no-tests``: there each package's tests run in
 its hatch matrix instead (oldest and newest Ray), where the package and its
 chia dependencies are likewise built and installed as wheels, alone.
@@ -34,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PARTS = ["chia-dispatch", "chia-bypass-cache", "chia-placement", "chia-tools", "chia-ops"]
 DISTRIBUTIONS = [*PARTS, "chia"]  # the meta-package ships no modules but its licence all the same
 LICENSE = ROOT / "LICENSE"
+TEST_SUPPORT = "chia-testing"  # private: every package's tests use it, no user installs it
+PRIVATE_CLASSIFIER = "Private :: Do Not Upload"
 
 
 def run(cmd: list[str], **kwargs: object) -> None:
@@ -144,6 +150,8 @@ def check_alone(dist: str, dist_dir: Path, work: Path, uv: str, tests: bool, pyt
     snippet.write_text("".join(f"import {name}\n" for name in public))
     run([str(python), "-m", "mypy", "--strict", "--config-file", os.devnull, str(snippet)], cwd=work)
     if tests:
+        if dist != TEST_SUPPORT:  # the tests' own support, installed after the import and type checks above
+            run([uv, "pip", "install", "--quiet", "--python", str(python), str(wheel_of(dist_dir, TEST_SUPPORT))])
         env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
         # The repository root is the rootdir (pytest config) but not on the
         # path for `chia`: importlib mode imports chia from the installed wheel.
@@ -152,6 +160,29 @@ def check_alone(dist: str, dist_dir: Path, work: Path, uv: str, tests: bool, pyt
         status = subprocess.run(cmd, cwd=ROOT, env=env).returncode
         if status not in (0, 5):
             raise SystemExit(f"{dist}: its tests failed against the installed wheel (exit {status})")
+
+
+def metadata(wheel: Path) -> list[str]:
+    """The lines of a wheel's METADATA file."""
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [name for name in archive.namelist() if name.endswith(".dist-info/METADATA")]
+        return archive.read(name).decode().splitlines()
+
+
+def check_test_support_private(dist_dir: Path) -> None:
+    """chia-testing is marked never to be uploaded, and the meta-package does not require it."""
+    print(f"\n=== {TEST_SUPPORT} stays private", flush=True)
+    if f"Classifier: {PRIVATE_CLASSIFIER}" not in metadata(wheel_of(dist_dir, TEST_SUPPORT)):
+        raise SystemExit(f"{TEST_SUPPORT}: its wheel lacks the classifier {PRIVATE_CLASSIFIER!r}")
+    requires = [
+        line.split(":", 1)[1].strip()
+        for line in metadata(wheel_of(dist_dir, "chia"))
+        if line.startswith("Requires-Dist:")
+    ]
+    leaked = [requirement for requirement in requires if requirement.replace("_", "-").startswith(TEST_SUPPORT)]
+    if leaked:
+        raise SystemExit(f"the meta-package chia requires the private {TEST_SUPPORT}: {leaked}")
+    print(f"{TEST_SUPPORT} is private and not required by chia ({len(requires)} requirements)")
 
 
 def check_together(dist_dir: Path, work: Path, uv: str) -> None:
@@ -170,7 +201,7 @@ def check_together(dist_dir: Path, work: Path, uv: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="*", default=PARTS, choices=PARTS)
+    parser.add_argument("--only", nargs="*", default=[*PARTS, TEST_SUPPORT], choices=[*PARTS, TEST_SUPPORT])
     parser.add_argument("--no-tests", action="store_true", help="skip running package tests in the fresh venvs")
     args = parser.parse_args()
     uv = str(Path(sys.executable).with_name("uv"))
@@ -187,6 +218,10 @@ def main() -> None:
                 check_alone(dist, dist_dir, work, uv, not args.no_tests, [])
             except (SystemExit, subprocess.CalledProcessError) as failure:
                 failures.append(f"{dist}: {failure}")
+        try:
+            check_test_support_private(dist_dir)
+        except SystemExit as failure:
+            failures.append(str(failure))
         check_together(dist_dir, work, uv)
     if failures:
         raise SystemExit("distribution checks failed:\n  " + "\n  ".join(failures))

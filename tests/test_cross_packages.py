@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -28,6 +27,7 @@ from chia.base.colocated import ColocatedNode
 from chia.base.tools.BashTool import BashTool
 from chia.trace import profiler
 from chia.trace.export import CallRecord, load_profile
+from chia_testing import wait_until
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -77,15 +77,6 @@ def processes_with(marker: str) -> int:
     return len(subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split())
 
 
-def poll(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 @pytest.fixture
 def yaml_file(tmp_path: Path) -> Callable[[str, str], str]:
     def write(name: str, text: str) -> str:
@@ -125,7 +116,7 @@ def test_bypass_cache_and_profiler_on_one_dispatch(
         assert get(square.options(_chia_tag="iter0_x3").chia_remote(3, journal)) == 9
         store = get_active_cache()
         assert store is not None
-        assert poll(lambda: ray.get(store.has.remote("iter0_x3")))
+        wait_until(lambda: ray.get(store.has.remote("iter0_x3")), message="the cache to hold iter0_x3")
         replay = Bypass(yaml_path=yaml_file("replay.yaml", "bypass:\n  square: true\n"))
         replay.set_provider("square", cache_provider)
         assert get(square.options(_chia_tag="iter0_x3").chia_remote(3, journal)) == 9
@@ -147,7 +138,7 @@ def test_colocated_members_run_their_provider_on_the_pinned_node(
     with PinnedPair() as node:
         results = get([node.where.chia_remote(i) for i in range(10)])
     assert {kind for kind, _ in results} == {"bypassed"}
-    assert {node_id for _, node_id in results} == {cluster.node_b_id}
+    assert {node_id for _, node_id in results} == {cluster.node_ids["node_b"]}
 
 
 def test_chia_wait_over_cached_refs(cache: str, tmp_path: Path, yaml_file: Callable[[str, str], str]) -> None:
@@ -156,7 +147,7 @@ def test_chia_wait_over_cached_refs(cache: str, tmp_path: Path, yaml_file: Calla
     get([square.options(_chia_tag=tag).chia_remote(i, journal) for i, tag in enumerate(tags)])
     store = get_active_cache()
     assert store is not None
-    assert poll(lambda: all(ray.get([store.has.remote(tag) for tag in tags])))
+    wait_until(lambda: all(ray.get([store.has.remote(tag) for tag in tags])), message=f"the cache to hold {tags}")
     replay = Bypass(
         yaml_path=yaml_file("replay.yaml", "bypass:\n  square:\n    bypass: true\n    tags: ['sweep_.*']\n")
     )
@@ -175,9 +166,9 @@ def test_cancel_under_profiling_kills_the_tree_and_is_recorded(tmp_path: Path) -
     profiler.start_collector(log_dir=str(tmp_path / "profile"))
     try:
         ref = spawn_tree.options(_chia_tag="hung").chia_remote(marker)
-        assert poll(lambda: processes_with(marker) == 2), "the task's process tree never started"
+        wait_until(lambda: processes_with(marker) == 2, message="the task's process tree to start")
         chia_cancel(ref, grace=2.0)
-        assert poll(lambda: processes_with(marker) == 0, timeout=15), "chia_cancel left processes behind"
+        wait_until(lambda: processes_with(marker) == 0, timeout=15, message="chia_cancel to leave no process behind")
         with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.RayTaskError)):
             get(ref, timeout=60)
     finally:
@@ -191,7 +182,7 @@ def test_chia_tool_placed_by_a_colocated_node(cluster: Any, tmp_path: Path) -> N
     with PinnedPair() as node:
         tool = BashTool("colocated_shell", work_dir=str(tmp_path), task_options=node.task_options)
         try:
-            assert tool.node_id == cluster.node_b_id
+            assert tool.node_id == cluster.node_ids["node_b"]
             assert get(node.where.chia_remote(0))[1] == tool.node_id
 
             async def call() -> str:

@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DISTRIBUTIONS = ["chia-dispatch", "chia-bypass-cache", "chia-placement", "chia-tools", "chia-ops"]
+TEST_SUPPORT = "chia-testing"  # private; outside the chia namespace, never in the meta-package
 
 # Every module path of the API reference, and the distribution that owns it.
 REFERENCE_MODULES = {
@@ -96,3 +97,16 @@ def test_meta_package_depends_on_every_part_with_compatible_ranges() -> None:
     deps = {dep.split(">")[0].split("=")[0].strip(): dep for dep in meta["dependencies"]}
     assert set(deps) == set(DISTRIBUTIONS)
     assert all("<" in spec for spec in deps.values())
+
+
+def test_the_test_support_is_private_outside_the_namespace_and_not_in_the_meta_package() -> None:
+    package = ROOT / "packages" / TEST_SUPPORT
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    assert project["name"] == TEST_SUPPORT and project["version"]
+    assert "Private :: Do Not Upload" in project["classifiers"]
+    assert project["entry-points"]["pytest11"] == {"chia_testing": "chia_testing.plugin"}
+    assert not any(dep.startswith("chia") for dep in project["dependencies"])  # chia-tools' tests run without dispatch
+    assert sorted(p.name for p in (package / "src").iterdir()) == ["chia_testing"]  # ships nothing under chia/
+    assert (package / "src" / "chia_testing" / "py.typed").is_file()
+    meta = tomllib.loads((ROOT / "packages" / "chia" / "pyproject.toml").read_text())["project"]
+    assert not any(dep.startswith(TEST_SUPPORT) for dep in meta["dependencies"])

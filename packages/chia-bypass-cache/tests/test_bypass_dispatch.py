@@ -87,7 +87,7 @@ def test_bypassed_call_runs_the_provider_on_the_node_with_the_resource(write_yam
     ready, _ = ray.wait([ref], timeout=60)
     assert ready == [ref]
     result = value_of(ref)
-    assert result["node"] == cluster.node_b_id
+    assert result["node"] == cluster.node_ids["node_b"]
     assert (result["tag"], result["data_path"], result["x"]) == ("iter0", None, 7)
     assert result["replaced"] is True and result["bypassed"] is True
     assert result["provider"] == f"{provider.__module__}.provider"
@@ -96,7 +96,7 @@ def test_bypassed_call_runs_the_provider_on_the_node_with_the_resource(write_yam
 def test_options_overrides_apply_to_the_provider(write_yaml: WriteYaml, cluster: Any) -> None:
     Bypass(write_yaml("bypass:\n  plain: true\n")).set_provider("plain", provider)
     result = value_of(plain.options(resources={"node_b": 1}).chia_remote(1))
-    assert result["node"] == cluster.node_b_id
+    assert result["node"] == cluster.node_ids["node_b"]
     # Untagged and with no other context, the call ships none: replaced marks the bypass.
     assert result["replaced"] is True and result["bypassed"] is None
 
@@ -105,7 +105,7 @@ def test_unlisted_and_disabled_functions_run_for_real(write_yaml: WriteYaml, clu
     bypass = Bypass(write_yaml("bypass:\n  simulate: false\n  other: true\n"))
     bypass.set_provider("simulate", provider)
     bypass.set_provider("other", provider)
-    assert get(simulate.chia_remote(2)) == ("real", 2, cluster.node_b_id)
+    assert get(simulate.chia_remote(2)) == ("real", 2, cluster.node_ids["node_b"])
     assert get(plain.chia_remote(3)) == ("real", 3)
 
 
@@ -153,13 +153,13 @@ def test_nested_dispatch_is_bypassed_and_follows_updates(write_yaml: WriteYaml, 
     bypass.set_provider("simulate", provider)
     result = get(nested.chia_remote(4))
     assert result["tag"] == "inner4" and result["x"] == 4
-    assert result["node"] == cluster.node_b_id and result["replaced"] is True
+    assert result["node"] == cluster.node_ids["node_b"] and result["replaced"] is True
     assert get(doubly_nested.chia_remote(5))["tag"] == "inner5"
     bypass.set_provider("simulate", second_provider)  # a new version reaches the workers
     assert get(nested.chia_remote(6)) == "second 6"
     assert get(doubly_nested.chia_remote(7)) == "second 7"
     Bypass(None)  # bypass off: nested calls run for real again
-    assert get(nested.chia_remote(8)) == ("real", 8, cluster.node_b_id)
+    assert get(nested.chia_remote(8)) == ("real", 8, cluster.node_ids["node_b"])
 
 
 def test_qualname_key_bypasses_only_that_function(write_yaml: WriteYaml) -> None:

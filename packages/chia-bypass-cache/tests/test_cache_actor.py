@@ -50,7 +50,7 @@ def test_actor_api_on_the_head_node(namespace: str, tmp_path: Path, cluster: Any
     assert start_cache(2, str(tmp_path / "cache"), units="KB", namespace=namespace) == handle  # idempotent
     assert get_active_cache(namespace) == handle
     config = ray.get(handle.get_config.remote())
-    assert config["node_id"] == cluster.head_id
+    assert config["node_id"] == cluster.node_ids["head"]
     assert (config["budget_bytes"], config["cache_dir"], config["namespace"]) == (
         2048,
         str(tmp_path / "cache"),

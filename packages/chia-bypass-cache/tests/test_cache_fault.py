@@ -10,11 +10,11 @@ namespace and directory) run side by side to keep it short.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import random
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any, cast
@@ -25,6 +25,7 @@ import ray.exceptions
 from ray.actor import ActorHandle
 
 from chia.base.cache import get_active_cache, start_cache, stop_cache
+from chia_testing import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("cluster")]
 
@@ -76,6 +77,12 @@ def verify(cache: Any, tags: list[str]) -> None:
         assert is_intact(tag, value), f"entry {tag!r} is corrupt or partial"
 
 
+def writes_reached(cache: Any, count: int) -> bool:
+    """The cache has acknowledged ``count`` writes since it started."""
+    writes: int = ray.get(cache.stats.remote())["writes"]
+    return writes >= count
+
+
 def run_lane(lane: int, rounds: int, directory: str, failures: list[BaseException]) -> None:
     namespace = f"chia-fault-{uuid.uuid4().hex[:8]}-{lane}"
     rng = random.Random(lane)
@@ -92,9 +99,12 @@ def run_lane(lane: int, rounds: int, directory: str, failures: list[BaseExceptio
             assert ray.get(cache.stats.remote())["quarantined"] == 0
             refs = [writer.remote(namespace, f"l{lane}r{round_index}w{w}") for w in range(WRITERS)]
             kill_after = rng.randint(1, WRITERS * WRITES_PER_WRITER // 2)
-            deadline = time.monotonic() + 120
-            while ray.get(cache.stats.remote())["writes"] - before < kill_after and time.monotonic() < deadline:
-                time.sleep(0.005)
+            wait_until(
+                functools.partial(writes_reached, cache, before + kill_after),
+                timeout=120,
+                interval=0.005,
+                message=f"{kill_after} acknowledged writes before the kill",
+            )
             ray.kill(cast(ActorHandle[Any], cache), no_restart=True)
             for done in ray.get(refs):
                 acknowledged.extend(done)

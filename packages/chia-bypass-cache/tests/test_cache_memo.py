@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,6 +14,7 @@ from ray.actor import ActorHandle
 from chia.base._bypass_cache.cache_memo import TOUCH_BATCH
 from chia.base._bypass_cache.cache_store import LOCK_NAME
 from chia.base.cache import get_active_cache, start_cache
+from chia_testing import wait_until
 
 LARGE = 1 << 20  # served from the actor's object-store copy
 
@@ -80,15 +80,16 @@ def test_a_killed_cache_is_not_served_from_the_memo(namespace: str, tmp_path: Pa
     ray.get(read_ref(handle, "t"))
     ray.kill(cast(ActorHandle[Any], handle), no_restart=True)
     lock = os.open(tmp_path / "cache" / LOCK_NAME, os.O_RDONLY)
+
+    def lock_taken() -> bool:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
     try:  # once the actor's process is gone, its directory lock is free
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                assert time.monotonic() < deadline, "the killed cache actor's process never exited"
-                time.sleep(0.05)
+        wait_until(lock_taken, message="the killed cache actor's process to exit")
         fcntl.flock(lock, fcntl.LOCK_UN)
     finally:
         os.close(lock)

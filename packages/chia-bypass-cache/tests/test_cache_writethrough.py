@@ -109,7 +109,7 @@ def test_tagged_real_run_is_written_before_get_returns(cache: Any, cluster: Any)
     ref = expensive.options(_chia_tag="run1").chia_remote(5)
     assert isinstance(ref, ray.ObjectRef)
     value = get(ref)
-    assert value == {"x": 5, "node": cluster.node_b_id}
+    assert value == {"x": 5, "node": cluster.node_ids["node_b"]}
     assert read(cache, "run1") == (True, value)
 
 
@@ -161,7 +161,7 @@ def test_replay_from_the_cache_through_a_bypass_provider(cache: Any, write_yaml:
     bypass.set_cond("expensive", cache_hit)
     writes = ray.get(cache.stats.remote())["writes"]
     replayed = get(expensive.options(_chia_tag="iter0").chia_remote(11))
-    assert replayed == {**recorded, "replayed_on": cluster.node_b_id}
+    assert replayed == {**recorded, "replayed_on": cluster.node_ids["node_b"]}
     # A tag the cache does not hold fails the condition and runs for real (and is written).
     fresh = get(expensive.options(_chia_tag="iter1").chia_remote(12))
     assert "replayed_on" not in fresh

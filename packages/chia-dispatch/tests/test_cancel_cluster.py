@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from chia.base._dispatch.proc_tree import MARKER_VARIABLE
 from chia.base._dispatch.registry import get_registry, job_marker_prefix
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.pid_registry import chia_cancel, kill_all_tracked
+from chia_testing import tagged_pids, wait_until
 
 pytestmark = pytest.mark.usefixtures("two_node_cluster")
 
@@ -79,29 +80,13 @@ def environments_of_spawns_with_explicit_env() -> list[dict[bytes, bytes]]:
     for env in environments:
         child = subprocess.Popen(["sleep", "30"], env=env)
         # Popen returns mid-exec: the kernel shows the new environment a moment later.
-        deadline, environ = time.monotonic() + 30, b""
-        while not environ and time.monotonic() < deadline:
-            with open(f"/proc/{child.pid}/environ", "rb") as handle:
-                environ = handle.read()
+        environ = wait_until(
+            functools.partial(_proc_file, child.pid, "environ"), timeout=30, interval=0.01, message="its environment"
+        )
         seen.append(dict(item.split(b"=", 1) for item in environ.split(b"\0") if item))
         child.kill()
         child.wait()
     return seen
-
-
-def _count_tagged(tag: str) -> int:
-    """Live processes whose argv[0] starts with ``tag`` (runs on workers: no conftest fixture there)."""
-    count = 0
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as handle:
-                argv0 = handle.read().split(b"\0", 1)[0]
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                state = handle.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        count += argv0.startswith(tag.encode()) and state != b"Z"
-    return count
 
 
 @ChiaFunction(num_cpus=1)
@@ -119,11 +104,8 @@ def spawn_with_reports_held(tag: str) -> str:
     def hold_reports() -> None:
         with reporter._condition:
             holding.set()
-            deadline = time.monotonic() + 120
-            while _count_tagged(tag) < 3 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            while _count_tagged(tag) > 0 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda: len(tagged_pids(tag)) >= 3, timeout=120, interval=0.02, message="the held tree")
+            wait_until(lambda: not tagged_pids(tag), timeout=120, interval=0.02, message="the held tree killed")
 
     holder = threading.Thread(target=hold_reports, daemon=True)
     holder.start()
@@ -133,46 +115,45 @@ def spawn_with_reports_held(tag: str) -> str:
     return "finished"
 
 
+def _proc_file(pid: int, name: str) -> bytes:
+    with open(f"/proc/{pid}/{name}", "rb") as handle:
+        return handle.read()
+
+
 def _marker(pid: int) -> str | None:
     # Popen returns mid-exec: read the environment only once the child is `sleep`.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            if cmdline.read().startswith(b"sleep\0"):
-                break
-        time.sleep(0.01)
-    with open(f"/proc/{pid}/environ", "rb") as handle:
-        for item in handle.read().split(b"\0"):
-            if item.startswith(MARKER_VARIABLE.encode() + b"="):
-                return item.split(b"=", 1)[1].decode()
+    wait_until(
+        lambda: _proc_file(pid, "cmdline").startswith(b"sleep\0"), timeout=30, interval=0.01, message=f"{pid} to exec"
+    )
+    for item in _proc_file(pid, "environ").split(b"\0"):
+        if item.startswith(MARKER_VARIABLE.encode() + b"="):
+            return item.split(b"=", 1)[1].decode()
     return None
 
 
-def _start_trees(tagged: Any, wait_until: Any, node: str, *, foreground_new_session: bool) -> tuple[Any, str]:
+def _start_trees(tagged: Any, node: str, *, foreground_new_session: bool) -> tuple[Any, str]:
     tag = tagged.new_tag("chia-cancel")
     ref = run_trees.options(resources={node: 0.01}).chia_remote(tag, foreground_new_session)
-    wait_until(lambda: len(tagged.pids(tag)) == 6, what="six sleepers of the task")
+    wait_until(lambda: len(tagged.pids(tag)) == 6, message="six sleepers of the task")
     return ref, tag
 
 
 @pytest.mark.parametrize("node", ["head", "node_b"])
 @pytest.mark.parametrize("foreground_new_session", [True, False])
 def test_cancel_kills_every_process_of_the_task_and_get_raises_cancelled(
-    tagged: Any, wait_until: Any, node: str, foreground_new_session: bool
+    tagged: Any, node: str, foreground_new_session: bool
 ) -> None:
-    ref, tag = _start_trees(tagged, wait_until, node, foreground_new_session=foreground_new_session)
+    ref, tag = _start_trees(tagged, node, foreground_new_session=foreground_new_session)
     chia_cancel(ref, grace=5.0)
     assert tagged.pids(tag) == []  # gone when chia_cancel returns: children, grandchildren, daemons
     with pytest.raises(TaskCancelledError):
         get(ref)
 
 
-def test_a_task_whose_subprocess_dies_before_ray_cancel_arrives_still_raises_cancelled(
-    tagged: Any, wait_until: Any
-) -> None:
+def test_a_task_whose_subprocess_dies_before_ray_cancel_arrives_still_raises_cancelled(tagged: Any) -> None:
     # The race chia_cancel must win: the kill lands before Ray's cooperative cancel
     # reaches the worker, so the task body sees its subprocess exit and returns.
-    ref, tag = _start_trees(tagged, wait_until, "node_b", foreground_new_session=False)
+    ref, tag = _start_trees(tagged, "node_b", foreground_new_session=False)
     registry = get_registry()
     task_hex = ref.task_id().hex()
     ray.get(registry.begin_cancel.remote(task_hex, 5.0))
@@ -183,8 +164,8 @@ def test_a_task_whose_subprocess_dies_before_ray_cancel_arrives_still_raises_can
     assert get(spawn_and_return.chia_remote(2)) == [0, 0]  # tasks nobody cancels still return
 
 
-def test_force_cancel_kills_the_tree_and_the_worker(tagged: Any, wait_until: Any) -> None:
-    ref, tag = _start_trees(tagged, wait_until, "node_b", foreground_new_session=False)
+def test_force_cancel_kills_the_tree_and_the_worker(tagged: Any) -> None:
+    ref, tag = _start_trees(tagged, "node_b", foreground_new_session=False)
     chia_cancel(ref, force=True, grace=5.0)
     assert tagged.pids(tag) == []
     with pytest.raises(TaskCancelledError):
@@ -196,25 +177,25 @@ def test_chia_cancel_is_reexported_from_chia_function() -> None:
     assert "chia_cancel" in chia_function_module.__all__
 
 
-def test_registry_lives_on_the_head_and_forgets_tasks_when_they_end(two_node_cluster: Any, wait_until: Any) -> None:
+def test_registry_lives_on_the_head_and_forgets_tasks_when_they_end(two_node_cluster: Any) -> None:
     refs = [spawn_and_return.options(resources={node: 0.01}).chia_remote(3) for node in ("head", "node_b")] * 10
     assert get(refs) == [[0, 0, 0]] * 20
     registry = get_registry()
-    wait_until(lambda: ray.get(registry.tracked.remote()) == {}, what="an empty registry")  # bounded memory
+    wait_until(lambda: ray.get(registry.tracked.remote()) == {}, message="an empty registry")  # bounded memory
     info = ray._private.state.actors(actor_id=registry._actor_id.hex())
     assert info["Address"]["NodeID"] == two_node_cluster.node_ids["head"]
     assert info["Name"] == job_actors.registry_name(ray.get_runtime_context().get_job_id())
 
 
-def test_tracked_entries_carry_pid_and_start_time(two_node_cluster: Any, tagged: Any, wait_until: Any) -> None:
-    ref, tag = _start_trees(tagged, wait_until, "node_b", foreground_new_session=True)
+def test_tracked_entries_carry_pid_and_start_time(two_node_cluster: Any, tagged: Any) -> None:
+    ref, tag = _start_trees(tagged, "node_b", foreground_new_session=True)
     registry = get_registry()
     task_id, node_b = ref.task_id().hex(), two_node_cluster.node_ids["node_b"]
 
     def tracked() -> Any:
         return ray.get(registry.tracked.remote()).get(task_id, {}).get(node_b, [])
 
-    wait_until(lambda: len(tracked()) == 2, what="both direct children tracked")
+    wait_until(lambda: len(tracked()) == 2, message="both direct children tracked")
     for process in tracked():
         with open(f"/proc/{process.pid}/stat", "rb") as handle:
             assert int(handle.read().rsplit(b")", 1)[1].split()[19]) == process.start_ticks
@@ -238,11 +219,11 @@ def test_a_given_env_is_kept_and_gets_the_marker() -> None:
         assert set(environment) == {b"PATH", b"USER_SETTING", MARKER_VARIABLE.encode()}
 
 
-def test_kill_all_tracked_kills_every_tracked_tree_of_the_job(tagged: Any, wait_until: Any) -> None:
-    started = [_start_trees(tagged, wait_until, node, foreground_new_session=True) for node in ("head", "node_b")]
+def test_kill_all_tracked_kills_every_tracked_tree_of_the_job(tagged: Any) -> None:
+    started = [_start_trees(tagged, node, foreground_new_session=True) for node in ("head", "node_b")]
     registry = get_registry()
     task_ids = {ref.task_id().hex() for ref, _ in started}
-    wait_until(lambda: task_ids <= set(ray.get(registry.tracked.remote())), what="both tasks tracked")
+    wait_until(lambda: task_ids <= set(ray.get(registry.tracked.remote())), message="both tasks tracked")
     assert kill_all_tracked(grace=5.0) >= 12
     for ref, tag in started:
         assert tagged.pids(tag) == []
@@ -253,16 +234,16 @@ def test_kill_all_tracked_kills_every_tracked_tree_of_the_job(tagged: Any, wait_
 
 @pytest.mark.parametrize("all_jobs", [False, True])
 def test_kill_all_tracked_kills_subprocesses_whose_spawn_is_not_reported_yet(
-    two_node_cluster: Any, tagged: Any, wait_until: Any, all_jobs: bool
+    two_node_cluster: Any, tagged: Any, all_jobs: bool
 ) -> None:
     node_b = two_node_cluster.node_ids["node_b"]
     assert get(spawn_and_return.options(resources={"node_b": 0.01}).chia_remote(1)) == [0]
     job_hex = ray.get_runtime_context().get_job_id()
     reaper = job_actors.reaper_name(job_hex, node_b)
-    wait_until(lambda: job_actors.lookup(reaper) is not None, what="the job's reaper on node_b")
+    wait_until(lambda: job_actors.lookup(reaper) is not None, message="the job's reaper on node_b")
     tag = tagged.new_tag("chia-unreported")
     ref = spawn_with_reports_held.options(resources={"node_b": 0.01}).chia_remote(tag)
-    wait_until(lambda: len(tagged.pids(tag)) == 3, what="the task's tree")
+    wait_until(lambda: len(tagged.pids(tag)) == 3, message="the task's tree")
     assert ref.task_id().hex() not in ray.get(get_registry().tracked.remote())  # not reported yet
     assert kill_all_tracked(grace=5.0, all_jobs=all_jobs) >= 3
     assert tagged.pids(tag) == []
@@ -291,9 +272,7 @@ DRIVER = textwrap.dedent(
 )
 
 
-def test_a_driver_stopped_with_sigterm_leaves_no_tracked_subprocess(
-    two_node_cluster: Any, tagged: Any, wait_until: Any
-) -> None:
+def test_a_driver_stopped_with_sigterm_leaves_no_tracked_subprocess(two_node_cluster: Any, tagged: Any) -> None:
     tag = tagged.new_tag("chia-driver")
     driver = subprocess.Popen(
         [sys.executable, "-c", DRIVER, two_node_cluster.cluster.address, TREE.format(tag=tag)],
@@ -303,22 +282,22 @@ def test_a_driver_stopped_with_sigterm_leaves_no_tracked_subprocess(
     try:
         assert driver.stdout is not None
         job_hex = driver.stdout.readline().strip()
-        wait_until(lambda: len(tagged.pids(tag)) == 3, what="the driver's task tree")
-        wait_until(lambda: len(tagged.pids(f"x{tag}")) == 3, what="the driver's foreground tree")
+        wait_until(lambda: len(tagged.pids(tag)) == 3, message="the driver's task tree")
+        wait_until(lambda: len(tagged.pids(f"x{tag}")) == 3, message="the driver's foreground tree")
         registry = get_registry(job_hex)
         # The guarantee covers reported spawns (reports leave within milliseconds of a spawn).
         wait_until(
             lambda: sum(len(ps) for t in ray.get(registry.tracked.remote()).values() for ps in t.values()) == 2,
-            what="both spawns reported",
+            message="both spawns reported",
         )
         driver.send_signal(signal.SIGTERM)  # what `ray job stop` does
         driver.wait(timeout=60)
-        wait_until(lambda: not tagged.pids(tag) and not tagged.pids(f"x{tag}"), timeout=90, what="no leftovers")
+        wait_until(lambda: not tagged.pids(tag) and not tagged.pids(f"x{tag}"), timeout=90, message="no leftovers")
         registry_name = job_actors.registry_name(job_hex)
         wait_until(
             lambda: registry_name not in {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)},
             timeout=60,
-            what="the job's registry removing itself",
+            message="the job's registry removing itself",
         )
     finally:
         driver.kill()

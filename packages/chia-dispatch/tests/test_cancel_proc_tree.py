@@ -19,6 +19,7 @@ from chia.base._dispatch.proc_tree import (
     kill_tree,
     start_ticks,
 )
+from chia_testing import wait_until
 
 # Each sleeper's argv[0] starts with a unique tag so the test finds it whatever its parent.
 TREE_SCRIPT = (
@@ -42,13 +43,13 @@ def pids(tagged: Any) -> Callable[[str], list[int]]:
 
 
 @pytest.fixture
-def spawn_tree(pids: Callable[[str], list[int]], wait_until: Any) -> Callable[..., subprocess.Popen[bytes]]:
+def spawn_tree(pids: Callable[[str], list[int]]) -> Callable[..., subprocess.Popen[bytes]]:
     def spawn(tag: str, *, new_session: bool, marker: str | None = None) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         if marker is not None:
             env[MARKER_VARIABLE] = marker
         process = subprocess.Popen(["bash", "-c", TREE_SCRIPT.format(tag=tag)], start_new_session=new_session, env=env)
-        wait_until(lambda: len(pids(tag)) == 3, what="the process tree")
+        wait_until(lambda: len(pids(tag)) == 3, message="the process tree")
         return process
 
     return spawn
@@ -96,12 +97,12 @@ def test_a_reused_pid_is_never_killed(tag: str, spawn_tree: Any, pids: Any) -> N
     root.wait(timeout=10)
 
 
-def test_sigkill_follows_sigterm_after_the_grace_period(tag: str, pids: Any, wait_until: Any) -> None:
+def test_sigkill_follows_sigterm_after_the_grace_period(tag: str, pids: Any) -> None:
     stubborn = subprocess.Popen(
         ["bash", "-c", f"trap '' TERM; (trap '' TERM; exec -a {tag}-stubborn sleep 300) & wait"],
         start_new_session=True,
     )
-    wait_until(lambda: len(pids(tag)) == 1, what="the stubborn process")
+    wait_until(lambda: len(pids(tag)) == 1, message="the stubborn process")
     killed = kill_tree(KillTarget(roots=(ident(stubborn),)), grace=0.5)
     assert stubborn.wait(timeout=10) == -signal.SIGKILL
     assert len(killed) == 2

@@ -14,6 +14,7 @@ import pytest
 from ray.exceptions import TaskCancelledError, WorkerCrashedError
 
 from chia.base.ChiaFunction import ChiaFunction, chia_cancel, get
+from chia_testing import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("two_node_cluster")]
 
@@ -41,7 +42,7 @@ def busy_tree(tag: str, seconds: float, new_session: bool) -> str:
     return "finished"
 
 
-def test_randomized_cancels_leave_no_orphan(tagged: Any, wait_until: Any) -> None:
+def test_randomized_cancels_leave_no_orphan(tagged: Any) -> None:
     run_tag = tagged.new_tag("chia-stress")
     rng = random.Random(20261129)
     plans = [
@@ -87,7 +88,7 @@ def test_randomized_cancels_leave_no_orphan(tagged: Any, wait_until: Any) -> Non
     assert sum(outcomes.values()) == CANCELS
     # Short sleepers of tasks that finished first may still be exiting on their own; long ones must be dead.
     try:
-        wait_until(lambda: tagged.pids(run_tag) == [], timeout=15, what="zero orphans")
+        wait_until(lambda: tagged.pids(run_tag) == [], timeout=15, message="zero orphans")
     except AssertionError:
         raise AssertionError(f"orphans (outcomes {dict(outcomes)}): {describe(tagged.pids(run_tag))}") from None
 

@@ -15,6 +15,7 @@ from chia.base._dispatch import job_actors
 from chia.base._dispatch import proxy as proxy_core  # a module: tasks of this file pickle their globals by value
 from chia.base.ChiaFunction import ChiaFunction, chia_cancel, get
 from chia.base.dispatch_proxy import should_proxy
+from chia_testing import tagged_pids, wait_until
 
 pytestmark = pytest.mark.usefixtures("tunneled_cluster")
 
@@ -66,29 +67,14 @@ def hold_tree(tag: str) -> str:
 @ChiaFunction(num_cpus=0)
 def nested_cancel(target: str, tag: str) -> str:
     """Relay a subprocess-holding task, wait for its child, chia_cancel it from here."""
-    import os
-    import time
-
     ref = hold_tree.options(resources={target: 0.01}).chia_remote(tag)
-    deadline = time.monotonic() + 60
-    while not any(_argv0_startswith(pid, tag) for pid in os.listdir("/proc") if pid.isdigit()):
-        if time.monotonic() > deadline:
-            return "child never started"
-        time.sleep(0.05)
+    wait_until(lambda: tagged_pids(tag), message=f"the relayed task's child {tag}")
     chia_cancel(ref, grace=5.0)
     try:
         get(ref)
     except TaskCancelledError:
         return "cancelled"
     return "not cancelled"
-
-
-def _argv0_startswith(pid: str, tag: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read().split(b"\0", 1)[0].startswith(tag.encode())
-    except OSError:
-        return False
 
 
 def relayed_count() -> int:
@@ -178,7 +164,7 @@ DRIVER = textwrap.dedent(
 )
 
 
-def test_one_proxy_per_job_removed_when_the_job_ends(tunneled_cluster: Any, wait_until: Any) -> None:
+def test_one_proxy_per_job_removed_when_the_job_ends(tunneled_cluster: Any) -> None:
     driver = subprocess.run(
         [sys.executable, "-c", DRIVER, tunneled_cluster.cluster.address],
         capture_output=True,
@@ -189,5 +175,5 @@ def test_one_proxy_per_job_removed_when_the_job_ends(tunneled_cluster: Any, wait
     name = job_actors.proxy_name(driver.stdout.strip().splitlines()[-1])
     wait_until(
         lambda: name not in {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)},
-        what=f"{name} removing itself after its job ended",
+        message=f"{name} removing itself after its job ended",
     )

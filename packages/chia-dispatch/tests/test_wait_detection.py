@@ -15,6 +15,7 @@ import ray
 from chia.base._dispatch import stuck
 from chia.base.chia_wait import TrackedRef, chia_wait
 from chia.base.ChiaFunction import ChiaFunction, get
+from chia_testing import wait_until
 
 PNA = stuck.PENDING_NODE_ASSIGNMENT
 
@@ -100,16 +101,12 @@ def test_querier_never_blocks_and_is_rate_limited(source: FakeSource) -> None:
         assert querier.latest("01000000", with_demands=False, not_before=0.0, interval=60.0) is None
     assert time.monotonic() - started < 5.0  # returned at once every time, although the query hangs
     source.gate.set()
-    result: list[stuck.ClusterSnapshot | None] = [None]
-
-    def has_result() -> bool:
-        result[0] = querier.latest("01000000", with_demands=False, not_before=0.0, interval=60.0)
-        return result[0] is not None
-
-    deadline = time.monotonic() + 10
-    while not has_result() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert result[0] is not None
+    wait_until(
+        lambda: querier.latest("01000000", with_demands=False, not_before=0.0, interval=60.0) is not None,
+        timeout=10,
+        interval=0.01,
+        message="the snapshot of the released query",
+    )
     assert source.calls == 1  # one query in flight at a time, none again within the interval
     assert querier.latest("01000000", with_demands=False, not_before=time.monotonic() + 1, interval=60.0) is None
     assert source.calls == 1
@@ -120,12 +117,13 @@ def test_a_failing_state_api_degrades_to_no_detection_with_one_warning(
 ) -> None:
     querier = stuck.Querier(source)
     source.fail = True
+
+    def failed_query_done() -> bool:
+        querier.latest("01000000", with_demands=False, not_before=0.0, interval=0.0)
+        return source.calls > 0 and not querier._inflight
+
     with caplog.at_level(logging.WARNING, logger="chia.base._dispatch.stuck"):
-        deadline = time.monotonic() + 10
-        while source.calls == 0 or querier._inflight:
-            querier.latest("01000000", with_demands=False, not_before=0.0, interval=0.0)
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(failed_query_done, timeout=10, interval=0.01, message="the failing query to finish")
         for _ in range(20):
             assert querier.latest("01000000", with_demands=False, not_before=0.0, interval=0.0) is None
     assert source.calls == 1  # backed off

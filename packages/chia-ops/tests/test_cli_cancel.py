@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from click.testing import CliRunner
 
 from chia.base.ChiaFunction import ChiaFunction
 from chia.cli.main import cli
+from chia_testing import wait_until
 
 
 @ChiaFunction(num_cpus=0)
@@ -31,14 +31,14 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def test_cancel_all_kills_tracked_subprocesses(cluster: Any, tmp_path: Path, wait_for: Callable[..., None]) -> None:
+def test_cancel_all_kills_tracked_subprocesses(cluster: Any, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     ref = run_sleeper.chia_remote(str(pid_file))
-    wait_for(pid_file.exists, what="the task to start its subprocess")
+    wait_until(pid_file.exists, message="the task to start its subprocess")
     pid = int(pid_file.read_text())
     assert alive(pid)
     result = CliRunner().invoke(cli, ["cancel", "--all", "--grace", "1"])
     assert result.exit_code == 0, result.output
     assert "signalled" in result.stdout and "terminating tracked subprocesses" in result.stderr
-    wait_for(lambda: not alive(pid), what=f"process {pid} to be gone")
+    wait_until(lambda: not alive(pid), message=f"process {pid} to be gone")
     assert ray.get(ref, timeout=60) != 0  # the task saw its child killed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from click.testing import CliRunner
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.cli.main import cli
 from chia.trace import profiler
+from chia_testing import wait_until
 
 pytestmark = pytest.mark.usefixtures("no_collector")
 
@@ -22,12 +22,12 @@ def square(x: int) -> int:
     return x * x
 
 
-def test_live_collector_then_log_directory(tmp_path: Path, wait_for: Callable[..., None]) -> None:
+def test_live_collector_then_log_directory(tmp_path: Path) -> None:
     runner = CliRunner()
     collector = profiler.start_collector(log_dir=tmp_path, namespace="chia-ops-cli")
     assert get([square.chia_remote(i) for i in range(4)]) == [0, 1, 4, 9]
     # 4 submissions from here, 4 runs from workers (their flushers ship every half second)
-    wait_for(lambda: ray.get(collector.info.remote())["records"] >= 8, what="the rows of 4 calls")
+    wait_until(lambda: ray.get(collector.info.remote())["records"] >= 8, message="the rows of 4 calls")
 
     live = runner.invoke(cli, ["profile", "summary", "--namespace", "chia-ops-cli"])
     assert live.exit_code == 0, live.output

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from click.testing import CliRunner
 
 from chia.cli.main import cli, main
 from chia.trace import profiler
+from chia_testing import free_port
 
 pytestmark = pytest.mark.usefixtures("no_collector")
 
@@ -26,8 +26,8 @@ def test_status_lists_nodes_resources_and_actors(cluster: Any, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     status = json.loads(result.stdout)
     alive = {node["node_id"]: node for node in status["nodes"] if node["alive"]}
-    assert set(alive) == {cluster.head_node, cluster.node_b}
-    assert alive[cluster.head_node]["head"] and not alive[cluster.node_b]["head"]
+    assert set(alive) == {cluster.node_ids["head"], cluster.node_ids["node_b"]}
+    assert alive[cluster.node_ids["head"]]["head"] and not alive[cluster.node_ids["node_b"]]["head"]
     assert status["resources"]["total"]["CPU"] == 3.0
     assert profiler.COLLECTOR_NAME in {actor["name"] for actor in status["actors"]}
     assert status["profile_collector"]["log_path"].startswith(str(tmp_path))
@@ -42,9 +42,7 @@ def test_status_from_another_process(cluster: Any, run_chia: RunChia) -> None:
 
 
 def test_no_cluster_is_a_clear_error(run_chia: RunChia) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     result = run_chia("status", "--address", f"127.0.0.1:{port}")
     assert result.returncode == 1
     assert f"Error: no Ray cluster at 127.0.0.1:{port}" in result.stderr

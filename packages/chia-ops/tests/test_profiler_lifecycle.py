@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,7 @@ def test_start_is_idempotent_and_stop_unregisters(tmp_path: Path) -> None:
 def test_collector_is_pinned_to_the_head_node(cluster: Any, tmp_path: Path) -> None:
     handle = profiler.start_collector(log_dir=tmp_path)
     info = ray.get(handle.info.remote())
-    assert info["head_node"] == cluster.head_node
+    assert info["head_node"] == cluster.node_ids["head"]
     assert info["log_path"].startswith(str(tmp_path))
 
 
@@ -85,7 +84,7 @@ def test_full_buffers_drop_rows_and_the_log_says_how_many(tmp_path: Path, monkey
     assert len(data.calls) + data.dropped == 50
 
 
-def test_flush_ships_buffered_rows_now(tmp_path: Path, wait_for: Callable[..., None]) -> None:
+def test_flush_ships_buffered_rows_now(tmp_path: Path) -> None:
     handle = profiler.start_collector(log_dir=tmp_path)
     session = profiler.get_profiler()
     assert session is not None

@@ -101,8 +101,8 @@ def test_remote_calls_record_node_worker_times_and_resources(data: export.Profil
         assert call.submitted <= call.started <= call.finished
         assert call.worker and call.pid and call.task_id
         assert call.queue_time is not None and call.duration is not None
-    assert {call.node for call in produced} == {cluster.head_node}
-    assert {call.node for call in consumed} == {cluster.node_b}
+    assert {call.node for call in produced} == {cluster.node_ids["head"]}
+    assert {call.node for call in consumed} == {cluster.node_ids["node_b"]}
     assert produced[0].resources == {"CPU": 0.0, "head": 0.01}
     assert sorted(str(call.tag) for call in produced) == ["None", "iter0"]
 
@@ -123,7 +123,7 @@ def test_nested_and_local_calls_know_their_caller(data: export.ProfileData, clus
     assert nested[0].submit_worker == outer.worker
     assert (local.node, local.worker) == (outer.node, outer.worker)
     (driver_local,) = [call for call in calls_of(data, "produce") if not call.remote]
-    assert driver_local.submitted is None and driver_local.node == cluster.head_node
+    assert driver_local.submitted is None and driver_local.node == cluster.node_ids["head"]
     assert driver_local.worker in data.drivers
 
 
@@ -148,8 +148,8 @@ def test_chrome_trace_has_node_and_worker_tracks_and_flow_arrows(data: export.Pr
     trace = export.chrome_trace(data)
     events = trace["traceEvents"]
     processes = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
-    assert processes[1] == f"node {cluster.head_node[:12]} (head)"
-    assert f"node {cluster.node_b[:12]}" in processes.values()
+    assert processes[1] == f"node {cluster.node_ids['head'][:12]} (head)"
+    assert f"node {cluster.node_ids['node_b'][:12]}" in processes.values()
     threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["name"] == "thread_name"}
     slices = [e for e in events if e["ph"] == "X"]
     assert len(slices) == sum(call.duration is not None for call in data.calls)
@@ -158,7 +158,7 @@ def test_chrome_trace_has_node_and_worker_tracks_and_flow_arrows(data: export.Pr
     starts = {e["id"]: e for e in events if e["ph"] == "s"}
     finishes = {e["id"]: e for e in events if e["ph"] == "f"}
     assert len(starts) == 2 and starts.keys() == finishes.keys()
-    node_b_pid = next(pid for pid, name in processes.items() if cluster.node_b[:12] in name)
+    node_b_pid = next(pid for pid, name in processes.items() if cluster.node_ids["node_b"][:12] in name)
     assert {finish["pid"] for finish in finishes.values()} == {node_b_pid}
     assert {start["pid"] for start in starts.values()} == {1}
 
@@ -166,7 +166,7 @@ def test_chrome_trace_has_node_and_worker_tracks_and_flow_arrows(data: export.Pr
 def test_summary_counts_calls_per_function(data: export.ProfileData, cluster: Any) -> None:
     rows = {row.function.rsplit(".", 1)[-1]: row for row in export.summarize(data)}
     assert rows["consume"].count == 6 and rows["produce"].count == 3 and rows["fail"].errors == 2
-    assert set(rows["consume"].nodes) == {cluster.head_node, cluster.node_b}
+    assert set(rows["consume"].nodes) == {cluster.node_ids["head"], cluster.node_ids["node_b"]}
     assert rows["produce"].queue_p50 is not None and rows["produce"].p50 <= rows["produce"].p95
     table = export.format_summary(list(rows.values()))
     assert table.splitlines()[0].split()[:2] == ["function", "calls"]

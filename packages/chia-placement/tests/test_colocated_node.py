@@ -14,6 +14,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.colocated import ColocatedNode, PinnedChiaFn
+from chia_testing import wait_until
 
 DISPATCHES = 20
 _cloudpickle_dumps: Callable[[object], bytes] = ray.cloudpickle.dumps
@@ -102,39 +103,37 @@ def test_the_class_attribute_stays_unpinned(cluster: Any) -> None:
         finally:
             other.close()
 
-    assert set(pinned) == {cluster.node_b_id}
-    assert set(elsewhere) == {cluster.node_a_id}
+    assert set(pinned) == {cluster.node_ids["node_b"]}
+    assert set(elsewhere) == {cluster.node_ids["node_a"]}
 
 
-def test_members_follow_a_given_placement_group_which_the_node_never_removes(cluster: Any, poll: Any) -> None:
+def test_members_follow_a_given_placement_group_which_the_node_never_removes(cluster: Any) -> None:
     pg = ray.util.placement_group([{"CPU": 1, "node_a": 0.5}, {"CPU": 1, "node_b": 0.5}], strategy="SPREAD")
     ray.get(pg.ready())
     try:
         node = SimulatorNode("given", placement_group=pg, bundle_index=1)
         assert node.placement_group == pg and not node.owns_placement_group
-        assert set(get([node.checkout.chia_remote(i) for i in range(DISPATCHES)])) == {cluster.node_b_id}
+        assert set(get([node.checkout.chia_remote(i) for i in range(DISPATCHES)])) == {cluster.node_ids["node_b"]}
         node.close()
         node.close()
         assert _pg_state(pg) == "CREATED"
         with SimulatorNode("given-again", placement_group=pg, bundle_index=0) as again:
-            assert set(get([again.checkout.chia_remote(i) for i in range(DISPATCHES)])) == {cluster.node_a_id}
+            assert set(get([again.checkout.chia_remote(i) for i in range(DISPATCHES)])) == {cluster.node_ids["node_a"]}
         assert _pg_state(pg) == "CREATED"
     finally:
         ray.util.remove_placement_group(pg)
 
 
-def test_a_self_reserved_placement_group_is_released_on_close_and_the_node_stops_pinning(
-    cluster: Any, poll: Any
-) -> None:
+def test_a_self_reserved_placement_group_is_released_on_close_and_the_node_stops_pinning(cluster: Any) -> None:
     node = SimulatorNode("closing", reserve_bundle={"CPU": 1, "node_b": 0.1})
     pg = node.placement_group
-    assert pg is not None and _bundle_node(pg) == cluster.node_b_id
-    assert node.checkout.chia_remote_blocking(1) == cluster.node_b_id
+    assert pg is not None and _bundle_node(pg) == cluster.node_ids["node_b"]
+    assert node.checkout.chia_remote_blocking(1) == cluster.node_ids["node_b"]
 
     node.close()
     node.close()
 
-    poll(lambda: _pg_state(pg) == "REMOVED", "the reserved placement group to be removed")
+    wait_until(lambda: _pg_state(pg) == "REMOVED", message="the reserved placement group to be removed")
     assert node.placement_group is None and not node.owns_placement_group
     with pytest.raises(RuntimeError, match=r"SimulatorNode\.checkout: the node was closed"):
         node.checkout.chia_remote(1)
@@ -143,14 +142,14 @@ def test_a_self_reserved_placement_group_is_released_on_close_and_the_node_stops
     assert node.simulate(7) == ("closing", _node_id())  # local calls still work, binding self
 
 
-def test_waiting_for_an_impossible_bundle_times_out_without_leaking(cluster: Any, poll: Any) -> None:
+def test_waiting_for_an_impossible_bundle_times_out_without_leaking(cluster: Any) -> None:
     before = _live_pg_ids()
     with pytest.raises(TimeoutError, match=r"SimulatorNode.*'no_such_accelerator': 1.*pg_ready_timeout_s=1"):
         SimulatorNode("impossible", reserve_bundle={"CPU": 1, "no_such_accelerator": 1}, pg_ready_timeout_s=1)
-    poll(lambda: _live_pg_ids() == before, "no placement group left behind by the timed-out node")
+    wait_until(lambda: _live_pg_ids() == before, message="no placement group left behind by the timed-out node")
 
 
-def test_a_failing_subclass_init_releases_the_reservation(cluster: Any, poll: Any) -> None:
+def test_a_failing_subclass_init_releases_the_reservation(cluster: Any) -> None:
     class CheckoutFailsNode(SimulatorNode):
         def __init__(self) -> None:
             super().__init__("doomed")
@@ -160,7 +159,7 @@ def test_a_failing_subclass_init_releases_the_reservation(cluster: Any, poll: An
     before = _live_pg_ids()
     with pytest.raises(OSError, match="checkout failed"):
         CheckoutFailsNode()
-    poll(lambda: _live_pg_ids() == before, "the failed node's placement group to be removed")
+    wait_until(lambda: _live_pg_ids() == before, message="the failed node's placement group to be removed")
 
 
 def test_a_member_that_does_not_fit_warns_at_construction_and_raises_at_dispatch(
@@ -182,7 +181,7 @@ def test_a_member_that_does_not_fit_warns_at_construction_and_raises_at_dispatch
         bundle_node = _pinned_node(node)
         assert node.heavy_build.options(num_cpus=1).chia_remote_blocking(1) == bundle_node
         assert node.checkout.chia_remote_blocking(1) == bundle_node
-        assert BuildNode.heavy_build.chia_remote_blocking(1) in {cluster.node_a_id, cluster.node_b_id}
+        assert BuildNode.heavy_build.chia_remote_blocking(1) in {cluster.node_ids["node_a"], cluster.node_ids["node_b"]}
     finally:
         node.close()
 
@@ -195,7 +194,7 @@ def test_task_options_co_locate_an_actor_with_the_members(cluster: Any) -> None:
 
     with SimulatorNode("tools", reserve_bundle={"CPU": 1, "node_a": 0.1}) as node:
         probe = Probe.options(**node.task_options).remote()  # type: ignore[attr-defined]
-        assert ray.get(probe.node.remote()) == node.checkout.chia_remote_blocking(0) == cluster.node_a_id
+        assert ray.get(probe.node.remote()) == node.checkout.chia_remote_blocking(0) == cluster.node_ids["node_a"]
         ray.kill(probe)
 
 
@@ -205,7 +204,7 @@ def test_without_colocation_members_delegate_to_the_raw_functions(cluster: Any) 
     assert node.task_options == {}
     assert node.checkout.chia_options == checkout.chia_options
     landed = get([node.checkout.options(resources={"node_b": 0.01}).chia_remote(i) for i in range(5)])
-    assert set(landed) == {cluster.node_b_id}
+    assert set(landed) == {cluster.node_ids["node_b"]}
     node.close()
 
 
@@ -226,7 +225,7 @@ def test_a_static_member_is_called_locally_without_the_node(cluster: Any) -> Non
         assert pinned.chia_remote_blocking(5) == _pinned_node(node)
 
 
-def test_a_pickled_copy_pins_like_the_original_but_never_owns(cluster: Any, poll: Any) -> None:
+def test_a_pickled_copy_pins_like_the_original_but_never_owns(cluster: Any) -> None:
     with SimulatorNode("copied") as node:
         copy = pickle.loads(_cloudpickle_dumps(node))  # how Ray ships a node into a task
         assert copy.placement_group == node.placement_group
@@ -296,7 +295,7 @@ def test_pinned_fn_without_scheduling_options_is_the_raw_function(cluster: Any) 
     assert pinned.__wrapped__ is checkout.__wrapped__
     assert pinned.chia_options == checkout.chia_options
     landed = get([pinned.options(resources={"node_a": 0.01}).chia_remote(i) for i in range(3)])
-    assert set(landed) == {cluster.node_a_id}
+    assert set(landed) == {cluster.node_ids["node_a"]}
 
 
 def test_pinned_fn_layers_options_over_its_pinning_and_keeps_resource_demands(cluster: Any) -> None:
@@ -305,10 +304,10 @@ def test_pinned_fn_layers_options_over_its_pinning_and_keeps_resource_demands(cl
     try:
         pinned = PinnedChiaFn(checkout, {"scheduling_strategy": PlacementGroupSchedulingStrategy(pg, 0)})
         assert pinned.chia_options["num_cpus"] == 0.5
-        assert pinned.chia_remote_blocking(1) == cluster.node_b_id
-        assert pinned.options(max_retries=0, _chia_tag="t").chia_remote_blocking(2) == cluster.node_b_id
+        assert pinned.chia_remote_blocking(1) == cluster.node_ids["node_b"]
+        assert pinned.options(max_retries=0, _chia_tag="t").chia_remote_blocking(2) == cluster.node_ids["node_b"]
         unpinned = pinned.options(scheduling_strategy="DEFAULT", resources={"node_a": 0.01})
-        assert unpinned.chia_remote_blocking(3) == cluster.node_a_id
+        assert unpinned.chia_remote_blocking(3) == cluster.node_ids["node_a"]
     finally:
         ray.util.remove_placement_group(pg)
 

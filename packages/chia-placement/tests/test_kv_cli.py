@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +9,7 @@ import pytest
 import ray
 
 from chia.base.chia_kv_store import get_or_create_kv_store, main, query_kv
+from chia_testing import free_port
 
 
 def test_an_operator_sets_and_reads_a_knob_of_a_running_pipeline(
@@ -40,10 +40,7 @@ def test_the_cli_names_a_missing_store(cluster: Any, run_cli: Any) -> None:
 
 
 def test_the_cli_reports_an_unreachable_cluster_quickly(run_cli: Any) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free_port = probe.getsockname()[1]
-    address = f"127.0.0.1:{free_port}"
+    address = f"127.0.0.1:{free_port()}"
     done = run_cli("--name", "n", "--namespace", "ns", "--address", address, "--list")
     assert done.returncode == 3
     assert f"error: no Ray cluster at {address}" in done.stderr

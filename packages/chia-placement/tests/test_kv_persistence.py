@@ -12,6 +12,7 @@ import pytest
 import ray
 
 from chia.base.chia_kv_store import attach_kv_store, get_or_create_kv_store, query_kv
+from chia_testing import wait_until
 
 
 def _pid_of(store: Any) -> int | None:
@@ -23,7 +24,7 @@ def _pid_of(store: Any) -> int | None:
 
 
 def test_a_store_recreated_after_its_actor_was_killed_has_the_last_values(
-    kv_name: tuple[str, str], tmp_path: Path, poll: Any, actor_gone: Any
+    kv_name: tuple[str, str], tmp_path: Path, actor_gone: Any
 ) -> None:
     name, namespace = kv_name
     path = tmp_path / "knobs.pickle"
@@ -33,7 +34,7 @@ def test_a_store_recreated_after_its_actor_was_killed_has_the_last_values(
     versions = ray.get(store.entries.remote())
 
     ray.kill(store)
-    poll(lambda: actor_gone(name, namespace), "the killed store's name to be released")
+    wait_until(lambda: actor_gone(name, namespace), message="the killed store's name to be released")
     again: Any = get_or_create_kv_store(
         name, namespace, persist_path=path, num_parallel=2, stage="warmup", new_knob="on"
     )
@@ -44,9 +45,7 @@ def test_a_store_recreated_after_its_actor_was_killed_has_the_last_values(
     assert ray.get(again.items.remote()) == {"num_parallel": 6, "stage": "warmup", "new_knob": "on"}
 
 
-def test_a_crashed_store_is_restarted_by_ray_with_its_values(
-    kv_name: tuple[str, str], tmp_path: Path, poll: Any
-) -> None:
+def test_a_crashed_store_is_restarted_by_ray_with_its_values(kv_name: tuple[str, str], tmp_path: Path) -> None:
     name, namespace = kv_name
     store: Any = get_or_create_kv_store(name, namespace, persist_path=tmp_path / "knobs.pickle", num_parallel=2)
     ray.get(store.set.remote("num_parallel", 12))
@@ -55,7 +54,7 @@ def test_a_crashed_store_is_restarted_by_ray_with_its_values(
 
     ray.kill(store, no_restart=False)
 
-    poll(lambda: _pid_of(store) not in (None, crashed_pid), "Ray to restart the store in a new process")
+    wait_until(lambda: _pid_of(store) not in (None, crashed_pid), message="Ray to restart the store in a new process")
     assert query_kv(store, "num_parallel") == 12
     assert query_kv(attach_kv_store(name, namespace), "num_parallel") == 12
 

@@ -16,6 +16,7 @@ import pytest
 import ray
 
 from chia.base.chia_kv_store import attach_kv_store, get_or_create_kv_store, query_kv
+from chia_testing import wait_until
 
 # query_kv must come back within its timeout; anything near this bound means it blocked.
 GROSS_BOUND_S = 30.0
@@ -41,7 +42,7 @@ def test_the_store_is_pinned_to_the_calling_node(cluster: Any, kv_name: tuple[st
     assert actors == [{"name": name, "namespace": namespace}]
     handle: Any = attach_kv_store(name, namespace)
     node_of_store = ray.get(handle.__ray_call__.remote(lambda _self: ray.get_runtime_context().get_node_id()))
-    assert node_of_store == ray.get_runtime_context().get_node_id() == cluster.node_a_id
+    assert node_of_store == ray.get_runtime_context().get_node_id() == cluster.node_ids["node_a"]
 
 
 def test_attach_finds_an_existing_store_and_names_a_missing_one(kv_name: tuple[str, str]) -> None:
@@ -110,10 +111,10 @@ def test_query_kv_with_no_handle_returns_the_default() -> None:
     assert query_kv(None, "num_parallel", default=3) == 3
 
 
-def test_query_kv_on_a_dead_store_returns_the_default(kv_name: tuple[str, str], poll: Any, actor_gone: Any) -> None:
+def test_query_kv_on_a_dead_store_returns_the_default(kv_name: tuple[str, str], actor_gone: Any) -> None:
     store: Any = get_or_create_kv_store(*kv_name, num_parallel=4)
     ray.kill(store)
-    poll(lambda: actor_gone(*kv_name), "the killed store to die")
+    wait_until(lambda: actor_gone(*kv_name), message="the killed store to die")
     started = time.monotonic()
     assert query_kv(store, "num_parallel", default=1, timeout=20) == 1
     assert time.monotonic() - started < GROSS_BOUND_S

@@ -1,60 +1,36 @@
 """Fixtures for chia-tools tests: one local Ray cluster (loopback) and a real MCP client.
 
-Tools under test are deployed as Ray actors on that cluster and reached with FastMCP's
-own client over streamable HTTP. Tool classes defined in test modules are pickled by
-value (the Ray workers cannot import test modules).
+Tools under test are deployed as Ray actors on that cluster (one node, 2 CPUs, the
+custom resource ``tool_node``) and reached with FastMCP's own client over streamable
+HTTP. The cluster, and tool classes of test modules pickled by value for the Ray
+workers, come from chia-testing.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
 import asyncio
 import http.client
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
-import ray
-import ray.cloudpickle
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from chia.base.tools.ChiaTool import ChiaTool
+from chia_testing.cluster import ClusterShape, LoopbackCluster, cluster_fixture
 
 T = TypeVar("T", bound=ChiaTool)
 
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
-    """A local single-node Ray cluster with 2 CPUs and a custom resource ``tool_node``."""
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(
-        address="local",
-        num_cpus=2,
-        resources={"tool_node": 4},
-        include_dashboard=False,
-        log_to_driver=False,
+ray_cluster = cluster_fixture(
+    ClusterShape(
+        "chia-tools one node",
+        {"head": {"num_cpus": 2, "resources": {"tool_node": 4}}},
+        init_options={"log_to_driver": False},
     )
-    yield
-    ray.shutdown()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Ship test modules by value to Ray workers: they are not importable there."""
-    register: Callable[[ModuleType], None] = ray.cloudpickle.register_pickle_by_value
-    for module in {item.module for item in items if isinstance(item, pytest.Function)}:
-        if module is not None and module.__name__ in sys.modules:
-            register(module)
+)
 
 
 @dataclass
@@ -75,7 +51,7 @@ class Deployer:
 
 
 @pytest.fixture
-def deploy(ray_cluster: None) -> Iterator[Deployer]:
+def deploy(ray_cluster: LoopbackCluster) -> Iterator[Deployer]:
     """``deploy(ToolClass, *args, **kwargs)``: a deployed tool, stopped after the test."""
     deployer = Deployer([])
     yield deployer
@@ -83,7 +59,7 @@ def deploy(ray_cluster: None) -> Iterator[Deployer]:
 
 
 @pytest.fixture(scope="module")
-def deploy_module(ray_cluster: None) -> Iterator[Deployer]:
+def deploy_module(ray_cluster: LoopbackCluster) -> Iterator[Deployer]:
     """Like ``deploy`` but the tools live for the whole test module."""
     deployer = Deployer([])
     yield deployer

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pickle
 import threading
-import time
 from typing import Any
 
 import pytest
 import ray.cloudpickle
 
 from chia.base.tools.AsyncJobTool import AsyncJobTool
+from chia_testing import wait_until
 
 Deployer = Any
 MCP = Any
@@ -39,11 +39,12 @@ class Jobs(AsyncJobTool):
 
 def _finish(mcp: MCP, tool: Jobs, kind: str) -> dict[str, Any]:
     assert mcp.call(tool.url, "jobs_start", {"kind": kind}) == {"started": True, "running": True}
-    deadline = time.monotonic() + 60
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline and not status.get("done"):
-        status = mcp.call(tool.url, "jobs_status", {"wait_seconds": 5})
-    return status
+
+    def done() -> dict[str, Any] | None:
+        status: dict[str, Any] = mcp.call(tool.url, "jobs_status", {"wait_seconds": 5})
+        return status if status.get("done") else None
+
+    return wait_until(done, message=f"the {kind!r} job to finish")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from chia.base.tools.AsyncBashTool import AsyncBashTool
 from chia.base.tools.BashTool import BashTool
 from chia.base.tools.ChiaTool import ToolServerConfig
 from chia.base.tools.serve import serve
+from chia_testing import wait_until
 
 Deployer = Any
 MCP = Any
@@ -29,18 +29,19 @@ def _process_gone(pid: int) -> bool:
         return True
 
 
-def _wait_until(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def _read_pid(path: Path) -> int:
-    assert _wait_until(lambda: path.exists() and path.read_text().strip() != "")
+    wait_until(lambda: path.exists() and path.read_text().strip() != "", message=f"a pid in {path}")
     return int(path.read_text())
+
+
+def _finished(mcp: MCP, url: str, tool: str) -> Callable[[], dict[str, Any] | None]:
+    """A predicate for wait_until: the tool's job status once done (each call long-polls up to 5 s)."""
+
+    def done() -> dict[str, Any] | None:
+        status: dict[str, Any] = mcp.call(url, tool, {"wait_seconds": 5})
+        return status if status.get("done") else None
+
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_bash_timeout_kills_the_whole_process_group(bash: BashTool, mcp: MCP, wo
     out = mcp.call(bash.url, "sh_run_command", {"command": command})
     assert "timed out after 3s" in out
     child = _read_pid(pidfile)
-    assert _wait_until(lambda: _process_gone(child)), f"background child {child} survived"
+    wait_until(lambda: _process_gone(child), message=f"background child {child} to be gone")
 
 
 def test_bash_output_is_capped_keeping_the_tail(bash: BashTool, mcp: MCP) -> None:
@@ -136,10 +137,7 @@ def test_async_bash_long_command_is_polled_and_blocks_a_second_run(
     assert mcp.call(abash.url, "job_run", {"command": "echo other"}) == {"started": False, "running": True}
     assert mcp.call(abash.url, "job_run_status", {"wait_seconds": 0}) == {"done": False, "running": True}
     gate.touch()
-    deadline = time.monotonic() + 60
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline and not status.get("done"):
-        status = mcp.call(abash.url, "job_run_status", {"wait_seconds": 5})
+    status = wait_until(_finished(mcp, abash.url, "job_run_status"), message="the job to finish")
     assert status == {"done": True, "running": False, "exit_code": 3, "output": "finished\n"}
     # The finished result stays readable until the next run.
     assert mcp.call(abash.url, "job_run_status", {"wait_seconds": 0}) == status
@@ -155,7 +153,7 @@ def test_async_bash_timeout_kills_the_process_group(mcp: MCP, workdir: Path) -> 
         assert result["done"] is True and result["exit_code"] < 0
         assert "timed out after 1s" in result["output"]
         child = _read_pid(pidfile)
-        assert _wait_until(lambda: _process_gone(child))
+        wait_until(lambda: _process_gone(child), message=f"command {child} to be gone")
     finally:
         tool.stop()
 
@@ -167,4 +165,4 @@ def test_stopping_the_tool_kills_a_running_command(deploy: Deployer, mcp: MCP, w
     assert mcp.call(tool.url, "stopper_run", {"command": command, "wait_seconds": 0})["started"]
     child = _read_pid(pidfile)
     tool.stop()
-    assert _wait_until(lambda: _process_gone(child)), f"command {child} outlived its tool"
+    wait_until(lambda: _process_gone(child), message=f"command {child} to die with its tool")

@@ -121,7 +121,7 @@ def test_task_options_place_the_actor_and_busy_ports_are_skipped(deploy: Deploye
         assert mcp.call(tool.url, "where_node", {}) == node_id
 
 
-def test_stop_shuts_the_server_and_kills_the_actor(ray_cluster: None, mcp: MCP) -> None:
+def test_stop_shuts_the_server_and_kills_the_actor(ray_cluster: object, mcp: MCP) -> None:
     tool = EchoSetup("stopme")
     url, actor = tool.url, tool._actor
     assert mcp.call(url, "stopme_echo", {"text": "x"}) == "x"

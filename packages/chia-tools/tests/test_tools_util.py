@@ -16,6 +16,7 @@ from starlette.routing import Mount
 
 from chia.base.tools.ChiaTool import ToolMCP
 from chia.base.tools.util import make_router_lifespan
+from chia_testing import wait_until
 
 MCP = Any
 
@@ -48,12 +49,11 @@ class Ingress:
 
     def start(self) -> int:
         threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True).start()
-        while not self.server.started:
-            threading.Event().wait(0.01)  # the actor call returns only once uvicorn is up
+        wait_until(lambda: self.server.started, interval=0.01, message="uvicorn to start")  # then the call returns
         return int(self.sock.getsockname()[1])
 
 
-def test_several_mcp_apps_share_one_asgi_app_in_an_actor(ray_cluster: None, mcp: MCP) -> None:
+def test_several_mcp_apps_share_one_asgi_app_in_an_actor(ray_cluster: object, mcp: MCP) -> None:
     ingress: Any = ray.remote(Ingress)
     actor = ingress.options(num_cpus=0).remote()
     try:

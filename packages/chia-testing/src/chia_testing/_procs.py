@@ -1,0 +1,66 @@
+"""Processes found by a tag at the start of their argv[0], read from /proc.
+
+Tests start subprocesses as ``exec -a <tag>-child sleep 300`` so they can
+find them wherever they end up (reparented, in a new session, on a worker):
+``tagged_pids`` scans /proc on the machine it runs on, so it works in the test
+process and inside a Ray task alike (workers run in the same environment).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import uuid
+
+_ZOMBIE = b"Z"
+
+
+def tagged_pids(tag: str) -> list[int]:
+    """The live processes whose argv[0] starts with ``tag`` (zombies and vanished processes are left out).
+
+    Raises:
+        ValueError: ``tag`` is empty (every process would match).
+    """
+    if not tag:
+        raise ValueError("tagged_pids: tag must be a non-empty prefix of argv[0], got ''")
+    prefix = tag.encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                argv0 = handle.read().split(b"\0", 1)[0]
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):  # exited between listdir and open, or mid-exit
+            continue
+        if argv0.startswith(prefix) and state != _ZOMBIE:
+            found.append(int(name))
+    return found
+
+
+class TaggedProcesses:
+    """Unique tags for one test's subprocesses; ``kill_leftovers`` SIGKILLs whatever still carries one."""
+
+    def __init__(self) -> None:
+        self.tags: list[str] = []
+
+    def new_tag(self, prefix: str = "chia-test") -> str:
+        """A fresh tag ``<prefix>-<10 hex digits>``, remembered for ``kill_leftovers``."""
+        tag = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        self.tags.append(tag)
+        return tag
+
+    @staticmethod
+    def pids(tag: str) -> list[int]:
+        """``tagged_pids(tag)``."""
+        return tagged_pids(tag)
+
+    def kill_leftovers(self) -> None:
+        """SIGKILL every live process carrying one of this object's tags."""
+        for tag in self.tags:
+            for pid in tagged_pids(tag):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
