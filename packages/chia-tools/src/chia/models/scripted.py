@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-__all__ = ["ChatRequest", "Reply", "ScriptedChatServer"]
+__all__ = ["ChatRequest", "Reply", "ScriptedChatServer", "Step"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ class Reply:
 
 
 Step = Reply | Callable[[ChatRequest], Reply]
+"""Experimental. One step of a script: a reply, or a function of the request that returns one."""
 
 
 @dataclass
