@@ -200,6 +200,7 @@ def _handler_class(state: _State) -> type[BaseHTTPRequestHandler]:
 
 class _ChatHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
+    disable_nagle_algorithm = True  # headers and body are two writes: Nagle would hold the body ~40 ms
     shared: _State
 
     def log_message(self, format: str, *args: Any) -> None:
