@@ -174,5 +174,5 @@ def test_the_openai_backend_imports_without_the_sdk_and_construction_names_the_e
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
         "ImportError: OpenAICompatLLM needs the OpenAI SDK: install chia-tools with its "
-        "'openai' extra (chia-tools[openai]) or the openai package (>= 1.40)"
+        "'openai' extra (chia-tools[openai]) or the openai package (>= 1.55.3)"
     )

@@ -44,7 +44,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-EXTRA_HINT = "install chia-tools with its 'openai' extra (chia-tools[openai]) or the openai package (>= 1.40)"
+EXTRA_HINT = "install chia-tools with its 'openai' extra (chia-tools[openai]) or the openai package (>= 1.55.3)"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MAX_TOKENS = 4096
 # Backoff between retries without a Retry-After header: 1 s, 2 s, 4 s, ... at most 30 s,
