@@ -9,20 +9,22 @@ What it shows, in order:
    with ``chia_wait`` (with progress), its parallelism read live from a KV knob;
 4. results written through to the cache (``cache: true``), then a second
    sweep replayed from the cache by a bypass provider — and both timings;
-5. an agent step: a scripted LLM inspects a simulator log through a BashTool
-   served over MCP from a ChiaTool actor on the simulation node;
+5. an agent step: an ``OpenAICompatLLM`` (its agentic loop dispatched to a worker)
+   inspects a simulator log through a BashTool served over MCP from a ChiaTool actor
+   on the simulation node; the model is a scripted local endpoint (offline,
+   deterministic) unless ``--llm-base-url`` and ``--model`` name a real one;
 6. a hung simulation cancelled with ``chia_cancel``: its process tree is gone;
 7. the profile exported as a Chrome trace, and a per-function summary.
 
     scripts/dev demo                 # embedded local Ray (loopback), two worker nodes
     RAY_ADDRESS=host:port scripts/dev demo   # an existing cluster
     scripts/dev demo --short         # fewer configurations (CI)
+    OPENAI_API_KEY=... scripts/dev demo --llm-base-url https://api.openai.com/v1 --model gpt-4.1-mini
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import json
 import os
@@ -39,7 +41,6 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # bind 127.0.0.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray
-from fastmcp import Client
 from ray.cluster_utils import Cluster
 
 from chia.base.bypass import Bypass
@@ -48,9 +49,11 @@ from chia.base.chia_kv_store import get_or_create_kv_store, query_kv
 from chia.base.chia_wait import TrackedRef, chia_wait
 from chia.base.ChiaFunction import ChiaFunction, chia_cancel, get
 from chia.base.colocated import ColocatedNode
-from chia.base.llm_call import LLMCallBase, QueryResult
+from chia.base.llm_call import QueryResult
 from chia.base.tools.BashTool import BashTool
 from chia.base.tools.ChiaTool import ChiaTool
+from chia.models.openai_compat import OpenAICompatLLM
+from chia.models.scripted import ChatRequest, Reply, ScriptedChatServer
 from chia.trace import profiler
 from chia.trace.export import chrome_trace, format_summary, load_profile, summarize
 
@@ -89,29 +92,38 @@ class SimNode(ColocatedNode):
     simulate = simulate
 
 
-class ScriptedLLM(LLMCallBase):
-    """A deterministic stand-in for an LLM agent: no network, one scripted tool call."""
+class DSEAssistant(OpenAICompatLLM):
+    """The LLM agent of the flow: its agentic loop runs on a Ray worker, as a chia function."""
 
-    def __init__(self, system_message: str, command: str) -> None:
-        super().__init__(system_message)
-        self.command = command
-
+    @ChiaFunction(num_cpus=0)
     def prompt(self, user_message: str, tools: Sequence[ChiaTool] | None = ()) -> QueryResult:
-        tool = next(iter(tools or ()))
-        servers = self.mcp_servers([tool])[tool.name]
-        output = asyncio.run(self._call(servers["url"], servers["headers"], f"{tool.name}_run_command"))
-        transcript = f"user: {user_message}\ntool {tool.name}_run_command({self.command!r}):\n{output}"
-        best = output.strip().splitlines()[-1] if output.strip() else "nothing"
-        return QueryResult(f"The best design's log ends with: {best}", 0, "", transcript, success=True)
+        # The base class by name, not super(): this class is pickled by value (__main__).
+        return OpenAICompatLLM.prompt(self, user_message, tools)
 
-    async def _call(self, url: str, headers: dict[str, str], tool_name: str) -> str:
-        from fastmcp.client.transports import StreamableHttpTransport
 
-        async with Client(StreamableHttpTransport(url, headers=headers)) as client:
-            listed = [t.name for t in await client.list_tools()]
-            assert tool_name in listed, listed
-            result = await client.call_tool(tool_name, {"command": self.command})
-            return "".join(getattr(block, "text", "") for block in result.content)
+def scripted_model(tool: str, best_tag: str) -> ScriptedChatServer:
+    """A local stand-in for the model: it reads the best design's log, then answers from it."""
+
+    def answer(request: ChatRequest) -> Reply:
+        log_tail = str(request.messages[-1]["content"]).strip().splitlines()
+        return Reply.answer(f"The best design's log ends with: {log_tail[-1] if log_tail else 'nothing'}")
+
+    return ScriptedChatServer(
+        [Reply.tool_call(f"{tool}_run_command", command=f"tail -n 3 logs/{best_tag}.log"), answer]
+    ).start()
+
+
+def show_transcript(transcript: str) -> None:
+    """The agent's turns, one line each (tool results abridged)."""
+    for line in transcript.splitlines():
+        message = json.loads(line)
+        if message["role"] == "tool":
+            print(f"    tool result: {' | '.join(str(message['content']).strip().splitlines())}")
+        elif message.get("tool_calls"):
+            for call in message["tool_calls"]:
+                print(f"    {message['role']} calls {call['function']['name']}({call['function']['arguments']})")
+        elif message["role"] in ("user", "system"):
+            print(f"    {message['role']}: {message['content']}")
 
 
 def configurations(short: bool) -> list[dict[str, float]]:
@@ -194,13 +206,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short", action="store_true", help="fewer configurations (CI)")
     parser.add_argument("--out", default=None, help="where logs, cache and profile go (default: a temp dir)")
+    parser.add_argument(
+        "--llm-base-url",
+        default=None,
+        help="an OpenAI-compatible endpoint for the agent step, key from $OPENAI_API_KEY (default: a scripted local one)",
+    )
+    parser.add_argument("--model", default=None, help="the model at --llm-base-url")
     args = parser.parse_args()
+    if (args.llm_base_url is None) != (args.model is None):
+        parser.error("--llm-base-url and --model go together")
     work = Path(args.out or tempfile.mkdtemp(prefix="chia-demo-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     cluster = start_ray()
     try:
-        run_demo(work, configurations(args.short))
+        run_demo(work, configurations(args.short), args.llm_base_url, args.model)
     finally:
         ray.shutdown()
         if cluster is not None:
@@ -208,7 +228,7 @@ def main() -> None:
     print(f"\ndone in {time.monotonic() - started:.1f} s; everything is under {work}")
 
 
-def run_demo(work: Path, configs: list[dict[str, float]]) -> None:
+def run_demo(work: Path, configs: list[dict[str, float]], llm_base_url: str | None, model: str | None) -> None:
     profiler.start_collector(log_dir=str(work / "profile"))
     config_yaml = work / "chia.yaml"
     config_yaml.write_text("cache:\n  simulate: true\n")
@@ -250,13 +270,22 @@ def run_demo(work: Path, configs: list[dict[str, float]]) -> None:
 
         print("\n[5] an agent inspects the best design's simulator log over MCP")
         tool = BashTool("sim_shell", work_dir=str(work), task_options=nodes[0].task_options)
+        endpoint = scripted_model(tool.name, best_tag) if llm_base_url is None else None
         try:
-            llm = ScriptedLLM("You are a DSE assistant.", f"tail -n 3 logs/{best_tag}.log")
-            answer = llm.prompt(f"Why is {best_tag} the best design?", tools=[tool])
-            print("    " + answer.stream_result.replace("\n", "\n    "))
+            system = "You are a DSE assistant. Read the simulator logs with your shell tool."
+            if endpoint is not None:
+                llm = DSEAssistant("scripted-dse-assistant", system, base_url=endpoint.base_url, api_key="scripted")
+            else:
+                llm = DSEAssistant(str(model), system, base_url=llm_base_url)  # the key: $OPENAI_API_KEY
+            print(f"    model {llm.model} at {llm.endpoint}; the loop runs on a worker")
+            question = f"Why is {best_tag} the best design? Its log is logs/{best_tag}.log."
+            answer = get(llm.prompt.chia_remote(llm, question, tools=[tool]))
+            show_transcript(answer.stream_result)
             print(f"    agent: {answer.result}")
         finally:
             tool.stop()
+            if endpoint is not None:
+                endpoint.stop()
 
         print("\n[6] a hung simulation, cancelled with chia_cancel")
         marker = f"chia-demo-hang-{os.getpid()}"

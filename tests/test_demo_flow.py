@@ -26,6 +26,7 @@ def test_demo_flow_runs_end_to_end(tmp_path: Path) -> None:
         "sweep of 6 configurations",
         "replayed from the cache",
         "x faster",
+        "assistant calls sim_shell_run_command(",
         "agent: The best design's log ends with: cost",
         "after chia_cancel: process tree gone",
         "Chrome trace:",

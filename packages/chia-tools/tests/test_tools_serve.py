@@ -138,7 +138,41 @@ def test_fresh_venv_with_only_chia_tools_serves_a_bash_tool(
     python = str(tools_only_venv / "bin" / "python")
     probe = subprocess.run([python, "-c", "import chia.base.ChiaFunction"], capture_output=True, text=True, timeout=120)
     assert probe.returncode != 0 and "No module named 'chia.base.ChiaFunction'" in probe.stderr
+    # The backends import without the optional SDK; the OpenAI one names its extra when built.
+    backends = "import chia.models.agent_cli, chia.models.scripted, chia.models.openai_compat as m; m.OpenAICompatLLM('m', api_key='x')"
+    probe = subprocess.run([python, "-c", backends], capture_output=True, text=True, timeout=120)
+    assert probe.returncode != 0 and "ImportError: OpenAICompatLLM needs the OpenAI SDK" in probe.stderr, probe.stderr
+    assert "chia-tools[openai]" in probe.stderr
     proc, url = served_from_venv
     assert mcp.call(url, "alone_run_command", {"command": "pwd; echo $((6 * 7))"}) == f"{tmp_path}\n42\n"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
+
+
+BLOCK_OPENAI = """
+import importlib.abc, sys
+
+class BlockOpenAI(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "openai" or name.startswith("openai."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, BlockOpenAI())
+import chia.models.openai_compat as module
+try:
+    module.OpenAICompatLLM("m", api_key="x")
+except ImportError as error:
+    print("ImportError:", error)
+"""
+
+
+def test_the_openai_backend_imports_without_the_sdk_and_construction_names_the_extra(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCK_OPENAI], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "ImportError: OpenAICompatLLM needs the OpenAI SDK: install chia-tools with its "
+        "'openai' extra (chia-tools[openai]) or the openai package (>= 1.55.3)"
+    )

@@ -24,6 +24,9 @@ from chia.base.tools.ChiaTool import (
 from chia.base.tools.ChiaToolTemplate import ChiaToolTemplate
 from chia.base.tools.serve import in_process, serve
 from chia.base.tools.util import make_router_lifespan
+from chia.models.agent_cli import PRESETS, AgentCLILLM, AgentCLIPreset
+from chia.models.openai_compat import LLMError, OpenAICompatLLM
+from chia.models.scripted import ChatRequest, Reply, ScriptedChatServer
 
 
 def test_public_signatures() -> None:
@@ -54,5 +57,21 @@ def test_public_signatures() -> None:
         assert_type(call.prompt("hi", []), QueryResult)
         assert_type(call.system_message, str)
 
-    assert callable(check) and callable(llm)
+    def backends(api: OpenAICompatLLM, cli: AgentCLILLM, error: LLMError, server: ScriptedChatServer) -> None:
+        assert_type(api.prompt("hi", [ChiaTool("t")]), QueryResult)
+        assert_type(api.endpoint, str)
+        assert_type(error.status_code, int | None)
+        assert_type(error.attempts, int)
+        assert_type(cli.prompt("hi"), QueryResult)
+        assert_type(cli.preset, AgentCLIPreset)
+        assert_type(PRESETS["codex"], AgentCLIPreset)
+        assert_type(server.base_url, str)
+        assert_type(server.requests, list[ChatRequest])
+        assert_type(Reply.tool_call("x", command="ls"), Reply)
+        assert_type(
+            OpenAICompatLLM("m", "s", base_url="http://h/v1", api_key="k", timeout_seconds=1.5), OpenAICompatLLM
+        )
+        assert_type(AgentCLILLM(["agent", ("--model", "{model}"), "{prompt}"], model="m"), AgentCLILLM)
+
+    assert callable(check) and callable(llm) and callable(backends)
     assert ToolInfo("n", 1, "node") == ToolInfo(name="n", port=1, node_id="node")
