@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -42,7 +42,10 @@ def test_active_iff_one_function_is_bypassed(write_yaml: WriteYaml) -> None:
     assert Bypass(write_yaml("bypass:\n  f: false\n  g: true\n")).active
 
 
-def test_provider_data_tags_and_condition_gates_in_order(write_yaml: WriteYaml, tmp_path: Path) -> None:
+def test_provider_data_tags_and_condition_gates_in_order(
+    write_yaml: WriteYaml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "rec.txt").write_text("recorded")
     bypass = Bypass(
         write_yaml(
@@ -90,14 +93,15 @@ def test_neither_provider_nor_data_warns_once_and_runs_for_real(
         bypass.get_provider_info("lonely")
 
 
-def test_get_provider_info_resolution(write_yaml: WriteYaml, tmp_path: Path) -> None:
+def test_get_provider_info_resolution(write_yaml: WriteYaml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "rec.txt").write_text("x")
     bypass = Bypass(write_yaml("bypass:\n  f:\n    bypass: true\n    data: rec.txt\n  g: true\n"))
     default, data_path = bypass.get_provider_info("f")
-    assert data_path == str(tmp_path / "rec.txt")
+    assert data_path == "rec.txt"  # as written
     assert default.__name__ == "_default_file_provider"
     bypass.set_provider("f", provider)
-    assert bypass.get_provider_info("f") == (provider, str(tmp_path / "rec.txt"))
+    assert bypass.get_provider_info("f") == (provider, "rec.txt")
     bypass.set_provider("g", provider)
     assert bypass.get_provider_info("g") == (provider, None)
     with pytest.raises(KeyError, match="'h'"):
@@ -144,7 +148,8 @@ def test_bad_registrations_are_refused(write_yaml: WriteYaml) -> None:
     assert not bypass.is_bypassed("f")
 
 
-def test_state_round_trip(write_yaml: WriteYaml, tmp_path: Path) -> None:
+def test_state_round_trip(write_yaml: WriteYaml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "rec.txt").write_text("x")
     source = Bypass(
         write_yaml("bypass:\n  f:\n    bypass: true\n    tags: ['t.*']\n  g:\n    bypass: true\n    data: rec.txt\n")
@@ -162,6 +167,8 @@ def test_state_round_trip(write_yaml: WriteYaml, tmp_path: Path) -> None:
     assert not target.is_bypassed("f", "x1", 1)
     restored, data_path = target.get_provider_info("f")
     assert restored("t1", data_path, 5) == 15
-    assert target.get_provider_info("g")[1] == str(tmp_path / "rec.txt")
+    assert target.get_provider_info("g")[1] == "rec.txt"
     with pytest.raises(ValueError, match="not a Bypass state"):
-        target.load_state({"rules": {}})
+        target.load_state(cast(dict[str, Any], ["rules"]))
+    with pytest.raises(ValueError, match="key 'providers': the entry for 'f' is not a callable"):
+        target.load_state({"bypass": {"f": True}, "providers": {"f": 3}})

@@ -13,7 +13,10 @@ from chia.base.bypass import Bypass, BypassConfigError, validate_config
 WriteYaml = Callable[..., str]
 
 
-def test_long_form_shorthand_tags_and_data(write_yaml: WriteYaml, tmp_path: Path) -> None:
+def test_long_form_shorthand_tags_and_data(
+    write_yaml: WriteYaml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "rec.json").write_text("{}")
     path = write_yaml(
@@ -38,7 +41,7 @@ cache:
     validate_config(path)
     bypass = Bypass(path)
     assert bypass.active
-    assert bypass.get_provider_info("long_form")[1] == str(tmp_path / "data" / "rec.json")
+    assert bypass.get_provider_info("long_form")[1] == "data/rec.json"  # as written
     assert bypass.is_bypassed("long_form", "iter0_opt2")
     assert not bypass.is_bypassed("long_form", "iter1_opt2")
     assert not bypass.is_bypassed("long_form", "xiter0_")  # fullmatch, not search
@@ -57,9 +60,14 @@ def test_empty_file_and_sections_are_valid(write_yaml: WriteYaml) -> None:
     ("text", "function", "key", "fragment"),
     [
         ("- just\n- a list\n", None, None, "must be a mapping"),
-        ("bypas:\n  f: true\n", None, None, "unknown top-level key 'bypas'; valid keys: bypass, cache"),
+        ("bypas:\n  f: true\n", None, None, "unknown top-level key 'bypas': did you mean 'bypass'?"),
+        ("Cache:\n  f: true\n", None, None, "unknown top-level key 'Cache': did you mean 'cache'?"),
         ("bypass:\n  - f\n", None, None, "section 'bypass' must map function names"),
-        ("bypass:\n  f:\n    bypass: true\n    dat: x\n", "f", "dat", "unknown key; valid keys: bypass, data, tags"),
+        ("bypass:\n  f:\n    bypass: true\n    dat: x\n", "f", "dat", "unknown key: did you mean 'data'?"),
+        ("bypass:\n  f:\n    bypass: true\n    dta: x\n", "f", "dta", "did you mean 'data'? (valid keys: bypass"),
+        ("bypass:\n  f:\n    bypas: true\n", "f", "bypas", "did you mean 'bypass'?"),
+        ("bypass:\n  f:\n    bypass: true\n    tag: [x]\n", "f", "tag", "did you mean 'tags'?"),
+        ("bypass:\n  f:\n    bypass: true\n    cache: true\n", "f", "cache", "is a key of the cache: section"),
         ("bypass:\n  f:\n    bypass: 'yes'\n", "f", "bypass", "must be true or false, got 'yes'"),
         ("bypass:\n  f:\n    bypass: 1\n", "f", "bypass", "must be true or false, got 1"),
         ("bypass:\n  f:\n    data: x\n", "f", "bypass", "missing"),
@@ -68,10 +76,10 @@ def test_empty_file_and_sections_are_valid(write_yaml: WriteYaml) -> None:
         ("bypass:\n  f:\n    bypass: true\n    tags: 'iter.*'\n", "f", "tags", "must be a non-empty list"),
         ("bypass:\n  f:\n    bypass: true\n    tags: []\n", "f", "tags", "must be a non-empty list"),
         ("bypass:\n  f:\n    bypass: true\n    tags: [3]\n", "f", "tags", "is not a string"),
-        ("bypass:\n  f:\n    bypass: true\n    data: nowhere.json\n", "f", "data", "does not exist"),
+        ("bypass:\n  f:\n    bypass: true\n    data: " + "x" * 300 + "\n", "f", "data", "is too long"),
         ("bypass:\n  f:\n    bypass: true\n    data: 7\n", "f", "data", "must be a non-empty path string"),
         ("cache:\n  g:\n    cache: maybe\n", "g", "cache", "must be true or false"),
-        ("cache:\n  g:\n    cache: true\n    data: x\n", "g", "data", "valid keys: cache, tags"),
+        ("cache:\n  g:\n    cache: true\n    data: x\n", "g", "data", "is a key of the bypass: section"),
         ("cache:\n  g:\n    cache: true\n    tags: ['[']\n", "g", "tags", "not a valid regular expression"),
         ("bypass:\n  3: true\n", None, None, "invalid function key 3"),
         ("bypass:\n  'my fn': true\n", None, None, "invalid function key 'my fn'"),
@@ -119,3 +127,47 @@ def test_absolute_and_home_relative_data_paths(write_yaml: WriteYaml, tmp_path: 
     path = write_yaml(f"bypass:\n  f:\n    bypass: true\n    data: {record}\n")
     assert Bypass(path).get_provider_info("f")[1] == str(record)
     assert os.path.isabs(str(record))
+
+
+def test_reference_files_load_notes_profile_and_missing_data(
+    write_yaml: WriteYaml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13 point 12: what the reference's users' files carry loads; a data file may come later."""
+    path = write_yaml(
+        """
+profile:
+  output: trace.json
+bypass:
+  simulate:
+    bypass: true
+    data: recordings/later.json
+    notes: recorded on the big machine, 2024-03
+    description: free text
+  build: true
+cache:
+  simulate:
+    cache: true
+    comment: anything
+"""
+    )
+    validate_config(path)
+    bypass = Bypass(path)
+    assert bypass.is_bypassed("simulate") and bypass.is_bypassed("build") is False  # build: no provider, no data
+    assert bypass.get_provider_info("simulate")[1] == "recordings/later.json"
+
+
+def test_relative_data_paths_start_at_the_working_directory(
+    write_yaml: WriteYaml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative data path is not resolved against the YAML's directory (a change from chia 0.1)."""
+    yaml_dir = tmp_path / "configs"
+    yaml_dir.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    (yaml_dir / "config.yaml").write_text("bypass:\n  f:\n    bypass: true\n    data: rec.txt\n")
+    monkeypatch.chdir(work)
+    bypass = Bypass(str(yaml_dir / "config.yaml"))
+    assert bypass.get_provider_info("f")[1] == "rec.txt"
+    state = bypass.get_state()
+    assert state["data"] == {"f": "rec.txt"}
+    assert str(work / "rec.txt") in state["roots"]

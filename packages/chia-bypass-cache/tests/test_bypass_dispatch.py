@@ -120,13 +120,19 @@ def test_tags_and_condition_decide_per_call(write_yaml: WriteYaml) -> None:
     assert value_of(plain.options(_chia_tag="replay_2").chia_remote(20)) == "second 20"
 
 
-def test_default_file_provider_returns_the_data_file_text(write_yaml: WriteYaml, tmp_path: Path) -> None:
+def test_default_file_provider_returns_the_data_file_text(
+    write_yaml: WriteYaml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "recording.json").write_text('{"score": 3}')
     Bypass(write_yaml("bypass:\n  simulate:\n    bypass: true\n    data: recording.json\n"))
     assert value_of(simulate.chia_remote(1)) == '{"score": 3}'
 
 
-def test_provider_reads_files_through_the_file_server(write_yaml: WriteYaml, tmp_path: Path) -> None:
+def test_provider_reads_files_through_the_file_server(
+    write_yaml: WriteYaml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "rec.txt").write_text("recorded on the head")
     bypass = Bypass(write_yaml("bypass:\n  simulate:\n    bypass: true\n    data: rec.txt\n"))
     bypass.set_provider("simulate", reads_through_file_server)
@@ -212,6 +218,10 @@ def test_file_server_confinement(write_yaml: WriteYaml, tmp_path: Path) -> None:
     for path in refused:
         with pytest.raises(PermissionError, match="outside the allowed roots"):
             ray.get(server.get_text.remote(path))
-    with pytest.raises(ValueError, match="absolute"):
+    with pytest.raises(PermissionError, match="allowed_roots=\\["):  # relative: from the driver's directory
         ray.get(server.get_text.remote("relative.txt"))
+    assert ray.get(server.exists.remote(str(inside / "ok.txt"))) is True
+    assert ray.get(server.exists.remote(str(inside / "not-yet.txt"))) is False
+    with pytest.raises(PermissionError, match=f"refuses {str(secret)!r}.*Bypass\\(yaml_path, allowed_roots="):
+        ray.get(server.exists.remote(str(secret)))
     assert os.path.exists(secret)

@@ -53,8 +53,8 @@ def cache_signatures() -> None:
     assert_type(get_active_cache(), ActorProxy[Cache] | None)
     assert_type(is_cached("f", "t"), bool)
     assert_type(ray.get(handle.read.remote("t")), tuple[bool, Any])
-    assert_type(ray.get(handle.write.remote("t", object())), None)
-    assert_type(ray.get(handle.write_pickled.remote("t", b"")), None)
+    assert_type(ray.get(handle.write.remote("t", object())), bool)
+    assert_type(ray.get(handle.write_pickled.remote("t", b"")), bool)
     assert_type(ray.get(handle.has.remote("t")), bool)
     assert_type(ray.get(handle.evict.remote("t")), bool)
     assert_type(ray.get(handle.flush.remote()), int)
@@ -65,7 +65,13 @@ def cache_signatures() -> None:
 
 
 def test_public_names_are_exported() -> None:
-    assert set(bypass_module.__all__) == {"Bypass", "BypassConfigError", "get_active_bypass", "validate_config"}
+    assert set(bypass_module.__all__) == {
+        "Bypass",
+        "BypassConfigError",
+        "CacheReplay",
+        "get_active_bypass",
+        "validate_config",
+    }
     assert set(cache_module.__all__) == {
         "Cache",
         "SECRET_ENV",

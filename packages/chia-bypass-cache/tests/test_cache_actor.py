@@ -23,7 +23,25 @@ WriteYaml = Callable[..., str]
 
 
 def test_units_are_binary_multiples() -> None:
-    assert dict(UNITS) == {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+    assert dict(UNITS) == {
+        "B": 1,
+        "KB": 1024,
+        "MB": 1024**2,
+        "GB": 1024**3,
+        "TB": 1024**4,
+        "KiB": 1024,
+        "MiB": 1024**2,
+        "GiB": 1024**3,
+        "TiB": 1024**4,
+    }
+
+
+@pytest.mark.parametrize(
+    ("units", "budget"), [("kb", 2048), ("KiB", 2048), ("kib", 2048), ("Mb", 2 << 20), ("gib", 2 << 30), ("b", 2)]
+)
+def test_units_are_case_insensitive_with_kib_and_kb(namespace: str, tmp_path: Path, units: str, budget: int) -> None:
+    handle = start_cache(2, str(tmp_path / "cache"), units=units, namespace=namespace)
+    assert ray.get(handle.get_config.remote())["budget_bytes"] == budget
 
 
 @pytest.mark.parametrize(
@@ -31,8 +49,8 @@ def test_units_are_binary_multiples() -> None:
     [
         (-1, "B", ValueError, "finite number >= 0"),
         (float("nan"), "MB", ValueError, "finite number >= 0"),
-        (1, "PB", ValueError, "unknown cache size units 'PB'; valid units: B, KB, MB, GB, TB"),
-        (1, "mb", ValueError, "unknown cache size units"),
+        (1, "PB", ValueError, "unknown cache size units 'PB'; valid units \\(any case\\): B, KB, MB, GB, TB, KiB"),
+        (1, "kbb", ValueError, "unknown cache size units"),
         ("4", "GB", TypeError, "must be a number"),
         (True, "GB", TypeError, "must be a number"),
     ],
@@ -59,8 +77,8 @@ def test_actor_api_on_the_head_node(namespace: str, tmp_path: Path, cluster: Any
     assert config["functions"] == {} and config["signed"] is False
 
     assert ray.get(handle.read.remote("missing")) == (False, None)
-    ray.get(handle.write.remote("a", {"value": [1, 2]}))
-    ray.get(handle.write.remote("b", "bee"))
+    assert ray.get(handle.write.remote("a", {"value": [1, 2]})) is True
+    assert ray.get(handle.write.remote("b", "bee")) is True
     assert ray.get(handle.read.remote("a")) == (True, {"value": [1, 2]})
     assert ray.get(handle.has.remote("b")) and not ray.get(handle.has.remote("c"))
     assert ray.get(handle.keys.remote()) == ["b", "a"]  # least recently used first
@@ -93,8 +111,7 @@ def test_lru_budget_and_oversized_values(namespace: str, tmp_path: Path) -> None
     keys = ray.get(handle.keys.remote())
     assert keys[-1] == "k29" and "k0" not in keys
     assert ray.get(handle.stats.remote())["evictions"] == 30 - len(keys)
-    with pytest.raises(ValueError, match="more than the whole cache budget of 1024 bytes"):
-        ray.get(handle.write.remote("huge", b"x" * 2000))
+    assert ray.get(handle.write.remote("huge", b"x" * 2000)) is False
     assert not ray.get(handle.has.remote("huge"))
     assert ray.get(handle.keys.remote())[-1] == "k29"  # nothing evicted for the refused value
 

@@ -155,6 +155,7 @@ def test_value_over_budget_is_refused_loudly_but_the_call_succeeds(cache: Any) -
 
 
 def test_replay_from_the_cache_through_a_bypass_provider(cache: Any, write_yaml: WriteYaml, cluster: Any) -> None:
+    """The reference's hand-written provider: a function both cache: and bypass: has its replay written back."""
     recorded = get(expensive.options(_chia_tag="iter0").chia_remote(11))
     bypass = Bypass(write_yaml("bypass:\n  expensive: true\n", name="replay.yaml"))
     bypass.set_provider("expensive", cache_provider)
@@ -165,9 +166,66 @@ def test_replay_from_the_cache_through_a_bypass_provider(cache: Any, write_yaml:
     # A tag the cache does not hold fails the condition and runs for real (and is written).
     fresh = get(expensive.options(_chia_tag="iter1").chia_remote(12))
     assert "replayed_on" not in fresh
-    stats = ray.get(cache.stats.remote())
-    assert stats["writes"] == writes + 1  # the replay was not written back, the real run was
-    assert read(cache, "iter0") == (True, recorded)
+    assert ray.get(cache.stats.remote())["writes"] == writes + 2  # the provider's result (issue 13.9) and the run
+    assert read(cache, "iter0") == (True, replayed)
+
+
+def recording_provider(tag: str | None, data_path: str | None, x: int) -> dict[str, Any]:
+    return {"x": x, "node": "recorded", "tag": tag}
+
+
+def test_bypassed_result_of_a_cached_function_is_written(cache: Any, write_yaml: WriteYaml) -> None:
+    """Issue 13 point 9: configured both cache: and bypass:, the provider's result lands in the cache."""
+    bypass = Bypass(write_yaml("bypass:\n  expensive: true\n  tagged: true\n", name="both.yaml"))
+    bypass.set_provider("expensive", recording_provider)
+    value = get(expensive.options(_chia_tag="rec1").chia_remote(3))
+    assert value == {"x": 3, "node": "recorded", "tag": "rec1"}
+    assert read(cache, "rec1") == (True, value)
+    assert get(expensive.chia_remote(4))["node"] == "recorded"  # untagged: bypassed, nothing to key it by
+    assert ray.get(cache.keys.remote()) == ["rec1"]
+
+
+def test_replay_from_cache_one_call_runs_misses_for_real(cache: Any, write_yaml: WriteYaml, cluster: Any) -> None:
+    """Issue 15: ``replay_from_cache(name)``; a miss runs for real (and is written), a hit is not written back."""
+    recorded = get(expensive.options(_chia_tag="r0").chia_remote(1))
+    bypass = Bypass(write_yaml("bypass:\n  expensive: true\n", name="replay.yaml"))
+    bypass.replay_from_cache("expensive")
+    writes = ray.get(cache.stats.remote())["writes"]
+    assert get(expensive.options(_chia_tag="r0").chia_remote(999)) == recorded  # the cached value, not a run
+    assert ray.get(cache.stats.remote())["writes"] == writes  # a replay is not written back
+    fresh = get(expensive.options(_chia_tag="r1").chia_remote(2))
+    assert fresh == {"x": 2, "node": cluster.node_b_id}
+    assert read(cache, "r1") == (True, fresh)
+
+
+def test_replay_from_cache_can_fail_on_a_miss(cache: Any, write_yaml: WriteYaml) -> None:
+    bypass = Bypass(write_yaml("bypass:\n  expensive: true\n", name="replay.yaml"))
+    bypass.replay_from_cache("expensive", on_miss="fail")
+    with pytest.raises(KeyError, match="replay_from_cache\\('expensive'\\): cache miss for tag 'absent'"):
+        get(expensive.options(_chia_tag="absent").chia_remote(1))
+    assert ray.get(cache.keys.remote()) == []
+    with pytest.raises(ValueError, match="on_miss must be 'run' or 'fail'"):
+        bypass.replay_from_cache("expensive", on_miss="skip")
+
+
+def inner_provider(tag: str | None, data_path: str | None, x: int) -> tuple[str, int]:
+    return ("replayed in the nested loop", x)
+
+
+@ChiaFunction(num_cpus=0)
+def nested_loop(yaml_path: str) -> Any:
+    bypass = Bypass(yaml_path)
+    bypass.set_provider("nested_inner", inner_provider)
+    return get(nested_inner.options(_chia_tag="nested-loop").chia_remote(5))
+
+
+def test_bypass_made_inside_a_task_governs_its_nested_calls(cache: Any, write_yaml: WriteYaml) -> None:
+    """Issue 13 point 11: a nested loop's own Bypass decides, although the driver started a cache."""
+    inner_yaml = write_yaml("bypass:\n  nested_inner: true\n", name="inner.yaml")
+    assert get(nested_loop.chia_remote(inner_yaml)) == ("replayed in the nested loop", 5)
+    assert read(cache, "nested-loop") == (True, ("replayed in the nested loop", 5))  # and cached (point 9)
+    # The same worker processes, in later tasks, follow the driver again.
+    assert get(nested_outer.chia_remote(3)) == 4
 
 
 def test_stop_cache_stops_write_through(cache: Any, namespace: str, caplog: pytest.LogCaptureFixture) -> None:

@@ -36,6 +36,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -44,7 +45,9 @@ import ray.cloudpickle
 from chia.base._bypass_cache import bypass_sync
 from chia.base._bypass_cache.bypass_config import BypassConfigError, BypassRule, load_config, lookup_rule
 from chia.base._bypass_cache.bypass_files import real_roots
+from chia.base._bypass_cache.cache_write import NAMESPACE_KEY, WRITE_KEY
 from chia.base._bypass_cache.state import live_state
+from chia.base.cache import get_active_cache
 from chia.base.dispatch_hooks import DispatchCall, current_call
 
 if TYPE_CHECKING:
@@ -53,11 +56,11 @@ if TYPE_CHECKING:
 
     from chia.base._bypass_cache.bypass_server import BypassServer
 
-__all__ = ["Bypass", "BypassConfigError", "get_active_bypass", "validate_config"]
+__all__ = ["Bypass", "BypassConfigError", "CacheReplay", "get_active_bypass", "validate_config"]
 
 logger = logging.getLogger(__name__)
 
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2  # 1: chia 0.1 (a "rules" mapping); 2: the reference's layout
 _SECTION = "bypass"
 _SECTION_ORDER = 0
 
@@ -79,10 +82,12 @@ def get_active_bypass() -> Bypass | None:
 
     On the driver this is the last constructed :class:`Bypass`. Inside a
     provider or a task dispatched while bypass was active it is the driver's
-    bypass as loaded on the worker (fetched once per version).
+    bypass as loaded on the worker (fetched once per version), unless that
+    task created a Bypass of its own (a nested loop): then it is that one.
     """
     token = bypass_sync.task_token()
-    if token is not None:
+    state = live_state.bypass
+    if token is not None and (state.active_task is None or state.active_task != bypass_sync.created_in_task()):
         section = bypass_sync.task_section(token, _SECTION)
         return section if isinstance(section, Bypass) else None
     return live_state.bypass.active
@@ -106,14 +111,64 @@ def _dump_callable(kind: str, func_name: str, function: Callable[..., Any]) -> b
 
 
 def _default_file_provider(tag: str | None, data_path: str | None, *args: Any, **kwargs: Any) -> str:
-    """Return the text of ``data_path``, read on the node that owns the Bypass."""
+    """Return the text of ``data_path``, read on the node that owns the Bypass.
+
+    A file that cannot be read raises the ``OSError`` subclass of the cause
+    (``FileNotFoundError``, ``PermissionError``...), its message naming the
+    YAML file, the function and the key ``data``.
+    """
     bypass = get_active_bypass()
     if bypass is None or data_path is None:
         raise RuntimeError(
             f"the default bypass file provider needs an active Bypass and a data path, got {data_path!r}"
         )
-    text: str = ray.get(bypass.file_server().get_text.remote(data_path))
+    try:
+        text: str = ray.get(bypass.file_server().get_text.remote(data_path))
+    except (OSError, ValueError) as exc:
+        cause = getattr(exc, "cause", None) or exc
+        call = current_call()
+        where = f"{bypass._yaml_path}: function {call.name if call is not None else '?'!r}, key 'data'"
+        message = f"{where}: cannot read {data_path!r}: {type(cause).__name__}: {cause}"
+        if isinstance(cause, OSError):
+            raise (type(cause)(cause.errno, message) if cause.errno else type(cause)(message)) from None
+        raise ValueError(message) from None
     return text
+
+
+class CacheReplay:
+    """The provider :meth:`Bypass.replay_from_cache` registers: the cached value of the call's tag. Stable.
+
+    Called as any provider, ``(tag, data_path, *args, **kwargs)``, on the
+    worker; reads ``get_active_cache(namespace)``. A miss (or an untagged
+    call, or no running cache) raises ``KeyError`` naming the function and
+    the tag.
+    """
+
+    __slots__ = ("func_name", "namespace")
+
+    def __init__(self, func_name: str, namespace: str | None = None) -> None:
+        self.func_name = func_name
+        self.namespace = namespace
+
+    def __call__(self, tag: str | None, data_path: str | None, *args: Any, **kwargs: Any) -> Any:
+        """The cached value of ``tag`` (``KeyError`` on a miss)."""
+        cache: Any = get_active_cache(self.namespace)
+        if tag is None:
+            raise KeyError(f"replay_from_cache({self.func_name!r}): the call has no _chia_tag to look up")
+        if cache is None:
+            raise KeyError(f"replay_from_cache({self.func_name!r}): no cache is running (start_cache first)")
+        hit, value = ray.get(cache.read.remote(tag))
+        if not hit:
+            raise KeyError(f"replay_from_cache({self.func_name!r}): cache miss for tag {tag!r}")
+        return value
+
+    def is_cached(self, tag: str | None, data_path: str | None, *args: Any, **kwargs: Any) -> bool:
+        """The condition of ``on_miss="run"``: the tag has a cache entry (runs on the caller)."""
+        cache: Any = get_active_cache(self.namespace)
+        return tag is not None and cache is not None and bool(ray.get(cache.has.remote(tag)))
+
+    def __repr__(self) -> str:
+        return f"CacheReplay({self.func_name!r}, namespace={self.namespace!r})"
 
 
 class _Replay:
@@ -128,10 +183,93 @@ class _Replay:
         self.data_path = data_path
         self.provider_name = _callable_name(provider)
         self.__name__ = getattr(provider, "__name__", "provider")
+        self.reads_cache = isinstance(provider, CacheReplay)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         call = current_call()
         return self.provider(None if call is None else call.tag, self.data_path, *args, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class _ParsedState:
+    yaml_path: str | None
+    rules: dict[str, BypassRule]
+    providers: dict[str, Callable[..., Any]]
+    conds: dict[str, Callable[..., Any]]
+    roots: tuple[str, ...]
+    file_server: Any
+
+
+def _state_mapping(state: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = state.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"Bypass state key {key!r} must map function names to values, got {value!r:.100}")
+    return value
+
+
+def _state_callables(state: Mapping[str, Any], key: str) -> dict[str, Callable[..., Any]]:
+    loaded: dict[str, Callable[..., Any]] = {}
+    for name, blob in _state_mapping(state, key).items():
+        function = ray.cloudpickle.loads(blob) if isinstance(blob, (bytes, bytearray)) else blob
+        if not callable(function):
+            raise ValueError(f"Bypass state key {key!r}: the entry for {name!r} is not a callable: {function!r:.100}")
+        loaded[str(name)] = function
+    return loaded
+
+
+def _state_patterns(name: str, patterns: Any) -> tuple[re.Pattern[str], ...] | None:
+    if patterns is None:
+        return None
+    if isinstance(patterns, str) or not isinstance(patterns, (list, tuple)):
+        raise ValueError(
+            f"Bypass state key 'tags': the entry for {name!r} must be a list of patterns, got {patterns!r}"
+        )
+    try:
+        return tuple(re.compile(pattern) for pattern in patterns)
+    except (re.error, TypeError) as exc:
+        raise ValueError(f"Bypass state key 'tags': the entry for {name!r} has an invalid pattern: {exc}") from None
+
+
+def _parse_state(state: Any) -> _ParsedState:
+    """Read a state of either layout: chia 0.1's (``format: 1``, ``rules``) or the reference's."""
+    if not isinstance(state, Mapping):
+        raise ValueError(f"not a Bypass state dict (from get_state()): {state!r:.200}")
+    if state.get("format") == 1 and "rules" in state:
+        old = _state_mapping(state, "rules")
+        flags: Mapping[str, Any]
+        data: Mapping[str, Any]
+        tags: Mapping[str, Any]
+        flags = {key: entry["bypass"] for key, entry in old.items()}
+        data = {key: entry["data"] for key, entry in old.items() if entry.get("data") is not None}
+        tags = {key: entry["tags"] for key, entry in old.items() if entry.get("tags") is not None}
+    else:
+        flags, data, tags = (
+            _state_mapping(state, "bypass"),
+            _state_mapping(state, "data"),
+            _state_mapping(state, "tags"),
+        )
+    rules: dict[str, BypassRule] = {}
+    for key in dict.fromkeys([*flags, *data, *tags]):
+        path = data.get(key)
+        if path is not None and not isinstance(path, str):
+            raise ValueError(f"Bypass state key 'data': the entry for {key!r} must be a path string, got {path!r}")
+        absolute = None if path is None else os.path.abspath(os.path.expanduser(path))
+        rules[str(key)] = BypassRule(
+            str(key), bool(flags.get(key, False)), path, _state_patterns(key, tags.get(key)), absolute
+        )
+    roots = state.get("roots")
+    if roots is None:  # the reference's state: admit what it names, as its own server would read them
+        yaml_path = state.get("yaml_path")
+        extra = [rule.data_abspath for rule in rules.values() if rule.data_abspath is not None]
+        roots = real_roots([*extra, *([os.path.dirname(os.path.abspath(yaml_path))] if yaml_path else [])])
+    return _ParsedState(
+        yaml_path=state.get("yaml_path"),
+        rules=rules,
+        providers=_state_callables(state, "providers"),
+        conds=_state_callables(state, "conds"),
+        roots=tuple(roots),
+        file_server=state.get("file_server"),
+    )
 
 
 class Bypass:
@@ -174,12 +312,13 @@ class Bypass:
             self._yaml_path = config.path
             self._rules = config.bypass
             extra_roots += [os.path.dirname(config.path)]
-            extra_roots += [rule.data_path for rule in config.bypass.values() if rule.data_path is not None]
+            extra_roots += [rule.data_abspath for rule in config.bypass.values() if rule.data_abspath is not None]
         self._roots = real_roots(extra_roots)
         self._is_active = any(rule.enabled for rule in self._rules.values())
         state = live_state.bypass
         with state.active_lock:
             state.active = self
+            state.active_task = bypass_sync.created_in_task()
             self._publish()
 
     def __repr__(self) -> str:
@@ -227,6 +366,35 @@ class Bypass:
             bypass.set_cond("run_verilator_test", cache_hit)
         """
         self._register(self._conds, "condition", func_name, cond)
+
+    def replay_from_cache(self, func_name: str, *, on_miss: str = "run", namespace: str | None = None) -> None:
+        """Make ``func_name``'s bypass replay what the cache holds for the call's tag. Stable.
+
+        The one-call form of the "replay from the cache" provider users used
+        to copy into every loop. The function must be configured
+        ``bypass: true`` in the YAML (and is usually ``cache: true`` too, so
+        real runs fill the cache). ``on_miss`` says what an untagged or
+        uncached call does:
+
+        * ``"run"`` (default): it runs for real (a condition checks the
+          cache on the caller first; its result is then written to the cache
+          if the function is ``cache: true``);
+        * ``"fail"``: its ``get()`` raises ``KeyError`` naming the function
+          and the tag; nothing runs for real.
+
+        ``namespace`` is the cache's Ray namespace (default: as
+        ``get_active_cache()``). Replayed values are not written back.
+        """
+        if on_miss not in ("run", "fail"):
+            raise ValueError(f"replay_from_cache: on_miss must be 'run' or 'fail', got {on_miss!r}")
+        replay = CacheReplay(func_name, namespace)
+        self.set_provider(func_name, replay)
+        if on_miss == "run":
+            self.set_cond(func_name, replay.is_cached)
+        else:
+            with self._lock:
+                self._conds.pop(func_name, None)
+            self._changed()
 
     def _register(
         self, registry: dict[str, Callable[..., Any]], kind: str, func_name: str, function: Callable[..., Any]
@@ -313,6 +481,9 @@ class Bypass:
         replay = self._replays.get(decision)
         if replay is None:
             replay = self._replays.setdefault(decision, _Replay(*decision))
+        if replay.reads_cache:
+            call.context.pop(WRITE_KEY, None)  # a value replayed from the cache is not written back
+            call.context.pop(NAMESPACE_KEY, None)
         if call.context or call.tag is not None:
             # Context costs a Ray argument per call, so bypass never makes a call
             # ship it alone: it joins context that travels anyway (the tag, the
@@ -352,59 +523,57 @@ class Bypass:
     def get_state(self) -> dict[str, Any]:
         """Return a serializable dict of the bypass state, including providers. Stable.
 
-        Providers and conditions are serialized with cloudpickle (Ray's
-        default): module-level functions and closures over picklable values
-        work; others fail with a ``TypeError`` naming them. The file server
-        handle is included (when Ray is running) so workers read files from
-        the node that owns this Bypass.
+        The layout is the reference's, so a state saved by either loads in
+        the other: ``yaml_path``; ``bypass`` (function -> its YAML flag),
+        ``data`` (function -> the ``data`` value as written) and ``tags``
+        (function -> its patterns); ``providers`` and ``conds`` (function ->
+        the callable serialized with cloudpickle, Ray's default: module-level
+        functions and closures over picklable values work, others fail with
+        a ``TypeError`` naming them); ``file_server``, the file server's
+        handle (when Ray is running), so workers read files from the node
+        that owns this Bypass. chia adds ``roots`` (what the file server may
+        read) and ``chia_state`` (its format number); both are optional on
+        load.
         """
         with self._lock:
             providers = dict(self._providers)
             conds = dict(self._conds)
+            rules = dict(self._rules)
         return {
-            "format": _STATE_FORMAT,
             "yaml_path": self._yaml_path,
-            "rules": {
-                key: {
-                    "bypass": rule.enabled,
-                    "data": rule.data_path,
-                    "tags": None if rule.tag_patterns is None else [p.pattern for p in rule.tag_patterns],
-                }
-                for key, rule in self._rules.items()
+            "bypass": {key: rule.enabled for key, rule in rules.items()},
+            "data": {key: rule.data_path for key, rule in rules.items() if rule.data_path is not None},
+            "tags": {
+                key: [pattern.pattern for pattern in rule.tag_patterns]
+                for key, rule in rules.items()
+                if rule.tag_patterns is not None
             },
             "providers": {name: _dump_callable("provider", name, fn) for name, fn in providers.items()},
             "conds": {name: _dump_callable("condition", name, fn) for name, fn in conds.items()},
-            "roots": list(self._roots),
             # Workers read files only after loading this state, which the server
             # publishes with the roots: no need to wait for them here.
             "file_server": bypass_sync.add_roots(self._roots) if ray.is_initialized() else None,
+            "roots": list(self._roots),
+            "chia_state": _STATE_FORMAT,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Restore bypass state from a dict returned by :meth:`get_state`. Stable."""
-        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
-            raise ValueError(f"not a Bypass state (format {_STATE_FORMAT}) dict: {state!r:.200}")
-        rules = {
-            key: BypassRule(
-                key,
-                bool(entry["bypass"]),
-                entry["data"],
-                None if entry["tags"] is None else tuple(re.compile(p) for p in entry["tags"]),
-            )
-            for key, entry in state["rules"].items()
-        }
-        providers = {name: ray.cloudpickle.loads(blob) for name, blob in state["providers"].items()}
-        conds = {name: ray.cloudpickle.loads(blob) for name, blob in state["conds"].items()}
+        """Restore bypass state from a dict returned by :meth:`get_state` (chia's or the reference's). Stable.
+
+        Providers and conditions may be cloudpickled bytes or callables. A
+        dict of another shape raises ``ValueError`` naming the key at fault.
+        """
+        parsed = _parse_state(state)
         with self._lock:
-            self._yaml_path = state["yaml_path"]
-            self._rules = rules
-            self._providers = providers
-            self._conds = conds
-            self._roots = tuple(state["roots"])
+            self._yaml_path = parsed.yaml_path
+            self._rules = parsed.rules
+            self._providers = parsed.providers
+            self._conds = parsed.conds
+            self._roots = parsed.roots
             self._warned = set()
             self._replays = {}
-            self._file_server = state["file_server"]
-            self._is_active = any(rule.enabled for rule in rules.values())
+            self._file_server = parsed.file_server
+            self._is_active = any(rule.enabled for rule in parsed.rules.values())
         self._changed()
 
     @classmethod

@@ -55,7 +55,7 @@ import ray.exceptions
 
 from chia.base._bypass_cache import bypass_sync
 from chia.base._bypass_cache.bypass_config import cache_rules_from_dict, load_config, lookup_rule
-from chia.base._bypass_cache.cache_actor import Cache, Secret
+from chia.base._bypass_cache.cache_actor import CACHE_ACTOR_CLASS, SECRET_ENV, Cache, secret_from_env
 from chia.base._bypass_cache.cache_memo import fast_handle
 from chia.base._bypass_cache.cache_write import CACHE_ACTOR_NAME, SECTION, CacheWriteThrough, install, uninstall
 from chia.base._bypass_cache.state import live_state
@@ -67,24 +67,42 @@ __all__ = ["SECRET_ENV", "UNITS", "Cache", "get_active_cache", "is_cached", "sta
 
 logger = logging.getLogger(__name__)
 
-UNITS: Mapping[str, int] = MappingProxyType({"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40})
-"""Size units of :func:`start_cache` (binary multiples: ``"KB"`` is 1024 bytes). Stable."""
+UNITS: Mapping[str, int] = MappingProxyType(
+    {
+        "B": 1,
+        "KB": 1 << 10,
+        "MB": 1 << 20,
+        "GB": 1 << 30,
+        "TB": 1 << 40,
+        "KiB": 1 << 10,
+        "MiB": 1 << 20,
+        "GiB": 1 << 30,
+        "TiB": 1 << 40,
+    }
+)
+"""Size units of :func:`start_cache`, matched case-insensitively. Stable.
 
-SECRET_ENV = "CHIA_CACHE_SECRET"
-"""Environment variable holding the entry signing secret (read by :func:`start_cache`). Stable."""
+All are binary multiples: ``"KB"`` and ``"KiB"`` are both 1024 bytes (a
+``"GB"`` budget is 2**30 bytes, as it always was here); give a decimal budget
+in bytes (``units="B"``).
+"""
 
+_UNITS_BY_CASEFOLD: Mapping[str, int] = MappingProxyType({name.casefold(): factor for name, factor in UNITS.items()})
 _NAME_WAIT_SECONDS = 60.0
-_CACHE_ACTOR: Any = ray.remote(Cache)  # exported once per job, however often start_cache runs
 
 
 def _budget_bytes(size: float, units: str) -> int:
     if isinstance(size, bool) or not isinstance(size, (int, float)):
         raise TypeError(f"cache size must be a number, got {size!r} ({type(size).__name__})")
-    if not isinstance(units, str) or units not in UNITS:
-        raise ValueError(f"unknown cache size units {units!r}; valid units: {', '.join(UNITS)}")
+    factor = _UNITS_BY_CASEFOLD.get(units.strip().casefold()) if isinstance(units, str) else None
+    if factor is None:
+        raise ValueError(
+            f"unknown cache size units {units!r}; valid units (any case): {', '.join(UNITS)} "
+            "(binary: KB = KiB = 1024 bytes)"
+        )
     if not math.isfinite(size) or size < 0:
         raise ValueError(f"cache size must be a finite number >= 0, got {size!r}")
-    return int(size * UNITS[units])
+    return int(size * factor)
 
 
 def _namespace(namespace: str | None) -> str:
@@ -132,7 +150,8 @@ def start_cache(
             ``ValueError``.
         cache_dir_path: directory for the entries on the head node (created
             with mode 0700).
-        units: one of :data:`UNITS` (``ValueError`` otherwise).
+        units: one of :data:`UNITS`, in any case (``"kb"``, ``"GiB"``);
+            ``ValueError`` otherwise.
         yaml_path: the bypass/cache YAML; its ``cache:`` section turns on
             automatic write-through (validated here, see
             :func:`chia.base.bypass.validate_config`).
@@ -146,18 +165,24 @@ def start_cache(
     config = load_config(yaml_path) if yaml_path is not None else None
     rules = config.cache if config is not None else {}
     resolved = namespace if namespace is not None else ray.get_runtime_context().namespace
-    secret_text = os.environ.get(SECRET_ENV)
-    secret = Secret(secret_text.encode()) if secret_text else None
+    secret = secret_from_env()
     deadline = time.monotonic() + _NAME_WAIT_SECONDS
     while True:
-        handle: Any = _CACHE_ACTOR.options(
+        handle: Any = CACHE_ACTOR_CLASS.options(
             name=CACHE_ACTOR_NAME,
             namespace=resolved,
             lifetime="detached",
             get_if_exists=True,
             num_cpus=0,
             resources={"node:__internal_head__": 0.001},
-        ).remote(directory, budget, rules, resolved, None if config is None else config.path, secret)
+        ).remote(
+            directory,
+            budget,
+            rules,
+            namespace=resolved,
+            yaml_path=None if config is None else config.path,
+            secret=secret,
+        )
         try:
             running: dict[str, Any] = ray.get(handle.get_config.remote())
             break

@@ -6,11 +6,12 @@ errors and the parsed, frozen rules. Everything here runs without Ray.
 
 from __future__ import annotations
 
+import difflib
+import errno
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the environment
@@ -20,8 +21,10 @@ __all__ = [
     "BypassRule",
     "CacheRule",
     "ChiaConfig",
+    "cache_rules_from_config",
     "cache_rules_from_dict",
     "cache_rules_to_dict",
+    "closest",
     "load_config",
     "lookup_rule",
 ]
@@ -31,6 +34,8 @@ _BYPASS_KEYS = ("bypass", "data", "tags")
 _CACHE_KEYS = ("cache", "tags")
 # Function keys: a __name__ or a dotted module.qualname (module names may hold any non-space character).
 _FUNCTION_KEY = re.compile(r"[^\s.]+(\.[^\s.]+)*")
+# An unknown key this close to a valid one is a typo (an error); others are free-form notes (kept, ignored).
+_TYPO_CUTOFF = 0.75
 
 RuleT = TypeVar("RuleT")
 
@@ -53,6 +58,15 @@ class BypassConfigError(ValueError):
         self.path = path
         self.function = function
         self.key = key
+        self.reason = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments: rebuild explicitly, so the error crosses Ray (an actor's reply) intact.
+        return _rebuild_config_error, (self.path, self.reason, self.function, self.key)
+
+
+def _rebuild_config_error(path: str, message: str, function: str | None, key: str | None) -> BypassConfigError:
+    return BypassConfigError(path, message, function=function, key=key)
 
 
 BypassConfigError.__module__ = "chia.base.bypass"
@@ -60,12 +74,18 @@ BypassConfigError.__module__ = "chia.base.bypass"
 
 @dataclass(frozen=True, slots=True)
 class BypassRule:
-    """One function's entry in the ``bypass:`` section."""
+    """One function's entry in the ``bypass:`` section.
+
+    ``data_path`` is the ``data`` value as written (what providers get);
+    ``data_abspath`` the file it names, resolved against the working
+    directory of the process that read the YAML.
+    """
 
     key: str
     enabled: bool
     data_path: str | None
     tag_patterns: tuple[re.Pattern[str], ...] | None
+    data_abspath: str | None = None
 
     def matches_tag(self, tag: str | None) -> bool:
         """True when the call's tag passes the ``tags`` list (always, with no list)."""
@@ -118,6 +138,15 @@ def lookup_rule(rules: Mapping[str, RuleT], name: str, qualname: str | None = No
     return rule
 
 
+def closest(word: object, valid: tuple[str, ...]) -> str | None:
+    """The valid name ``word`` is most likely a typo of, if any."""
+    if not isinstance(word, str):
+        return None
+    lowered = {name.lower(): name for name in valid}
+    found = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=_TYPO_CUTOFF)
+    return lowered[found[0]] if found else None
+
+
 def cache_rules_to_dict(rules: Mapping[str, CacheRule]) -> dict[str, dict[str, Any]]:
     """Plain-data form of ``cache:`` rules (what the cache actor's ``get_config`` reports)."""
     return {
@@ -139,6 +168,29 @@ def cache_rules_from_dict(functions: Mapping[str, Mapping[str, Any]]) -> dict[st
         )
         for key, entry in functions.items()
     }
+
+
+def cache_rules_from_config(
+    config: Mapping[str, Any] | None, source: str = "Cache(config=...)"
+) -> dict[str, CacheRule]:
+    """Rules from what ``Cache(..., config)`` is given: the ``cache:`` section, or a whole parsed document.
+
+    Already parsed rules pass through. Raises :class:`BypassConfigError` as the YAML loader does.
+    """
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise BypassConfigError(
+            source, f"must be a mapping (the YAML's cache: section or the whole document), got {config!r:.80}"
+        )
+    if all(isinstance(rule, CacheRule) for rule in config.values()):
+        return dict(config)
+    body = config.get("cache")
+    if isinstance(body, Mapping) and not isinstance(body.get("cache"), bool):
+        section = _section(source, config, "cache")  # the whole document
+    else:
+        section = _section(source, {"cache": dict(config)}, "cache")
+    return {name: _parse_cache_entry(source, name, value) for name, value in section.items()}
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
@@ -171,9 +223,12 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 def load_config(yaml_path: str | os.PathLike[str]) -> ChiaConfig:
     """Parse and validate ``yaml_path``; raise :class:`BypassConfigError` on any problem.
 
-    A missing YAML file raises ``FileNotFoundError`` naming it. Relative
-    ``data`` paths are resolved against the YAML file's directory and must
-    exist.
+    A missing YAML file raises ``FileNotFoundError`` naming it. ``data``
+    paths are kept as written; a relative one names a file relative to this
+    process's working directory, which need not exist yet. Unknown top-level
+    sections and unknown per-function keys load (ignored), unless one is a
+    near-miss of a valid key (``bypas``, ``dta``): that is an error naming the
+    key and the valid one.
     """
     path = os.path.abspath(os.fspath(yaml_path))
     try:
@@ -193,11 +248,14 @@ def load_config(yaml_path: str | os.PathLike[str]) -> ChiaConfig:
         )
     for section in document:
         if section not in _SECTIONS:
-            raise BypassConfigError(path, f"unknown top-level key {section!r}; valid keys: bypass, cache")
-    base_dir = os.path.dirname(path)
+            typo_of = closest(section, _SECTIONS)
+            if typo_of is not None:
+                raise BypassConfigError(
+                    path,
+                    f"unknown top-level key {section!r}: did you mean {typo_of!r}? (valid sections: bypass, cache)",
+                )
     bypass = {
-        name: _parse_bypass_entry(path, base_dir, name, value)
-        for name, value in _section(path, document, "bypass").items()
+        name: _parse_bypass_entry(path, name, value) for name, value in _section(path, document, "bypass").items()
     }
     cache = {name: _parse_cache_entry(path, name, value) for name, value in _section(path, document, "cache").items()}
     return ChiaConfig(path, bypass, cache)
@@ -233,9 +291,26 @@ def _entry_mapping(path: str, name: str, value: object, flag: str, keys: tuple[s
             f"entry must be true, false or a mapping with keys {', '.join(keys)}; got {value!r}",
             function=name,
         )
+    other_section = _CACHE_KEYS if flag == "bypass" else _BYPASS_KEYS
     for key in value:
+        if key not in keys and key in other_section:
+            raise BypassConfigError(
+                path,
+                f"is a key of the {'cache' if flag == 'bypass' else 'bypass'}: section, not of {flag}: "
+                f"(valid keys here: {', '.join(keys)})",
+                function=name,
+                key=str(key),
+            )
         if key not in keys:
-            raise BypassConfigError(path, f"unknown key; valid keys: {', '.join(keys)}", function=name, key=str(key))
+            typo_of = closest(key, keys)
+            if typo_of is not None:
+                raise BypassConfigError(
+                    path,
+                    f"unknown key: did you mean {typo_of!r}? (valid keys: {', '.join(keys)}; "
+                    "other keys are free-form notes and are ignored)",
+                    function=name,
+                    key=str(key),
+                )
     if flag not in value:
         raise BypassConfigError(path, f"missing; set {flag}: true or {flag}: false", function=name, key=flag)
     if not isinstance(value[flag], bool):
@@ -268,17 +343,34 @@ def _parse_tags(path: str, name: str, value: object) -> tuple[re.Pattern[str], .
     return tuple(patterns)
 
 
-def _parse_bypass_entry(path: str, base_dir: str, name: str, value: object) -> BypassRule:
+def _parse_bypass_entry(path: str, name: str, value: object) -> BypassRule:
     entry = _entry_mapping(path, name, value, "bypass", _BYPASS_KEYS)
     data = entry.get("data")
-    data_path = None
+    data_abspath = None
     if data is not None:
         if not isinstance(data, str) or not data:
             raise BypassConfigError(path, f"must be a non-empty path string, got {data!r}", function=name, key="data")
-        data_path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(data)))
-        if not Path(data_path).exists():
-            raise BypassConfigError(path, f"data path {data_path!r} does not exist", function=name, key="data")
-    return BypassRule(name, entry["bypass"], data_path, _parse_tags(path, name, entry.get("tags")))
+        data_abspath = _check_data_path(path, name, data)
+    return BypassRule(name, entry["bypass"], data, _parse_tags(path, name, entry.get("tags")), data_abspath)
+
+
+def _check_data_path(path: str, name: str, data: str) -> str:
+    """The file ``data`` names (it may not exist yet); refuse what could never be opened."""
+    if "\0" in data:
+        raise BypassConfigError(path, f"path {data!r} contains a NUL byte", function=name, key="data")
+    resolved = os.path.abspath(os.path.expanduser(data))
+    try:
+        os.stat(resolved)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise BypassConfigError(
+                path,
+                f"path {data!r} is too long for the filesystem ({len(resolved)} characters resolved; "
+                "each name must stay under the filesystem's limit, usually 255 bytes); use a shorter path",
+                function=name,
+                key="data",
+            ) from None
+    return resolved
 
 
 def _parse_cache_entry(path: str, name: str, value: object) -> CacheRule:

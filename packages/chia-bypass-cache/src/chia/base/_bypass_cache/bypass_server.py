@@ -9,6 +9,7 @@ snapshot of the driver's configuration for workers (see ``bypass_sync``).
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import ray
@@ -20,8 +21,8 @@ __all__ = ["BypassServer"]
 SNAPSHOT_WAIT_SECONDS = 120.0
 
 
-def _read_bytes(path: str, roots: tuple[str, ...]) -> bytes:
-    with open(confine(path, roots), "rb") as stream:
+def _read_bytes(path: str, roots: tuple[str, ...], base_dir: str | None) -> bytes:
+    with open(confine(path, roots, base_dir), "rb") as stream:
         return stream.read()
 
 
@@ -34,27 +35,35 @@ class BypassServer:
 
     def __init__(self) -> None:
         self._roots: tuple[str, ...] = ()
+        self._base_dir: str | None = None
         self._version = 0
         self._snapshot: Any = None
         self._published = asyncio.Event()
 
     @ray.method
-    async def add_roots(self, roots: list[str]) -> None:
-        """Admit ``roots`` (real paths) in addition to the current ones."""
+    async def add_roots(self, roots: list[str], base_dir: str | None = None) -> None:
+        """Admit ``roots`` (real paths) in addition to the current ones; relative paths start at ``base_dir``."""
         self._admit(roots)
+        if base_dir is not None:
+            self._base_dir = base_dir
 
     def _admit(self, roots: list[str]) -> None:
         self._roots = tuple(dict.fromkeys((*self._roots, *roots)))
 
     @ray.method
     async def get_bytes(self, path: str) -> bytes:
-        """The contents of the file at absolute ``path`` (PermissionError outside the roots)."""
-        return await asyncio.to_thread(_read_bytes, path, self._roots)
+        """The contents of the file at ``path`` (PermissionError outside the roots)."""
+        return await asyncio.to_thread(_read_bytes, path, self._roots, self._base_dir)
 
     @ray.method
     async def get_text(self, path: str) -> str:
-        """The UTF-8 text of the file at absolute ``path`` (PermissionError outside the roots)."""
-        return (await asyncio.to_thread(_read_bytes, path, self._roots)).decode()
+        """The UTF-8 text of the file at ``path`` (PermissionError outside the roots)."""
+        return (await asyncio.to_thread(_read_bytes, path, self._roots, self._base_dir)).decode()
+
+    @ray.method
+    async def exists(self, path: str) -> bool:
+        """Whether ``path`` exists (PermissionError outside the roots: existence is not disclosed there)."""
+        return os.path.exists(confine(path, self._roots, self._base_dir))
 
     @ray.method
     async def publish(self, version: int, snapshot: Any, roots: list[str]) -> None:

@@ -16,6 +16,7 @@ is ``live_state.bypass`` (:mod:`chia.base._bypass_cache.state`).
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -40,6 +41,7 @@ __all__ = [
     "SyncToken",
     "SyncWrapper",
     "add_roots",
+    "created_in_task",
     "driver_server",
     "set_section",
     "task_section",
@@ -51,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 # Before other hooks that replace the dispatch: a bypass ends the hook chain.
 HOOK_PRIORITY = 50
+LOCAL_OVERRIDES = "bypass"
+"""The section a Bypass created on a worker replaces (even when it bypasses nothing)."""
 
 
 class Section(Protocol):
@@ -90,11 +94,12 @@ class DriverServer:
 
 @dataclass(frozen=True, slots=True)
 class LoadedSnapshot:
-    """A worker's copy of one published snapshot: its sections by name and in decision order."""
+    """A worker's copy of one published snapshot: its sections by name (with their order) and in decision order."""
 
     version: int
     by_name: dict[str, Section]
     ordered: tuple[Section, ...]
+    orders: dict[str, int]
 
 
 class SyncWrapper:
@@ -181,7 +186,7 @@ def add_roots(roots: tuple[str, ...], *, wait: bool = False) -> ActorProxy[Bypas
             state.roots = merged
             state.token = None
         server: Any = driver_server()
-        admitted = server.add_roots.remote(list(roots))
+        admitted = server.add_roots.remote(list(roots), os.getcwd())
     if wait:
         ray.get(admitted)
     handle: ActorProxy[BypassServer] = server
@@ -200,7 +205,7 @@ def driver_server() -> ActorProxy[BypassServer]:
             handle: Any = _SERVER_ACTOR.options(
                 name=name, namespace=namespace, num_cpus=0, scheduling_strategy=strategy
             ).remote()
-            handle.add_roots.remote(list(state.roots))
+            handle.add_roots.remote(list(state.roots), os.getcwd())
             state.server = DriverServer(handle, name, namespace, session)
             state.token = None
         return state.server.handle
@@ -230,7 +235,7 @@ def _publish_if_changed() -> None:
         server = driver_server()
         assert state.server is not None
         state.version += 1
-        snapshot = [(name, *section._snapshot()) for name, (_order, section) in state.sections.items()]
+        snapshot = [(name, order, *section._snapshot()) for name, (order, section) in state.sections.items()]
         server.publish.remote(state.version, snapshot, list(state.roots))
         token = _token_of(state.version, state.server.name, state.server.namespace)
         state.token = token
@@ -239,6 +244,14 @@ def _publish_if_changed() -> None:
 
 
 # --- worker side -----------------------------------------------------------------
+
+
+def created_in_task() -> str | None:
+    """The id of the synced task this thread runs on a worker (None on a driver or outside one)."""
+    if live_state.bypass.task.token is None:
+        return None
+    task_id: str | None = ray.get_runtime_context().get_task_id()
+    return task_id
 
 
 def task_token() -> SyncToken | None:
@@ -256,12 +269,14 @@ def _load(token: SyncToken) -> LoadedSnapshot:
         loaded = state.loaded.get(server)
         if loaded is not None and loaded.version >= wanted:
             return loaded
-        published: tuple[int, list[tuple[str, Callable[[Any], Section], Any]]] = ray.get(
+        published: tuple[int, list[tuple[str, int, Callable[[Any], Section], Any]]] = ray.get(
             task_server(token).snapshot.remote(wanted)
         )
         version, snapshot = published
-        by_name = {name: loader(payload) for name, loader, payload in snapshot}
-        loaded = LoadedSnapshot(version, by_name, tuple(by_name.values()))
+        snapshot = sorted(snapshot, key=lambda entry: entry[1])
+        by_name = {name: loader(payload) for name, _order, loader, payload in snapshot}
+        orders = {name: order for name, order, _loader, _payload in snapshot}
+        loaded = LoadedSnapshot(version, by_name, tuple(by_name.values()), orders)
         state.loaded[server] = loaded
         logger.debug("loaded bypass/cache snapshot %s version %d", server, version)
         return loaded
@@ -295,11 +310,33 @@ def _install_worker_hook() -> None:
 # --- the hook ----------------------------------------------------------------------
 
 
+def _with_local(loaded: LoadedSnapshot) -> tuple[Section, ...]:
+    """A worker's sections when a Bypass was made on it: the driver's, with this process's own in their place.
+
+    A Bypass created inside a task (a nested loop) decides that task's nested
+    calls; the driver's other sections (its cache write-through) still apply.
+    It is not published from the worker: the calls it dispatches carry the
+    driver's token on, and later tasks of this worker process follow the driver.
+    """
+    state = live_state.bypass
+    with state.lock:
+        own = dict(state.sections)
+    merged = [(order, section) for order, section in own.values()]
+    merged += [
+        (loaded.orders[name], section)
+        for name, section in loaded.by_name.items()
+        if name not in own and name != LOCAL_OVERRIDES
+    ]
+    return tuple(section for _order, section in sorted(merged, key=lambda entry: entry[0]))
+
+
 def _dispatch_hook(call: DispatchCall, /) -> ObjectRef[Any] | None:
     state = live_state.bypass
     token = state.task.token
     if token is not None:
-        sections = _load(token).ordered  # a worker: the driver's sections, as published
+        # A worker: the driver's sections, as published (or with a Bypass made here in their place).
+        local = state.active_task is not None and state.active_task == ray.get_runtime_context().get_task_id()
+        sections = _with_local(_load(token)) if local else _load(token).ordered
     elif state.ordered:
         _publish_if_changed()
         sections = state.ordered

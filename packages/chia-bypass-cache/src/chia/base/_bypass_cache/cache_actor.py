@@ -11,19 +11,23 @@ an object-store copy kept by the actor (large values), which the caller's
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 import ray.cloudpickle
 
-from chia.base._bypass_cache.bypass_config import CacheRule, cache_rules_to_dict
+from chia.base._bypass_cache.bypass_config import CacheRule, cache_rules_from_config, cache_rules_to_dict
 from chia.base._bypass_cache.cache_memo import ResidentHit
 from chia.base._bypass_cache.cache_store import LOCK_NAME, EntryStore
 
-__all__ = ["RESIDENT_MIN_BYTES", "Cache", "Secret"]
+if TYPE_CHECKING:
+    from ray.actor import ActorProxy
+
+__all__ = ["CACHE_ACTOR_CLASS", "RESIDENT_MIN_BYTES", "SECRET_ENV", "Cache", "CacheActor", "Secret", "secret_from_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +35,10 @@ logger = logging.getLogger(__name__)
 # the object store anyway, so from there on the actor keeps a shared copy.
 RESIDENT_MIN_BYTES = 100 * 1024
 RESIDENT_SHARE_OF_OBJECT_STORE = 4
+
+
+SECRET_ENV = "CHIA_CACHE_SECRET"
+"""Environment variable holding the entry signing secret (read where the actor is created)."""
 
 
 class Secret:
@@ -59,41 +67,35 @@ class _Pickled:
         return pickle.loads, (bytes(self.payload),)
 
 
-class Cache:
-    """Head-pinned cache of pickled values keyed by tag, with an LRU byte budget. Stable.
+def secret_from_env() -> Secret | None:
+    """The signing secret of this process's environment (:data:`SECRET_ENV`), if set."""
+    text = os.environ.get(SECRET_ENV)
+    return Secret(text.encode()) if text else None
 
-    Created by :func:`chia.base.cache.start_cache` (a detached, named actor);
-    call its methods with ``.remote()`` and ``ray.get`` (or ``chia_actor``).
 
-    * ``write(tag, value)``: pickle and store ``value``; ``ValueError`` if it
-      alone exceeds the budget. Least recently used entries are evicted so the
-      budget holds after every write.
-    * ``write_pickled(tag, payload)``: the same with already pickled bytes
-      (what automatic write-through uses; the actor never unpickles values).
-    * ``read(tag) -> (hit, value)``: ``(False, None)`` on a miss. Damaged
-      files are moved aside and read as misses, never served. Through the
-      handle of ``start_cache``/``get_active_cache``, a repeat hit of a large
-      value (>= 100 KiB) from a process on the cache's node returns the
-      object-store copy's ref without an actor call, after checking that the
-      entry did not change since.
-    * ``touch_many(tags)``: report hits served that way (LRU order, ``hits``).
-    * ``has(tag)``, ``evict(tag) -> bool``, ``flush() -> int`` (deletes every
-      entry), ``keys()`` (least recently used first), ``size_bytes()``.
-    * ``get_config()``: functions (the ``cache:`` rules), directory, budget...
-    * ``stats()``: entries, bytes, budget_bytes, hits, misses, evictions,
-      writes, quarantined, resident_entries, resident_bytes, warm_start_ms
-      (the index is loaded in the background: reads are served at once).
-    """
+class CacheActor:
+    """The body of the cache actor; its public face, with the documentation, is :class:`Cache`."""
 
     def __init__(
         self,
-        cache_dir: str,
+        cache_dir_path: str | os.PathLike[str],
         budget_bytes: int,
-        rules: Mapping[str, CacheRule],
-        namespace: str,
-        yaml_path: str | None,
-        secret: Secret | None,
+        config: Mapping[str, Any] | None = None,
+        *,
+        namespace: str | None = None,
+        yaml_path: str | None = None,
+        secret: Secret | None = None,
     ) -> None:
+        cache_dir = os.path.abspath(os.path.expanduser(os.fspath(cache_dir_path)))
+        self._init_error: Exception | None = None
+        self._store: EntryStore | None = None
+        rules: Mapping[str, CacheRule] = {}
+        try:
+            rules = cache_rules_from_config(config)
+        except Exception as exc:  # reported by every call, as a bad directory is
+            self._init_error = exc
+        if namespace is None:
+            namespace = ray.get_runtime_context().namespace
         self._config = {
             "functions": cache_rules_to_dict(rules),
             "yaml_path": yaml_path,
@@ -110,8 +112,8 @@ class Cache:
         self._resident: OrderedDict[str, tuple[ray.ObjectRef[Any], int]] = OrderedDict()
         self._resident_bytes = 0
         self._resident_budget = min(budget_bytes, self._object_store_bytes() // RESIDENT_SHARE_OF_OBJECT_STORE)
-        self._init_error: Exception | None = None
-        self._store: EntryStore | None = None
+        if self._init_error is not None:
+            return
         try:
             self._store = EntryStore(cache_dir, budget_bytes, None if secret is None else secret.value, background=True)
         except Exception as exc:  # reported by get_config() so start_cache can raise it
@@ -135,22 +137,30 @@ class Cache:
     # --- writes ---------------------------------------------------------------------------
 
     @ray.method
-    def write(self, tag: str, value: Any) -> None:
-        """Pickle ``value`` and store it under ``tag``."""
+    def write(self, tag: str, data: Any) -> bool:
+        """Pickle ``data`` and store it under ``tag``: True, or False when it is larger than the whole budget."""
         self._check_tag(tag)
-        payload = ray.cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-untyped-call]
-        self._put(tag, payload, (True, value))
+        payload = ray.cloudpickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-untyped-call]
+        return self._put(tag, payload, (True, data))
 
     @ray.method
-    def write_pickled(self, tag: str, payload: bytes) -> None:
-        """Store already pickled ``payload`` under ``tag``."""
+    def write_pickled(self, tag: str, payload: bytes) -> bool:
+        """Store already pickled ``payload`` under ``tag``; False when it is larger than the whole budget."""
         self._check_tag(tag)
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise TypeError(f"write_pickled needs the pickled bytes of the value, got {type(payload).__name__}")
-        self._put(tag, payload)
+        return self._put(tag, payload)
 
-    def _put(self, tag: str, payload: bytes | bytearray | memoryview, hit: tuple[bool, Any] | None = None) -> None:
+    def _put(self, tag: str, payload: bytes | bytearray | memoryview, hit: tuple[bool, Any] | None = None) -> bool:
         store = self._opened
+        if store.entry_size(memoryview(payload).nbytes, tag) > store.budget_bytes:
+            logger.warning(
+                "cache: value for tag %r (%d bytes pickled) is larger than the whole budget of %d bytes; not stored",
+                tag,
+                memoryview(payload).nbytes,
+                store.budget_bytes,
+            )
+            return False
         evicted = store.put(tag, payload)
         self._writes += 1
         self._drop_resident(tag)
@@ -158,6 +168,7 @@ class Cache:
             self._drop_resident(old)
         if len(payload) >= RESIDENT_MIN_BYTES:
             self._make_resident(tag, payload, hit)
+        return True
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -303,3 +314,70 @@ class Cache:
     def _check_tag(tag: object) -> None:
         if not isinstance(tag, str):
             raise TypeError(f"cache tags are str, got {tag!r} ({type(tag).__name__})")
+
+
+CACHE_ACTOR_CLASS: Any = ray.remote(CacheActor)  # exported once per job, however often actors are made
+
+
+class _CacheOptions:
+    """``Cache.options(...)``: ``.remote(...)`` creates the actor with those Ray options."""
+
+    __slots__ = ("_options",)
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self._options = options
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorProxy[Cache]:
+        """Create the actor: ``(cache_dir_path, budget_bytes, config=None)``."""
+        kwargs.setdefault("secret", secret_from_env())
+        handle: ActorProxy[Cache] = CACHE_ACTOR_CLASS.options(**self._options).remote(*args, **kwargs)
+        return handle
+
+
+class _CacheClass(type):
+    """Lets the public :class:`Cache` be used as the Ray actor class it documents."""
+
+    def options(cls, **options: Any) -> _CacheOptions:
+        """Ray actor options (``name``, ``namespace``, ``lifetime``, ``resources``...)."""
+        return _CacheOptions(options)
+
+    def remote(cls, *args: Any, **kwargs: Any) -> ActorProxy[Cache]:
+        """Create the actor with default options: ``(cache_dir_path, budget_bytes, config=None)``."""
+        return _CacheOptions({}).remote(*args, **kwargs)
+
+
+class Cache(CacheActor, metaclass=_CacheClass):
+    """Head-pinned cache of pickled values keyed by tag, with an LRU byte budget. Stable.
+
+    Usually created by :func:`chia.base.cache.start_cache` (a detached, named
+    actor, pinned to the head node). ``Cache`` is also the actor class, as the
+    reference's users create it::
+
+        handle = Cache.options(name="my_cache", namespace="ns").remote("/data/cache", 4 << 30, config)
+
+    ``config`` is the YAML's ``cache:`` section (or the whole parsed document),
+    as a dict (``None``: no function is cached automatically); the signing
+    secret of :data:`chia.base.cache.SECRET_ENV` is taken from the creating
+    process's environment. Call the methods with ``.remote()`` and
+    ``ray.get``; the handle of ``start_cache`` also takes ``.chia_remote()``.
+
+    * ``write(tag, data) -> bool``: pickle and store ``data``; False (nothing
+      written or evicted) when it alone is larger than the whole budget.
+      Least recently used entries are evicted so the budget holds after every
+      write.
+    * ``write_pickled(tag, payload) -> bool``: the same with already pickled
+      bytes (what automatic write-through uses; the actor never unpickles values).
+    * ``read(tag) -> (hit, value)``: ``(False, None)`` on a miss. Damaged
+      files are moved aside and read as misses, never served. Through the
+      handle of ``start_cache``/``get_active_cache``, a repeat hit of a large
+      value (>= 100 KiB) from a process on the cache's node returns the
+      object-store copy's ref without an actor call, after checking that the
+      entry did not change since.
+    * ``touch_many(tags)``: report hits served that way (LRU order, ``hits``).
+    * ``has(tag)``, ``evict(tag) -> bool``, ``flush() -> int`` (deletes every
+      entry), ``keys()`` (least recently used first), ``size_bytes()``.
+    * ``get_config()``: functions (the ``cache:`` rules), directory, budget...
+    * ``stats()``: entries, bytes, budget_bytes, hits, misses, evictions,
+      writes, quarantined, resident_entries, resident_bytes, warm_start_ms
+      (the index is loaded in the background: reads are served at once).
+    """

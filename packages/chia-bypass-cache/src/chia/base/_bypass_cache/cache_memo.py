@@ -27,7 +27,7 @@ import ray.actor
 from chia.base._bypass_cache.cache_generation import GenerationView, Stamp
 from chia.base._bypass_cache.state import live_state
 
-__all__ = ["CacheHandle", "Memo", "ResidentHit", "fast_handle"]
+__all__ = ["CacheHandle", "CacheMethod", "Memo", "ResidentHit", "fast_handle"]
 
 TOUCH_BATCH = 256
 TOUCH_SECONDS = 1.0
@@ -152,20 +152,74 @@ class _MemoRead:
         result: ray.ObjectRef[Any] = self._method.remote(tag)
         return result
 
-    def options(self, **options: Any) -> Any:
+    chia_remote = remote
+
+    def options(self, **options: Any) -> CacheMethod:
         """Options apply to a real actor call (no memo)."""
-        return self._method.options(**options)
+        return CacheMethod(self._method.options(**options))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._method, name)
+
+
+class CacheMethod:
+    """One cache actor method: ``.remote(...)`` and its alias ``.chia_remote(...)``, as ``chia_actor`` gives."""
+
+    __slots__ = ("_method",)
+
+    def __init__(self, method: Any) -> None:
+        self._method = method
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the actor method (a plain actor call: no bypass, cache or profiling)."""
+        return self._method.remote(*args, **kwargs)
+
+    chia_remote = remote
+
+    def options(self, **options: Any) -> CacheMethod:
+        """The method with Ray call options."""
+        return CacheMethod(self._method.options(**options))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._method, name)
 
 
 class CacheHandle(ray.actor.ActorHandle):  # type: ignore[type-arg]
-    """The cache actor's handle with a memo-backed ``read`` (pickles as a plain handle)."""
+    """The cache actor's handle: memo-backed ``read``, ``.chia_remote`` on every method, ``.actor``.
+
+    It stays a Ray ``ActorHandle`` (``ray.kill`` takes it) and pickles as
+    itself, so a handle passed into a task keeps these there.
+    """
 
     @property
     def read(self) -> _MemoRead:
         return _MemoRead(self)
+
+    @property
+    def actor(self) -> ray.actor.ActorHandle:  # type: ignore[type-arg]
+        """The raw Ray actor handle (no memo, no ``chia_remote``), as ``chia_actor(...).actor`` gives."""
+        load, args = _reduce_raw(self)
+        raw: ray.actor.ActorHandle = load(*args)  # type: ignore[type-arg]
+        return raw
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            return ray.actor.ActorHandle.__getattr__(self, name)
+        return CacheMethod(ray.actor.ActorHandle.__getattr__(self, name))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _load_handle, (_reduce_raw(self),)
+
+
+def _reduce_raw(handle: ray.actor.ActorHandle) -> tuple[Any, ...]:  # type: ignore[type-arg]
+    """How Ray pickles ``handle`` as a plain ``ActorHandle``."""
+    reduced: tuple[Any, ...] = ray.actor.ActorHandle.__reduce__(handle)  # type: ignore[no-untyped-call]  # Ray's is untyped
+    return reduced
+
+
+def _load_handle(reduced: tuple[Any, ...]) -> Any:
+    load, args = reduced
+    return fast_handle(load(*args))
 
 
 def fast_handle(handle: Any) -> Any:

@@ -2,9 +2,11 @@
 
 Owns the decision (caller side, a section of the dispatch hook: the call's
 tag must match the function's ``cache:`` rule) and the write itself (a call
-wrapper on the worker: after a real, successful run the pickled result goes to
+wrapper on the worker: after a successful run the pickled result goes to
 the cache actor before the task returns, so once ``get()`` has the value a
-``read(tag)`` hits). Bypassed calls are never written.
+``read(tag)`` hits). A bypassed call of a function configured both ``cache:``
+and ``bypass:`` has its provider's result written too, unless the provider
+replays the cache itself (:meth:`chia.base.bypass.Bypass.replay_from_cache`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_ACTOR_NAME = "chia_cache"
 SECTION = "cache"
-SECTION_ORDER = 10  # after the bypass: a bypassed call is replaced before it gets here
+SECTION_ORDER = -10  # before the bypass: a bypassed call of a cache: true function is marked too
 WRITE_KEY = "cache.write"
 NAMESPACE_KEY = "cache.namespace"
 
@@ -100,9 +102,9 @@ def _cache_handle(namespace: str, *, refresh: bool) -> ActorProxy[Cache] | None:
 
 
 def write_through_wrapper(call: CallInfo, proceed: Callable[[], Any], /) -> Any:
-    """Call wrapper: after a real remote run of a ``cache: true`` call, write its result."""
+    """Call wrapper: after a remote run of a ``cache: true`` call (real or bypassed), write its result."""
     value = proceed()
-    if call.remote and not call.replaced and call.tag is not None and call.context.get(WRITE_KEY):
+    if call.remote and call.tag is not None and call.context.get(WRITE_KEY):
         _write(call.name, call.tag, str(call.context.get(NAMESPACE_KEY)), value)
     return value
 
@@ -118,11 +120,16 @@ def _write(name: str, tag: str, namespace: str, value: Any) -> None:
         if handle is None:
             break
         try:
-            ray.get(handle.write_pickled.remote(tag, payload))
-            return
+            stored = ray.get(handle.write_pickled.remote(tag, payload))
         except ray.exceptions.RayActorError:
             continue  # the cache was restarted: look it up again once
-        except ValueError as exc:
-            logger.error("cache write-through of %s (tag %r) refused: %s", name, tag, exc)
-            return
+        if not stored:
+            logger.error(
+                "cache write-through of %s (tag %r) refused: its pickle (%d bytes) is larger than the whole "
+                "cache budget",
+                name,
+                tag,
+                len(payload),
+            )
+        return
     logger.error("cache write-through of %s (tag %r) skipped: no cache actor in namespace %r", name, tag, namespace)

@@ -46,6 +46,8 @@ class BypassState:
 
     active: Bypass | None = None
     """On the driver: the last constructed Bypass (what ``get_active_bypass`` returns there)."""
+    active_task: str | None = None
+    """On a worker: the task that created ``active`` (a nested loop); its nested calls follow ``active``."""
     active_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
     lock: threading.RLock = field(default_factory=threading.RLock, compare=False, repr=False)
     # --- driver side: the sections and their publication (reset forgets them)
@@ -89,6 +91,7 @@ class BypassState:
                 if remove is not None:
                     remove()
             self.active = None
+            self.active_task = None
             self.sections.clear()
             self.ordered = ()
             self.token = None
