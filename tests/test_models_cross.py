@@ -67,7 +67,7 @@ def test_openai_compat_llm_runs_its_loop_on_a_worker_with_chia_remote(cluster: A
             requests: list[ChatRequest] = server.requests
     finally:
         tool.stop()
-    assert result.success and result.result == f"42 on {cluster.node_b_id}"
+    assert result.success and result.result == f"42 on {cluster.node_ids['node_b']}"
     assert [message["role"] for message in requests[1].messages] == ["user", "assistant", "tool"]
 
 
