@@ -12,7 +12,9 @@ What it shows, in order:
 5. an agent step: a scripted LLM inspects a simulator log through a BashTool
    served over MCP from a ChiaTool actor on the simulation node;
 6. a hung simulation cancelled with ``chia_cancel``: its process tree is gone;
-7. the profile exported as a Chrome trace, and a per-function summary.
+7. the profile exported as a Chrome trace, a per-function summary, and a
+   self-contained HTML report (timeline, dataflow, summary, the best cost
+   per configuration logged with ``log_metric``).
 
     scripts/dev demo                 # embedded local Ray (loopback), two worker nodes
     RAY_ADDRESS=host:port scripts/dev demo   # an existing cluster
@@ -51,8 +53,9 @@ from chia.base.colocated import ColocatedNode
 from chia.base.llm_call import LLMCallBase, QueryResult
 from chia.base.tools.BashTool import BashTool
 from chia.base.tools.ChiaTool import ChiaTool
-from chia.trace import profiler
+from chia.trace import log_metric, profiler
 from chia.trace.export import chrome_trace, format_summary, load_profile, summarize
+from chia.trace.report import write_report
 
 SIMULATOR = Path(__file__).resolve().with_name("dse") / "simulator.py"
 
@@ -125,9 +128,17 @@ def tag_of(config: dict[str, float]) -> str:
 
 
 def sweep(
-    nodes: list[SimNode], builds: list[str], configs: list[dict[str, float]], work: Path, knobs: Any
+    nodes: list[SimNode],
+    builds: list[str],
+    configs: list[dict[str, float]],
+    work: Path,
+    knobs: Any,
+    metric: str | None = None,
 ) -> dict[str, Any]:
-    """Dispatch every configuration, at most ``num_parallel`` (a live knob) in flight."""
+    """Dispatch every configuration, at most ``num_parallel`` (a live knob) in flight.
+
+    With ``metric``, the best cost so far is logged under that name after each result.
+    """
     queue = list(configs)
     pending: list[TrackedRef] = []
     results: dict[str, Any] = {}
@@ -144,6 +155,8 @@ def sweep(
         ready, pending = chia_wait(pending, num_returns=1, timeout=60.0, pending_timeout=30.0, progress=True)
         for tracked in ready:
             results[tracked.label] = get(tracked.ref)
+            if metric is not None:
+                log_metric(metric, min(result["cost"] for result in results.values()), step=len(results))
     return results
 
 
@@ -230,7 +243,7 @@ def run_demo(work: Path, configs: list[dict[str, float]]) -> None:
         Bypass(yaml_path=None)  # first run: everything runs for real
         print(f"\n[3] sweep of {len(configs)} configurations, for real (results written through to the cache)")
         first_start = time.monotonic()
-        real = sweep(nodes, builds, configs, work, knobs)
+        real = sweep(nodes, builds, configs, work, knobs, metric="best_cost")
         first_time = time.monotonic() - first_start
         best_tag = min(real, key=lambda tag: real[tag]["cost"])
         for tag in sorted(real, key=lambda t: real[t]["cost"]):
@@ -287,6 +300,8 @@ def run_demo(work: Path, configs: list[dict[str, float]]) -> None:
     trace_path.write_text(json.dumps(chrome_trace(data)))
     print(format_summary(summarize(data)))
     print(f"    Chrome trace: {trace_path} (open in https://ui.perfetto.dev or chrome://tracing)")
+    report_path = write_report(data, work / "profile" / "report.html", title="chia demo: DSE sweep")
+    print(f"    HTML report: {report_path} (one file; opens offline in any browser)")
 
 
 if __name__ == "__main__":

@@ -307,6 +307,38 @@ class _Decoder:
         }
 
 
+_CHUNK_LINES = 20_000
+"""Lines parsed by one call of the JSON parser (its per-call cost dominates short lines)."""
+
+
+def _parsed(file: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) of every non-blank line; ValueError naming the line that is not JSON."""
+    with file.open(encoding="utf-8") as handle:
+        number = 0
+        while True:
+            chunk: list[tuple[int, str]] = []
+            for line in handle:
+                number += 1
+                if line.strip():
+                    chunk.append((number, line))
+                    if len(chunk) >= _CHUNK_LINES:
+                        break
+            if not chunk:
+                return
+            try:
+                values = json.loads("[" + ",".join(line for _, line in chunk) + "]")
+            except json.JSONDecodeError:
+                values = [_parse_line(file, at, line) for at, line in chunk]  # finds the line to blame
+            yield from zip((at for at, _ in chunk), values, strict=True)
+
+
+def _parse_line(file: Path, number: int, line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{file}:{number}: not a JSON line ({exc.msg}); is this a chia profile log?") from exc
+
+
 def read_records(file: Path) -> Iterator[dict[str, Any]]:
     """The verbose records of one log file, either format, in file order.
 
@@ -314,32 +346,25 @@ def read_records(file: Path) -> Iterator[dict[str, Any]]:
     profile record.
     """
     decoder: _Decoder | None = None
-    with file.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
+    for number, row in _parsed(file):
+        if isinstance(row, list) and row:
+            if decoder is None:
+                raise ValueError(f"{file}:{number}: a compact row before a format-{FORMAT} session header")
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{file}:{number}: not a JSON line ({exc.msg}); is this a chia profile log?") from exc
-            if isinstance(row, list) and row:
-                if decoder is None:
-                    raise ValueError(f"{file}:{number}: a compact row before a format-{FORMAT} session header")
-                try:
-                    record = decoder.decode(row)
-                except KeyError as exc:
-                    raise ValueError(
-                        f"{file}:{number}: malformed profile row: refers to entry {exc} of a table (process, value or "
-                        "call-id prefix) no earlier line defined"
-                    ) from exc
-                except (IndexError, TypeError, ValueError) as exc:
-                    raise ValueError(f"{file}:{number}: malformed profile row ({type(exc).__name__}: {exc})") from exc
-                if record is not None:
-                    yield record
-                continue
-            kind = row.get("kind") if isinstance(row, dict) else None
-            if kind not in KINDS:
-                raise ValueError(f"{file}:{number}: unknown record kind {kind!r}; expected one of {KINDS}")
-            if kind == "session" and row.get("format") == FORMAT:
-                decoder = _Decoder(row)
-            yield row
+                record = decoder.decode(row)
+            except KeyError as exc:
+                raise ValueError(
+                    f"{file}:{number}: malformed profile row: refers to entry {exc} of a table (process, value or "
+                    "call-id prefix) no earlier line defined"
+                ) from exc
+            except (IndexError, TypeError, ValueError) as exc:
+                raise ValueError(f"{file}:{number}: malformed profile row ({type(exc).__name__}: {exc})") from exc
+            if record is not None:
+                yield record
+            continue
+        kind = row.get("kind") if isinstance(row, dict) else None
+        if kind not in KINDS:
+            raise ValueError(f"{file}:{number}: unknown record kind {kind!r}; expected one of {KINDS}")
+        if kind == "session" and row.get("format") == FORMAT:
+            decoder = _Decoder(row)
+        yield row
