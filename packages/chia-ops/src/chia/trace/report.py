@@ -11,7 +11,7 @@ function; replayed, cached, failed, cancelled and unfinished calls marked;
 hover for tag, arguments, queue and run time), the dataflow graph of the
 run (a box per function, arrows for the ObjectRefs handed over, the critical
 path highlighted), the per-function summary with real, cached and replayed
-calls apart, the metrics logged with :func:`chia.trace.log_metric`, the run's
+calls apart, the metrics logged with :func:`chia.trace.profiler.log_metric`, the run's
 facts (when, where, versions, cluster size) and, given a baseline run, the
 comparison of the two (:mod:`chia.trace.compare`).
 
