@@ -307,29 +307,26 @@ class _Decoder:
         }
 
 
-_CHUNK_LINES = 20_000
-"""Lines parsed by one call of the JSON parser (its per-call cost dominates short lines)."""
+_CHUNK_BYTES = 4 << 20
+"""Bytes of lines parsed by one call of the JSON parser (its per-call cost dominates short lines)."""
 
 
 def _parsed(file: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed JSON) of every non-blank line; ValueError naming the line that is not JSON."""
     with file.open(encoding="utf-8") as handle:
-        number = 0
-        while True:
-            chunk: list[tuple[int, str]] = []
-            for line in handle:
-                number += 1
-                if line.strip():
-                    chunk.append((number, line))
-                    if len(chunk) >= _CHUNK_LINES:
-                        break
-            if not chunk:
-                return
-            try:
-                values = json.loads("[" + ",".join(line for _, line in chunk) + "]")
+        first = 1
+        while lines := handle.readlines(_CHUNK_BYTES):
+            try:  # the fast path: the whole chunk at once (a blank line or a bad one takes the slow path)
+                values = json.loads("[" + ",".join(lines) + "]")
             except json.JSONDecodeError:
-                values = [_parse_line(file, at, line) for at, line in chunk]  # finds the line to blame
-            yield from zip((at for at, _ in chunk), values, strict=True)
+                values = None
+            if values is not None and len(values) == len(lines):
+                yield from enumerate(values, first)
+            else:
+                for number, line in enumerate(lines, first):
+                    if line.strip():
+                        yield number, _parse_line(file, number, line)
+            first += len(lines)
 
 
 def _parse_line(file: Path, number: int, line: str) -> Any:
