@@ -162,7 +162,8 @@ def draw_graph(data: ProfileData, colours: Mapping[str, str]) -> Graph:
     for function in functions:
         x, y = positions[function]
         critical = function in on_path
-        tip = f"{function}\n{calls_of[function]} calls · {duration(time_of[function])} run time in total"
+        calls = f"{calls_of[function]} call" + ("" if calls_of[function] == 1 else "s")
+        tip = f"{function}\n{calls} · {duration(time_of[function])} run time in total"
         parts.append(
             "<g "
             + attributes(
@@ -177,7 +178,7 @@ def draw_graph(data: ProfileData, colours: Mapping[str, str]) -> Graph:
             f'<rect class="box" x="{x}" y="{y}" width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="6"/>'
             f'<rect x="{x}" y="{y}" width="8" height="{NODE_HEIGHT}" rx="3" fill="{colours[function]}"/>'
             f'<text class="name" x="{x + 16}" y="{y + 22}">{text(short_name(function)[:28])}</text>'
-            f'<text x="{x + 16}" y="{y + 42}">{calls_of[function]} calls · {text(duration(time_of[function]))}</text>'
+            f'<text x="{x + 16}" y="{y + 42}">{calls} · {text(duration(time_of[function]))}</text>'
             "</g>"
         )
     width = max((x for x, _ in positions.values()), default=0) + NODE_WIDTH + MARGIN + 50
