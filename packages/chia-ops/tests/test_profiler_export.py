@@ -190,6 +190,38 @@ def test_chrome_trace_tracks_flows_and_instants(log: Path) -> None:
     json.dumps(trace)  # serializable as is
 
 
+def test_flow_arrows_leave_the_producer_and_enter_the_consumer_once_per_producer(tmp_path: Path) -> None:
+    """A consumer given two refs of one producer and one of another: two arrows, each bound inside its slices."""
+    rows = [
+        (run(1, "m.a", 10.0, 11.0, "ta"), WORKER_1),
+        (run(2, "m.b", 10.5, 10.75, "tb"), WORKER_2),
+        (submit(3, "m.c", 9.0, "tc", deps=["ta", "ta", "tb"]), DRIVER),
+        (run(3, "m.c", 12.0, 13.0, "tc"), WORKER_2),
+    ]
+    events = export.chrome_trace(export.load_profile(write_log(tmp_path, rows)))["traceEvents"]
+    slices = {e["args"]["function"]: e for e in events if e["ph"] == "X"}
+    starts = {e["id"]: e for e in events if e["ph"] == "s"}
+    finishes = {e["id"]: e for e in events if e["ph"] == "f"}
+    assert len(starts) == len(finishes) == 2 and starts.keys() == finishes.keys()
+    producers = []
+    for flow_id, start in starts.items():
+        producer = next(
+            s
+            for s in slices.values()
+            if (s["pid"], s["tid"]) == (start["pid"], start["tid"]) and s["ts"] <= start["ts"] < s["ts"] + s["dur"]
+        )
+        producers.append(producer["args"]["function"])
+        finish, consumer = finishes[flow_id], slices["m.c"]
+        assert (finish["pid"], finish["tid"], finish["ts"], finish["bp"]) == (
+            consumer["pid"],
+            consumer["tid"],
+            consumer["ts"],
+            "e",
+        )
+        assert start["ts"] < finish["ts"]
+    assert sorted(producers) == ["m.a", "m.b"]
+
+
 def test_json_document_and_render(log: Path) -> None:
     data = export.load_profile(log)
     document = export.render(data, "json")
