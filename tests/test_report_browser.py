@@ -64,6 +64,9 @@ def profile(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     replay_yaml = directory / "replay.yaml"
     replay_yaml.write_text("bypass:\n  simulate:\n    bypass: true\n    tags: ['replay_.*']\n")
     profiler.stop_collector()
+    get(
+        [design.chia_remote(0) for _ in range(3)]
+    )  # start the workers first: the profile shows the work, not Ray's start
     profiler.start_collector(log_dir=directory / "profile")
     try:
         designs: list[Any] = [design.chia_remote(cores) for cores in (1, 2, 4)]
