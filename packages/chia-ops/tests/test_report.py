@@ -33,6 +33,14 @@ def write(directory: Path, rows: list[tuple[tuple[Any, ...], dict[str, Any]]], o
     return path
 
 
+def ran(
+    call_id: int, function: str, start: float, end: float, *, tag: str | None = None, error: str | None = None
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A run row of a remote call (task ``t<call_id>``) from the worker."""
+    row = (_wire.RUN, call_id, function, tag, start, end, f"t{call_id}", True, False, None, False, error, None)
+    return row, WORKER
+
+
 def chain_rows(scale: float = 1.0) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
     """A prep call (1 s) feeds two sims (2 s, 0.5 s); both feed merge (0.25 s); a lone side call (3 s) feeds nothing."""
     rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
@@ -48,10 +56,7 @@ def chain_rows(scale: float = 1.0) -> list[tuple[tuple[Any, ...], dict[str, Any]
         rows.append(
             ((_wire.SUBMIT, call_id, function, None, start - 0.1, {"CPU": 1.0}, deps, None, task, None), DRIVER)
         )
-        end = start + took * scale
-        rows.append(
-            ((_wire.RUN, call_id, function, None, start, end, task, True, False, None, False, None, None), WORKER)
-        )
+        rows.append(ran(call_id, function, start, start + took * scale))
     return rows
 
 
@@ -76,24 +81,7 @@ def test_the_page_is_self_contained_and_names_what_ran(tmp_path: Path) -> None:
 
 def test_user_text_is_escaped(tmp_path: Path) -> None:
     rows = [
-        (
-            (
-                _wire.RUN,
-                1,
-                "m.<b>bold</b>",
-                "<script>alert(1)</script>",
-                1.0,
-                2.0,
-                "t1",
-                True,
-                False,
-                None,
-                False,
-                None,
-                None,
-            ),
-            WORKER,
-        ),
+        ran(1, "m.<b>bold</b>", 1.0, 2.0, tag="<script>alert(1)</script>"),
         ((_wire.METRIC, 'cost"><img', 1.5, 3.0, None, None), DRIVER),
     ]
     html = report.render_report(write(tmp_path, rows, origin=0.0))
@@ -103,33 +91,11 @@ def test_user_text_is_escaped(tmp_path: Path) -> None:
 
 def test_tiny_calls_share_bars_that_count_them(tmp_path: Path) -> None:
     """10,000 back-to-back 1 ms calls over 10 s: far fewer bars than calls, and every call counted once."""
-    rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    for index in range(10_000):
-        start = 10.0 + index * 0.001
-        function = "m.even" if index % 2 == 0 else "m.odd"
-        rows.append(
-            (
-                (
-                    _wire.RUN,
-                    index,
-                    function,
-                    None,
-                    start,
-                    start + 0.0009,
-                    f"t{index}",
-                    True,
-                    False,
-                    None,
-                    False,
-                    None,
-                    None,
-                ),
-                WORKER,
-            )
-        )
-    rows.append(
-        ((_wire.RUN, 99_999, "m.odd", None, 10.0, 20.0, "long", True, False, None, False, "ValueError", None), WORKER)
-    )
+    rows = [
+        ran(index, "m.even" if index % 2 == 0 else "m.odd", 10.0 + index * 1e-3, 10.0009 + index * 1e-3)
+        for index in range(10_000)
+    ]
+    rows.append(ran(99_999, "m.odd", 10.0, 20.0, error="ValueError"))
     html = report.render_report(write(tmp_path, rows, origin=10.0))
     counts = [int(count) for count in re.findall(r'<rect class="bar [^>]*data-calls="(\d+)"', html)]
     assert sum(counts) == 10_001 and len(counts) < 1100
