@@ -14,7 +14,9 @@ What it shows, in order:
    on the simulation node; the model is a scripted local endpoint (offline,
    deterministic) unless ``--llm-base-url`` and ``--model`` name a real one;
 6. a hung simulation cancelled with ``chia_cancel``: its process tree is gone;
-7. the profile exported as a Chrome trace, and a per-function summary.
+7. the profile exported as a Chrome trace, a per-function summary, and a
+   self-contained HTML report (timeline, dataflow, summary, the best cost
+   per configuration logged with ``log_metric``).
 
     scripts/dev demo                 # embedded local Ray (loopback), two worker nodes
     RAY_ADDRESS=host:port scripts/dev demo   # an existing cluster
@@ -54,8 +56,9 @@ from chia.base.tools.BashTool import BashTool
 from chia.base.tools.ChiaTool import ChiaTool
 from chia.models.openai_compat import OpenAICompatLLM
 from chia.models.scripted import ChatRequest, Reply, ScriptedChatServer
-from chia.trace import profiler
+from chia.trace import log_metric, profiler
 from chia.trace.export import chrome_trace, format_summary, load_profile, summarize
+from chia.trace.report import write_report
 
 SIMULATOR = Path(__file__).resolve().with_name("dse") / "simulator.py"
 
@@ -137,9 +140,17 @@ def tag_of(config: dict[str, float]) -> str:
 
 
 def sweep(
-    nodes: list[SimNode], builds: list[str], configs: list[dict[str, float]], work: Path, knobs: Any
+    nodes: list[SimNode],
+    builds: list[str],
+    configs: list[dict[str, float]],
+    work: Path,
+    knobs: Any,
+    metric: str | None = None,
 ) -> dict[str, Any]:
-    """Dispatch every configuration, at most ``num_parallel`` (a live knob) in flight."""
+    """Dispatch every configuration, at most ``num_parallel`` (a live knob) in flight.
+
+    With ``metric``, the best cost so far is logged under that name after each result.
+    """
     queue = list(configs)
     pending: list[TrackedRef] = []
     results: dict[str, Any] = {}
@@ -156,6 +167,8 @@ def sweep(
         ready, pending = chia_wait(pending, num_returns=1, timeout=60.0, pending_timeout=30.0, progress=True)
         for tracked in ready:
             results[tracked.label] = get(tracked.ref)
+            if metric is not None:
+                log_metric(metric, min(result["cost"] for result in results.values()), step=len(results))
     return results
 
 
@@ -250,7 +263,7 @@ def run_demo(work: Path, configs: list[dict[str, float]], llm_base_url: str | No
         Bypass(yaml_path=None)  # first run: everything runs for real
         print(f"\n[3] sweep of {len(configs)} configurations, for real (results written through to the cache)")
         first_start = time.monotonic()
-        real = sweep(nodes, builds, configs, work, knobs)
+        real = sweep(nodes, builds, configs, work, knobs, metric="best_cost")
         first_time = time.monotonic() - first_start
         best_tag = min(real, key=lambda tag: real[tag]["cost"])
         for tag in sorted(real, key=lambda t: real[t]["cost"]):
@@ -316,6 +329,8 @@ def run_demo(work: Path, configs: list[dict[str, float]], llm_base_url: str | No
     trace_path.write_text(json.dumps(chrome_trace(data)))
     print(format_summary(summarize(data)))
     print(f"    Chrome trace: {trace_path} (open in https://ui.perfetto.dev or chrome://tracing)")
+    report_path = write_report(data, work / "profile" / "report.html", title="chia demo: DSE sweep")
+    print(f"    HTML report: {report_path} (one file; opens offline in any browser)")
 
 
 if __name__ == "__main__":

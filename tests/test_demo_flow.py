@@ -30,7 +30,11 @@ def test_demo_flow_runs_end_to_end(tmp_path: Path) -> None:
         "agent: The best design's log ends with: cost",
         "after chia_cancel: process tree gone",
         "Chrome trace:",
+        "HTML report:",
     ):
         assert expected in out, f"{expected!r} missing from the demo's output:\n{out}"
     assert (tmp_path / "profile" / "trace.json").stat().st_size > 0
+    report = (tmp_path / "profile" / "report.html").read_text()
+    assert f"HTML report: {tmp_path / 'profile' / 'report.html'}" in out
+    assert 'data-function="__main__.simulate"' in report and 'data-metric="best_cost"' in report
     assert "__main__.simulate" in out  # the summary table names the sweep's function

@@ -52,7 +52,9 @@ def test_embedded_ray_runs_the_script_profiles_it_and_stops(tmp_path: Path, run_
     assert "stopping the embedded Ray instance" in result.stderr
     trace = json.loads((profile / "chia-trace.json").read_text())
     assert sum(e["ph"] == "X" for e in trace["traceEvents"]) == 5
-    assert (profile / "chia-summary.txt").read_text().splitlines()[1].split()[:2] == ["__main__.double", "5"]
+    summary = (profile / "chia-summary.txt").read_text().splitlines()[1].split()
+    assert summary[:3] == ["__main__.double", "real", "5"]
+    assert (profile / "chia-report.html").read_text().count('<g class="fn') == 1
 
 
 def test_a_failing_script_exits_1_and_still_writes_its_profile(cluster: Any, tmp_path: Path) -> None:

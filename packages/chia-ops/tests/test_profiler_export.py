@@ -121,9 +121,50 @@ def test_summary_percentiles_queue_time_and_nodes(log: Path) -> None:
     assert (rows["m.merge"].errors, rows["m.merge"].bypassed) == (1, 1)
     assert (rows["m.lost"].count, rows["m.lost"].unfinished, rows["m.lost"].queue_p50) == (0, 1, None)
     assert list(rows) == ["m.work", "m.merge", "m.lost"]  # slowest total first
-    table = export.format_summary(list(rows.values())).splitlines()
-    assert table[1].split()[:3] == ["m.work", "10", "550.0"]
-    assert "(+1 unfinished)" in table[3]
+    table = [line.split() for line in export.format_summary(list(rows.values())).splitlines()]
+    assert " ".join(table[0]) == "function mode calls total ms p50 ms p95 ms queue p50 ms failed cancelled nodes"
+    assert table[1] == ["m.work", "real", "10", "550.0", "50.00", "100.00", "500.00", "0", "0", "2"]
+    assert table[2] == ["m.merge", "replayed", "1", "500.0", "500.00", "500.00", "1000.00", "1", "0", "1"]
+    assert table[3] == ["m.lost", "unfinished", "1", "-", "-", "-", "-", "-", "-", "0"]
+
+
+def test_real_replayed_and_cached_calls_are_kept_apart(tmp_path: Path) -> None:
+    """One function's real, cache-writing and replayed calls: separate percentiles, failures and cancels."""
+    rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    for index in range(4):  # real: 100, 200, 300, 400 ms; the last one cancelled
+        error = "TaskCancelledError" if index == 3 else None
+        rows.append((run(index, "m.sim", 10.0, 10.0 + (index + 1) / 10, f"r{index}", error=error), WORKER_1))
+    for index in range(2):  # replayed: 1 and 2 ms, one failed
+        error = "KeyError" if index else None
+        rows.append(
+            (
+                run(10 + index, "m.sim", 20.0, 20.0 + (index + 1) / 1000, f"b{index}", bypassed=True, error=error),
+                WORKER_2,
+            )
+        )
+    cached = (_wire.RUN, 20, "m.sim", "t0", 30.0, 30.05, "c0", True, False, None, True, None, None)
+    rows.append((cached, WORKER_2))
+    (summary,) = export.summarize(export.load_profile(write_log(tmp_path, rows)))
+    assert (summary.count, summary.errors, summary.cancelled, summary.bypassed) == (7, 2, 1, 2)
+    real, cached_stats, replayed = summary.real, summary.cached, summary.replayed
+    assert (real.count, real.failed, real.cancelled) == (4, 0, 1)
+    assert real.p50 == pytest.approx(0.2) and real.p95 == pytest.approx(0.4)
+    assert (replayed.count, replayed.failed) == (2, 1) and replayed.p50 == pytest.approx(0.001)
+    assert cached_stats.count == 1 and cached_stats.p50 == pytest.approx(0.05)
+    document = summary.to_json()
+    assert document["real"] == {
+        "calls": 4,
+        "total_ms": 1000.0,
+        "p50_ms": 200.0,
+        "p95_ms": 400.0,
+        "queue_p50_ms": None,
+        "failed": 0,
+        "cancelled": 1,
+    }
+    assert document["replayed"]["p95_ms"] == 2.0 and document["calls"] == 7
+    assert export.FunctionSummary.from_json(json.loads(json.dumps(document))).to_json() == document
+    modes = [line.split()[1] for line in export.format_summary([summary]).splitlines()[1:]]
+    assert modes == ["real", "cached", "replayed"]
 
 
 def test_chrome_trace_tracks_flows_and_instants(log: Path) -> None:
@@ -149,12 +190,58 @@ def test_chrome_trace_tracks_flows_and_instants(log: Path) -> None:
     json.dumps(trace)  # serializable as is
 
 
+def test_flow_arrows_leave_the_producer_and_enter_the_consumer_once_per_producer(tmp_path: Path) -> None:
+    """A consumer given two refs of one producer and one of another: two arrows, each bound inside its slices."""
+    rows = [
+        (run(1, "m.a", 10.0, 11.0, "ta"), WORKER_1),
+        (run(2, "m.b", 10.5, 10.75, "tb"), WORKER_2),
+        (submit(3, "m.c", 9.0, "tc", deps=["ta", "ta", "tb"]), DRIVER),
+        (run(3, "m.c", 12.0, 13.0, "tc"), WORKER_2),
+    ]
+    events = export.chrome_trace(export.load_profile(write_log(tmp_path, rows)))["traceEvents"]
+    slices = {e["args"]["function"]: e for e in events if e["ph"] == "X"}
+    starts = {e["id"]: e for e in events if e["ph"] == "s"}
+    finishes = {e["id"]: e for e in events if e["ph"] == "f"}
+    assert len(starts) == len(finishes) == 2 and starts.keys() == finishes.keys()
+    producers = []
+    for flow_id, start in starts.items():
+        producer = next(
+            s
+            for s in slices.values()
+            if (s["pid"], s["tid"]) == (start["pid"], start["tid"]) and s["ts"] <= start["ts"] < s["ts"] + s["dur"]
+        )
+        producers.append(producer["args"]["function"])
+        finish, consumer = finishes[flow_id], slices["m.c"]
+        assert (finish["pid"], finish["tid"], finish["ts"], finish["bp"]) == (
+            consumer["pid"],
+            consumer["tid"],
+            consumer["ts"],
+            "e",
+        )
+        assert start["ts"] < finish["ts"]
+    assert sorted(producers) == ["m.a", "m.b"]
+
+
 def test_json_document_and_render(log: Path) -> None:
     data = export.load_profile(log)
     document = export.render(data, "json")
     assert document == export.profile_document(data)
-    assert {"calls", "events", "summary", "sessions", "head_nodes", "dropped_rows"} == set(document)
+    assert {"calls", "events", "metrics", "summary", "sessions", "head_nodes", "dropped_rows", "facts"} == set(document)
     assert json.loads(json.dumps(document))["calls"][0]["deps"] == []
+    assert document["facts"] == [
+        {
+            "session": "s1",
+            "started": 0.0,
+            "head_node": HEAD,
+            "host": None,
+            "ray_version": None,
+            "versions": {},
+            "nodes": None,
+            "resources": {},
+        }
+    ]  # a log of the first format has no facts beyond its header
+    work = next(row for row in document["summary"] if row["function"] == "m.work")
+    assert (work["calls"], work["total_ms"], work["p50_ms"], work["queue_p50_ms"]) == (10, 550.0, 50.0, 500.0)
     with pytest.raises(ValueError, match=r"unknown profile export format 'svg'; expected one of \('chrome', 'json'\)"):
         export.render(data, "svg")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +13,7 @@ import ray
 
 from chia.base import dispatch_hooks
 from chia.base.ChiaFunction import ChiaFunction, get
-from chia.trace import _recorder, export, profiler
+from chia.trace import _logfile, _recorder, export, profiler
 
 pytestmark = pytest.mark.usefixtures("no_collector")
 
@@ -48,9 +48,9 @@ def test_start_is_idempotent_and_stop_unregisters(tmp_path: Path) -> None:
     assert profiler.stop_collector() is None
     assert profiler.get_profiler() is None and profiler.get_collector() is None
     assert get(traced_remotely.chia_remote()) is False and traced_remotely() is False
-    lines = Path(log).read_text().splitlines()
-    assert json.loads(lines[0])["kind"] == "session"
-    assert {json.loads(line)["kind"] for line in lines[1:]} == {"submit", "run"}
+    header, *records = _logfile.read_records(Path(log))
+    assert header["kind"] == "session" and header["format"] == _logfile.FORMAT
+    assert {record["kind"] for record in records} == {"submit", "run"}
 
 
 def test_collector_is_pinned_to_the_head_node(cluster: Any, tmp_path: Path) -> None:
@@ -97,6 +97,58 @@ def test_flush_ships_buffered_rows_now(tmp_path: Path) -> None:
 def test_log_event_rejects_a_bad_name() -> None:
     with pytest.raises(ValueError, match="non-empty str"):
         profiler.log_event("")
+
+
+def test_log_metric_rejects_bad_names_values_and_steps() -> None:
+    with pytest.raises(ValueError, match="log_metric name must be a non-empty str, got ''"):
+        profiler.log_metric("", 1.0)
+    with pytest.raises(TypeError, match=r"log_metric\('cost'\): value must be a real number \(int or float\), got '3'"):
+        profiler.log_metric("cost", "3")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="value must be a real number"):
+        profiler.log_metric("cost", True)
+    with pytest.raises(ValueError, match=r"log_metric\('cost'\): value must be finite, got nan"):
+        profiler.log_metric("cost", float("nan"))
+    with pytest.raises(TypeError, match=r"step must be an int or None, got 1.5"):
+        profiler.log_metric("cost", 1.0, step=1.5)  # type: ignore[arg-type]
+    profiler.log_metric("cost", 3)  # no collector: a no-op, not an error
+
+
+def test_tensorboard_mirror_needs_its_extra_or_writes_scalars(tmp_path: Path) -> None:
+    """With tensorboardX installed the collector mirrors metrics to an event file; without, the error names the extra."""
+    try:
+        importlib.import_module("tensorboardX")
+    except ImportError:
+        with pytest.raises(ImportError, match=r"pip install 'chia-ops\[tensorboard\]'"):
+            profiler.start_collector(log_dir=tmp_path, tensorboard_dir=tmp_path / "tb")
+        assert profiler.get_collector() is None
+        return
+    profiler.start_collector(log_dir=tmp_path, tensorboard_dir=tmp_path / "tb")
+    for step, cost in enumerate((5.0, 3.0, 2.5)):
+        profiler.log_metric("best_cost", cost, step=step)
+    profiler.log_metric("unstepped", 1.0)
+    profiler.stop_collector()
+    assert read_scalars(tmp_path / "tb") == [
+        ("best_cost", 0, 5.0),
+        ("best_cost", 1, 3.0),
+        ("best_cost", 2, 2.5),
+        ("unstepped", 0, 1.0),
+    ]
+
+
+def read_scalars(directory: Path) -> list[tuple[str, int, float]]:
+    """(tag, step, value) of every scalar in the TensorBoard event files of ``directory``."""
+    event_class: Any = importlib.import_module("tensorboardX.proto.event_pb2").Event
+
+    scalars = []
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):  # TFRecord: length (8), its crc (4), payload, payload crc (4)
+            length = int.from_bytes(data[offset : offset + 8], "little")
+            event = event_class.FromString(data[offset + 12 : offset + 12 + length])
+            offset += 12 + length + 4
+            scalars += [(value.tag, event.step, value.simple_value) for value in event.summary.value]
+    return sorted(scalars)
 
 
 def test_start_collector_needs_ray() -> None:

@@ -11,12 +11,13 @@ import ray
 
 from chia.base import dispatch_hooks
 from chia.base.ChiaFunction import ChiaFunction, get
-from chia.trace import export, profiler
+from chia.trace import export, log_metric, profiler
 
 
 @ChiaFunction(num_cpus=0, resources={"head": 0.01})
 def produce(x: int) -> int:
     profiler.log_event("produced", x=x)
+    log_metric("produced_value", x * 10)  # from a task, through the same path as its rows
     return x * 10
 
 
@@ -58,6 +59,8 @@ def workload() -> dict[str, Any]:
     seen["remote_error"] = (type(remote_error.value).__mro__[1:3], "boom" in str(remote_error.value))
     seen["local_error"] = repr(local_error.value)
     profiler.log_event("driver_mark", n=1, thing=object())
+    for step, best in enumerate((9.0, 7.5)):
+        log_metric("best_cost", best, step=step)
     return seen
 
 
@@ -144,6 +147,40 @@ def test_custom_events_carry_call_and_fields(data: export.ProfileData) -> None:
     assert mark.call_id is None and mark.worker in data.drivers
 
 
+def test_metrics_from_the_loop_and_from_tasks(data: export.ProfileData, cluster: Any) -> None:
+    best = [(point.step, point.value) for point in data.metrics if point.name == "best_cost"]
+    assert best == [(0, 9.0), (1, 7.5)]
+    produced = [point for point in data.metrics if point.name == "produced_value"]
+    assert sorted(point.value for point in produced) == [10.0, 20.0, 40.0]
+    remote = {call.call_id: call for call in calls_of(data, "produce") if call.remote}
+    in_tasks = [(point, remote[point.call_id]) for point in produced if point.call_id in remote]
+    assert len(in_tasks) == 2 and {point.node for point, _ in in_tasks} == {cluster.head_node}
+    assert all(point.step is None and point.worker == call.worker for point, call in in_tasks)
+
+
+def test_arguments_are_summarized_by_type_and_size(data: export.ProfileData) -> None:
+    consumers = sorted((call.args for call in calls_of(data, "consume") if call.caller is None), key=str)
+    assert consumers == ["ref, offset=5", "value=ref"]
+    assert {call.args for call in calls_of(data, "fail")} == {"str[4]"}  # never the string itself
+    assert sorted(str(call.args) for call in calls_of(data, "produce")) == ["1", "2", "4"]
+    assert {call.args for call in calls_of(data, "fan_out")} == {"3"}
+
+
+def test_a_profiled_run_takes_at_most_300_bytes_per_call_on_disk(cluster: Any, tmp_path: Path) -> None:
+    """Tags, resources, arguments, dependencies and two nodes: everything the report reads, compactly."""
+    profiler.stop_collector()
+    profiler.start_collector(log_dir=tmp_path)
+    refs: list[Any] = [produce.options(_chia_tag=f"iter{i}_sweep").chia_remote(i) for i in range(150)]
+    chained = [consume.options(_chia_tag=f"iter{i}_use").chia_remote(ref, offset=i) for i, ref in enumerate(refs)]
+    assert get(chained) == [11 * i for i in range(150)]
+    log = profiler.stop_collector()
+    assert log is not None
+    data = export.load_profile(log)
+    assert len(data.calls) == 300 and sum(len(call.deps) for call in data.calls) == 150
+    assert all(call.tag and call.args and call.node and call.worker and call.submitted for call in data.calls)
+    assert Path(log).stat().st_size / len(data.calls) <= 300
+
+
 def test_chrome_trace_has_node_and_worker_tracks_and_flow_arrows(data: export.ProfileData, cluster: Any) -> None:
     trace = export.chrome_trace(data)
     events = trace["traceEvents"]
@@ -168,8 +205,9 @@ def test_summary_counts_calls_per_function(data: export.ProfileData, cluster: An
     assert rows["consume"].count == 6 and rows["produce"].count == 3 and rows["fail"].errors == 2
     assert set(rows["consume"].nodes) == {cluster.node_ids["head"], cluster.node_ids["node_b"]}
     assert rows["produce"].queue_p50 is not None and rows["produce"].p50 <= rows["produce"].p95
+    assert (rows["consume"].real.count, rows["consume"].replayed.count, rows["fail"].real.failed) == (6, 0, 2)
     table = export.format_summary(list(rows.values()))
-    assert table.splitlines()[0].split()[:2] == ["function", "calls"]
+    assert table.splitlines()[0].split()[:3] == ["function", "mode", "calls"]
 
 
 @ChiaFunction(num_cpus=0)

@@ -23,13 +23,15 @@ import ray
 
 from chia.cli._cluster import check_reachable
 from chia.cli._extras import BYPASS, CACHE, needs
-from chia.trace import export, profiler
+from chia.trace import export, profiler, report
 
 logger = logging.getLogger(__name__)
 
 _SIZE = re.compile(r"^\s*(?P<size>\d+(?:\.\d+)?)\s*(?P<units>[A-Za-z]*)\s*$")
 TRACE_FILE = "chia-trace.json"
 SUMMARY_FILE = "chia-summary.txt"
+REPORT_FILE = "chia-report.html"
+REPORT_FILE = "chia-report.html"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,10 @@ def _write_profile(log_path: str, directory: Path, progress: Callable[[str], Non
     trace_path.write_text(json.dumps(export.chrome_trace(data)), encoding="utf-8")
     summary = export.format_summary(export.summarize(data))
     (directory / SUMMARY_FILE).write_text(summary + "\n", encoding="utf-8")
-    progress(f"profile: {len(data.calls)} calls; trace {trace_path} (open in https://ui.perfetto.dev)")
+    report_path = report.write_report(data, directory / REPORT_FILE)
+    progress(
+        f"profile: {len(data.calls)} calls; trace {trace_path} (open in https://ui.perfetto.dev); report {report_path}"
+    )
     click.echo(summary, err=True)
 
 

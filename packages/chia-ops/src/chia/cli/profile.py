@@ -1,4 +1,4 @@
-"""``chia profile``: export and summarize profiles, from a log or from the live collector.
+"""``chia profile``: export, summarize, report and compare profiles, from a log or from the live collector.
 
 Stable. Owns the ``profile`` command group. Each sub-command reads its
 profile through :func:`_profile_document` (a log file or directory offline,
@@ -18,7 +18,7 @@ import click
 import ray
 
 from chia.cli._cluster import RAY_TIMEOUT_S, address_option, connected, find_named_actor, progress
-from chia.trace import export, profiler
+from chia.trace import compare, export, profiler, report
 
 __all__ = ["profile"]
 
@@ -80,10 +80,54 @@ def profile_export(source: Path | None, fmt: str, output: str, address: str | No
 @address_option
 @_namespace_option
 def profile_summary(source: Path | None, as_json: bool, address: str | None, namespace: str | None) -> None:
-    """Per-function table: calls, total, p50, p95, queue time, nodes."""
+    """Per-function and mode table: calls, total, p50, p95, queue time, failures (times in ms, as in --json)."""
     rows = _profile_document(source, "json", address, namespace)["summary"]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    summaries = [export.FunctionSummary(**{**row, "nodes": tuple(row["nodes"])}) for row in rows]
+    summaries = [export.FunctionSummary.from_json(row) for row in rows]
     click.echo(export.format_summary(summaries) if summaries else "no calls recorded")
+
+
+def _load(source: Path) -> export.ProfileData:
+    try:
+        data = export.load_profile(source)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    progress(f"read {len(data.calls)} calls from {source}")
+    return data
+
+
+_log_argument = click.Path(exists=True, path_type=Path)
+
+
+@profile.command("report")
+@click.argument("source", type=_log_argument)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="chia-report.html",
+    show_default=True,
+    help="HTML file to write.",
+)
+@click.option("--baseline", type=_log_argument, help="A run (log or directory) to compare with.")
+@click.option("--title", help="The page's title (default: the session ids).")
+def profile_report(source: Path, output: Path, baseline: Path | None, title: str | None) -> None:
+    """Write a self-contained HTML report of SOURCE (a profile log or its directory); prints its path."""
+    data = _load(source)
+    base = _load(baseline) if baseline is not None else None
+    click.echo(report.write_report(data, output, baseline=base, title=title))
+
+
+@profile.command("compare")
+@click.argument("a", type=_log_argument)
+@click.argument("b", type=_log_argument)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON (times in ms, as in the table).")
+def profile_compare(a: Path, b: Path, as_json: bool) -> None:
+    """Per function and mode: calls, p50 and p95 of run A and run B, and B/A (logs or directories)."""
+    rows = compare.compare(_load(a), _load(b))
+    if as_json:
+        click.echo(json.dumps(compare.comparison_document(rows), indent=2))
+        return
+    click.echo(compare.format_comparison(rows) if rows else "no calls recorded in either run")

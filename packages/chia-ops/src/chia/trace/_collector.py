@@ -1,22 +1,30 @@
 """The collector actor: receives batches of profile rows and spills them to disk.
 
-Owns the JSON-lines log of one profiling session. The actor holds no events in
-memory beyond the batch it is writing (plus the file's write buffer), so a run
-of millions of calls costs disk, not head-node memory. Export reads the log
+Owns one profiling session: its log (written by :class:`chia.trace._logfile.LogWriter`),
+the facts of the run in the log's header, and the optional TensorBoard mirror
+of the metrics. The actor holds no events in memory beyond the batch it is
+writing (plus the file's write buffer and the log's bounded value table), so a
+run of millions of calls costs disk, not head-node memory. Export reads the log
 back (see :mod:`chia.trace.export`).
 """
 
 from __future__ import annotations
 
-import json
+import importlib.metadata
 import os
+import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import ray
 
 from chia.trace import _wire, export
+from chia.trace._logfile import LogWriter
+from chia.trace._tensorboard import MetricMirror
+
+ray_nodes: Callable[[], list[dict[str, Any]]] = ray.nodes  # untyped in Ray; its documented type
 
 MAX_TRACKED_CALLS = 1_000_000
 """Bound on remembered in-flight task ids (what stop_collector waits for), so memory stays bounded."""
@@ -30,11 +38,11 @@ class ProfileCollectorActor:
     in batches with fire-and-forget ``record`` calls.
     """
 
-    def __init__(self, log_dir: str, session: str, namespace: str | None) -> None:
+    def __init__(self, log_dir: str, session: str, namespace: str | None, tensorboard_dir: str | None = None) -> None:
         directory = Path(log_dir)
         directory.mkdir(parents=True, exist_ok=True)
         self._path = directory / f"chia-profile-{session}.jsonl"
-        self._file: TextIO = self._path.open("a", encoding="utf-8", buffering=1 << 20)
+        self._mirror = MetricMirror(tensorboard_dir) if tensorboard_dir is not None else None
         self._session = session
         self._namespace = namespace
         self._started = time.time()
@@ -44,23 +52,18 @@ class ProfileCollectorActor:
         self._unreported: set[str] = set()
         self._ran_first: set[str] = set()
         self._head_node = ray.get_runtime_context().get_node_id()
-        self._encoder = json.JSONEncoder(separators=(",", ":"), default=repr)
-        header = {"kind": "session", "session": session, "ts": self._started, "head_node": self._head_node}
-        self._file.write(json.dumps(header) + "\n")
+        header = {"session": session, "ts": self._started, "head_node": self._head_node, **_run_facts()}
+        self._log = LogWriter(self._path, header)
 
     def record(self, process: dict[str, Any], rows: list[tuple[Any, ...]], dropped: int) -> None:
         """Append a batch of wire rows from one process; ``dropped`` rows were lost there."""
-        encode = self._encoder.encode
-        lines = []
         for row in rows:
             self._track(row)
-            lines.append(encode(_wire.record(row, process)))
-        lines.append("")
-        self._file.write("\n".join(lines))
+        self._log.write(process, rows, dropped)
+        if self._mirror is not None:
+            self._mirror.write([row for row in rows if row[0] == _wire.METRIC])
         self._records += len(rows)
-        if dropped:
-            self._dropped += dropped
-            self._file.write(json.dumps({"kind": "dropped", "count": dropped, "ts": time.time(), **process}) + "\n")
+        self._dropped += dropped
         self._last_received = time.time()
 
     def _track(self, row: tuple[Any, ...]) -> None:
@@ -87,7 +90,7 @@ class ProfileCollectorActor:
         Session, log path, head node, row counts, seconds since the last batch
         and calls submitted but not yet reported run.
         """
-        self._file.flush()
+        self._log.flush()
         return {
             "session": self._session,
             "namespace": self._namespace,
@@ -103,11 +106,38 @@ class ProfileCollectorActor:
 
     def export(self, fmt: str) -> Any:
         """The session's profile rendered as ``fmt`` (see :func:`chia.trace.export.render`)."""
-        self._file.flush()
+        self._log.flush()
         return export.render(export.load_profile(self._path), fmt)
 
     def close(self) -> str:
-        """Flush and close the log; returns its path."""
-        if not self._file.closed:
-            self._file.close()
+        """Flush and close the log (and the TensorBoard mirror); returns the log's path."""
+        self._log.close()
+        if self._mirror is not None:
+            self._mirror.close()
         return str(self._path)
+
+
+_DISTRIBUTIONS = ("chia", "chia-ops", "chia-dispatch", "chia-bypass-cache", "chia-placement", "chia-tools")
+
+
+def _run_facts() -> dict[str, Any]:
+    """Where and with what the run happens: the head's host, versions, the cluster's size."""
+    versions = {}
+    for name in _DISTRIBUTIONS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    nodes = [node for node in ray_nodes() if node.get("Alive")]
+    totals: dict[str, float] = {}
+    for node in nodes:
+        for resource, amount in node.get("Resources", {}).items():
+            if resource in ("CPU", "GPU") or not (resource.startswith("node:") or "memory" in resource):
+                totals[resource] = totals.get(resource, 0.0) + float(amount)
+    return {
+        "host": socket.gethostname(),
+        "ray": ray.__version__,
+        "versions": versions,
+        "nodes": len(nodes),
+        "resources": totals,
+    }

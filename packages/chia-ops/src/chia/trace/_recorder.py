@@ -31,7 +31,7 @@ import ray
 
 from chia.base import dispatch_hooks
 from chia.base.dispatch_hooks import CallInfo, DispatchCall
-from chia.trace._wire import EVENT, RUN, SUBMIT
+from chia.trace._wire import EVENT, METRIC, RUN, SUBMIT
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,8 @@ class Recorder:
             deps,
             ids[-1] if ids else None,
             _UNSUBMITTED,
+            call.args,
+            call.kwargs,
         ]
 
         def submitted(ref: Any) -> None:
@@ -189,12 +191,17 @@ class Recorder:
                     error,
                     info.context,
                     caller,
+                    None if info.remote else info,
                 )
             )
 
     def log_event(self, name: str, fields: dict[str, Any]) -> None:
         self.ensure_started()
         self._push((EVENT, name, time.time(), fields, self.current_call_id()))
+
+    def log_metric(self, name: str, value: float, step: int | None) -> None:
+        self.ensure_started()
+        self._push((METRIC, name, time.time(), value, step, self.current_call_id()))
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -373,14 +380,45 @@ def _json_safe(fields: dict[str, Any]) -> Any:
     return json.loads(json.dumps(fields, default=repr))
 
 
+_ARGS_SUMMARY_LIMIT = 120
+_SHOWN_BY_VALUE = (bool, int, float, type(None))
+
+
+def _describe(value: Any) -> str:
+    """One argument, in a few characters: numbers by value, everything else by type and size.
+
+    Strings and containers are never shown by value, so a secret passed as an
+    argument does not land in the profile.
+    """
+    if isinstance(value, _SHOWN_BY_VALUE):
+        text = f"{value:.6g}" if isinstance(value, float) else repr(value)
+        return text if len(text) <= 24 else type(value).__name__
+    if isinstance(value, ray.ObjectRef):
+        return "ref"
+    if isinstance(value, str | bytes | bytearray | list | tuple | dict | set | frozenset):
+        return f"{type(value).__name__}[{len(value)}]"
+    return type(value).__name__
+
+
+def args_summary(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
+    """``"str[12], dict[3], 4, hang=str[0]"``: what a call was given, bounded; None with no arguments."""
+    if not args and not kwargs:
+        return None
+    parts = [_describe(value) for value in args]
+    parts.extend(f"{name}={_describe(value)}" for name, value in kwargs.items())
+    text = ", ".join(parts)
+    return text if len(text) <= _ARGS_SUMMARY_LIMIT else text[: _ARGS_SUMMARY_LIMIT - 3] + "..."
+
+
 def _to_wire(row: Sequence[Any], resources: _ResourceCache) -> tuple[Any, ...]:
     kind = row[0]
     if kind == SUBMIT:
-        _, call_id, qualname, tag, ts, options, deps, caller, task = row
+        _, call_id, qualname, tag, ts, options, deps, caller, task, args, kwargs = row
         task_id = None if task is None or task is _UNSUBMITTED else task.hex()
-        return (SUBMIT, call_id, qualname, tag, ts, resources(options), deps, caller, task_id)
+        summary = args_summary(args, kwargs)
+        return (SUBMIT, call_id, qualname, tag, ts, resources(options), deps, caller, task_id, summary)
     if kind == RUN:
-        _, call_id, qualname, tag, start, end, task_id, remote, replaced, error, context, caller = row
+        _, call_id, qualname, tag, start, end, task_id, remote, replaced, error, context, caller, local = row
         return (
             RUN,
             call_id,
@@ -395,7 +433,10 @@ def _to_wire(row: Sequence[Any], resources: _ResourceCache) -> tuple[Any, ...]:
             bool(context.get("cache.write")),
             error,
             caller,
+            None if local is None else args_summary(local.args, local.kwargs),
         )
+    if kind == METRIC:
+        return tuple(row)
     _, name, ts, fields, call_id = row
     return (EVENT, name, ts, _json_safe(fields), call_id)
 

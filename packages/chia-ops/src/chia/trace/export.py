@@ -1,7 +1,9 @@
 """Reading a profile log back: call records, Chrome traces and per-function summaries.
 
-Owns the interpretation of the JSON-lines logs the collector writes. Needs no
-cluster: point :func:`load_profile` at a log file or a ``log_dir``.
+Owns the interpretation of the logs the collector writes (both on-disk
+formats, see :mod:`chia.trace._logfile`). Needs no cluster: point
+:func:`load_profile` at a log file or a ``log_dir``. Durations in documents
+and tables are milliseconds, and every key or column says so (``p50_ms``).
 
 Example::
 
@@ -14,33 +16,47 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chia.trace._logfile import read_records
+
 __all__ = [
+    "CANCEL_ERRORS",
     "FORMATS",
+    "MODES",
+    "SUMMARY_COLUMNS",
     "CallRecord",
+    "CallStats",
     "FunctionSummary",
     "LoggedEvent",
+    "MetricPoint",
     "ProfileData",
+    "SessionFacts",
     "chrome_trace",
     "format_summary",
+    "format_table",
     "load_profile",
     "profile_document",
     "render",
     "summarize",
+    "summary_document",
 ]
 
 FORMATS = ("chrome", "json")
 """Export formats understood by :func:`render` (and ``chia profile export --format``)."""
 
+MODES = ("real", "cached", "replayed")
+"""How a call that ran ran: for real, for real and written to the cache, or replayed by a bypass provider."""
+
+CANCEL_ERRORS = frozenset({"TaskCancelledError", "CancelledError", "KeyboardInterrupt"})
+"""Exception types that mean a call was cancelled (``chia_cancel``, ``ray.cancel``) rather than failed."""
+
 _LOG_GLOB = "chia-profile-*.jsonl"
-_KINDS = ("session", "submit", "run", "event", "dropped")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +70,8 @@ class CallRecord:
     submitted for) the call; the submission and the run of a remote call are
     matched by it. ``deps`` are the call ids whose ObjectRefs were passed as
     top-level arguments; ``caller`` is the call this one was dispatched or
-    called from.
+    called from. ``args`` summarizes the arguments by type and size (numbers
+    by value; never the text of strings).
     """
 
     call_id: int
@@ -77,6 +94,23 @@ class CallRecord:
     resources: Mapping[str, float] = field(default_factory=dict)
     submit_node: str | None = None
     submit_worker: str | None = None
+    args: str | None = None
+
+    @property
+    def mode(self) -> str:
+        """One of :data:`MODES`: ``replayed`` (bypassed), ``cached`` (written to the cache) or ``real``."""
+        if self.bypassed:
+            return "replayed"
+        return "cached" if self.cache_write else "real"
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``failed`` (raised), ``cancelled`` (see :data:`CANCEL_ERRORS`) or ``unfinished`` (never reported a finish)."""
+        if self.started is None or self.finished is None:
+            return "unfinished"
+        if self.error is None:
+            return "ok"
+        return "cancelled" if self.error in CANCEL_ERRORS else "failed"
 
     @property
     def duration(self) -> float | None:
@@ -107,6 +141,39 @@ class LoggedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricPoint:
+    """A scalar from :func:`chia.trace.profiler.log_metric`. Experimental."""
+
+    name: str
+    value: float
+    step: int | None
+    ts: float
+    call_id: int | None
+    node: str | None
+    worker: str | None
+    pid: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFacts:
+    """When, where and with what a profiling session ran (from its log's header). Experimental.
+
+    ``versions`` maps the chia distributions installed on the head node to
+    their versions; ``nodes`` and ``resources`` are the cluster's size when
+    the collector started (None and empty in logs of the first format).
+    """
+
+    session: str
+    started: float
+    head_node: str
+    host: str | None = None
+    ray_version: str | None = None
+    versions: Mapping[str, str] = field(default_factory=dict)
+    nodes: int | None = None
+    resources: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileData:
     """Everything one or more profile logs recorded. Experimental."""
 
@@ -116,6 +183,69 @@ class ProfileData:
     drivers: frozenset[str]
     sessions: tuple[str, ...]
     dropped: int
+    metrics: tuple[MetricPoint, ...] = ()
+    facts: tuple[SessionFacts, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CallStats:
+    """Run times of one function's calls of one mode (see :data:`MODES`). Experimental.
+
+    Durations in seconds; percentiles are nearest-rank and None with no
+    calls; ``queue_p50`` is the median submit-to-start delay of the remote
+    ones. ``failed`` and ``cancelled`` count the calls that raised.
+    """
+
+    count: int = 0
+    total: float = 0.0
+    p50: float | None = None
+    p95: float | None = None
+    queue_p50: float | None = None
+    failed: int = 0
+    cancelled: int = 0
+
+    @classmethod
+    def of(cls, calls: Sequence[CallRecord]) -> CallStats:
+        """The statistics of ``calls`` (those that ran)."""
+        durations = sorted(d for d in (call.duration for call in calls) if d is not None)
+        queues = sorted(q for q in (call.queue_time for call in calls) if q is not None)
+        return cls(
+            count=len(durations),
+            total=sum(durations),
+            p50=_percentile(durations, 0.5) if durations else None,
+            p95=_percentile(durations, 0.95) if durations else None,
+            queue_p50=_percentile(queues, 0.5) if queues else None,
+            failed=sum(call.status == "failed" for call in calls),
+            cancelled=sum(call.status == "cancelled" for call in calls),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The statistics with durations in milliseconds (``p50_ms``...)."""
+        return {
+            "calls": self.count,
+            "total_ms": _ms(self.total),
+            "p50_ms": _ms(self.p50),
+            "p95_ms": _ms(self.p95),
+            "queue_p50_ms": _ms(self.queue_p50),
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+        }
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any]) -> CallStats:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            row["calls"],
+            _seconds(row["total_ms"]) or 0.0,
+            _seconds(row["p50_ms"]),
+            _seconds(row["p95_ms"]),
+            _seconds(row["queue_p50_ms"]),
+            row["failed"],
+            row["cancelled"],
+        )
+
+
+_NO_CALLS = CallStats()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +253,12 @@ class FunctionSummary:
     """Per-function totals over the calls that ran. Experimental.
 
     ``count`` counts calls whose body ran; ``unfinished`` those submitted but
-    never seen running. Durations in seconds; ``queue_p50`` is the median
-    submit-to-start delay of remote calls (None with no remote calls).
+    never seen running. Durations in seconds. ``total``, ``p50``, ``p95`` and
+    ``queue_p50`` (the median submit-to-start delay of remote calls, None
+    with none) are over every call that ran, real and replayed alike;
+    ``real``, ``cached`` and ``replayed`` keep the three apart (see
+    :data:`MODES`), which is what the table and the report show.
+    ``errors`` counts calls that raised, ``cancelled`` of them were cancelled.
     """
 
     function: str
@@ -137,6 +271,60 @@ class FunctionSummary:
     bypassed: int
     errors: int
     unfinished: int
+    cancelled: int = 0
+    real: CallStats = _NO_CALLS
+    cached: CallStats = _NO_CALLS
+    replayed: CallStats = _NO_CALLS
+
+    def by_mode(self) -> dict[str, CallStats]:
+        """``{"real": ..., "cached": ..., "replayed": ...}``."""
+        return {"real": self.real, "cached": self.cached, "replayed": self.replayed}
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as a JSON object, durations in milliseconds (``total_ms``, ``p50_ms``...)."""
+        return {
+            "function": self.function,
+            "calls": self.count,
+            "total_ms": _ms(self.total),
+            "p50_ms": _ms(self.p50),
+            "p95_ms": _ms(self.p95),
+            "queue_p50_ms": _ms(self.queue_p50),
+            "nodes": list(self.nodes),
+            "bypassed": self.bypassed,
+            "errors": self.errors,
+            "cancelled": self.cancelled,
+            "unfinished": self.unfinished,
+            **{mode: stats.to_json() for mode, stats in self.by_mode().items()},
+        }
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any]) -> FunctionSummary:
+        """Inverse of :meth:`to_json` (what ``chia profile summary`` gets from a live collector)."""
+        return cls(
+            function=row["function"],
+            count=row["calls"],
+            total=_seconds(row["total_ms"]) or 0.0,
+            p50=_seconds(row["p50_ms"]) or 0.0,
+            p95=_seconds(row["p95_ms"]) or 0.0,
+            queue_p50=_seconds(row["queue_p50_ms"]),
+            nodes=tuple(row["nodes"]),
+            bypassed=row["bypassed"],
+            errors=row["errors"],
+            unfinished=row["unfinished"],
+            cancelled=row["cancelled"],
+            real=CallStats.from_json(row["real"]),
+            cached=CallStats.from_json(row["cached"]),
+            replayed=CallStats.from_json(row["replayed"]),
+        )
+
+
+def _ms(seconds: float | None) -> float | None:
+    """Seconds as milliseconds rounded to the microsecond (None stays None)."""
+    return None if seconds is None else round(seconds * 1e3, 3)
+
+
+def _seconds(milliseconds: float | None) -> float | None:
+    return None if milliseconds is None else milliseconds / 1e3
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -153,22 +341,17 @@ def _log_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _records(files: Sequence[Path]) -> Iterator[dict[str, Any]]:
-    for file in files:
-        with file.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(
-                        f"{file}:{number}: not a JSON line ({exc.msg}); is this a chia profile log?"
-                    ) from exc
-                kind = record.get("kind") if isinstance(record, dict) else None
-                if kind not in _KINDS:
-                    raise ValueError(f"{file}:{number}: unknown record kind {kind!r}; expected one of {_KINDS}")
-                yield record
+def _session_facts(header: Mapping[str, Any]) -> SessionFacts:
+    return SessionFacts(
+        session=header["session"],
+        started=header["ts"],
+        head_node=header["head_node"],
+        host=header.get("host"),
+        ray_version=header.get("ray"),
+        versions=header.get("versions") or {},
+        nodes=header.get("nodes"),
+        resources=header.get("resources") or {},
+    )
 
 
 def load_profile(path: str | Path) -> ProfileData:
@@ -180,11 +363,13 @@ def load_profile(path: str | Path) -> ProfileData:
     submits: dict[int, dict[str, Any]] = {}
     runs: dict[int, dict[str, Any]] = {}
     events: list[LoggedEvent] = []
+    metrics: list[MetricPoint] = []
     heads: set[str] = set()
     drivers: set[str] = set()
-    sessions: list[str] = []
+    facts: list[SessionFacts] = []
     dropped = 0
-    for record in _records(_log_files(Path(path))):
+    records = (record for file in _log_files(Path(path)) for record in read_records(file))
+    for record in records:
         kind = record["kind"]
         if kind == "submit":
             submits[record["id"]] = record
@@ -202,8 +387,21 @@ def load_profile(path: str | Path) -> ProfileData:
                     record.get("pid"),
                 )
             )
+        elif kind == "metric":
+            metrics.append(
+                MetricPoint(
+                    record["name"],
+                    record["value"],
+                    record.get("step"),
+                    record["ts"],
+                    record.get("call"),
+                    record.get("node"),
+                    record.get("worker"),
+                    record.get("pid"),
+                )
+            )
         elif kind == "session":
-            sessions.append(record["session"])
+            facts.append(_session_facts(record))
             heads.add(record["head_node"])
         else:
             dropped += int(record["count"])
@@ -219,7 +417,17 @@ def load_profile(path: str | Path) -> ProfileData:
     calls = [_call_record(call_id, submit, run, call_by_task) for call_id, (submit, run) in joined.items()]
     calls.sort(key=lambda call: call.started or call.submitted or 0.0)
     events.sort(key=lambda event: event.ts)
-    return ProfileData(tuple(calls), tuple(events), frozenset(heads), frozenset(drivers), tuple(sessions), dropped)
+    metrics.sort(key=lambda point: point.ts)
+    return ProfileData(
+        tuple(calls),
+        tuple(events),
+        frozenset(heads),
+        frozenset(drivers),
+        tuple(fact.session for fact in facts),
+        dropped,
+        tuple(metrics),
+        tuple(facts),
+    )
 
 
 def _join(
@@ -273,6 +481,7 @@ def _call_record(
         resources=submit.get("resources", {}),
         submit_node=submit.get("node"),
         submit_worker=submit.get("worker"),
+        args=submit.get("args") or run.get("args"),
     )
 
 
@@ -281,6 +490,8 @@ def _call_record(
 
 def _slice_args(call: CallRecord) -> dict[str, Any]:
     args: dict[str, Any] = {"call_id": call.call_id, "function": call.function, "tag": call.tag}
+    if call.args is not None:
+        args["args"] = call.args
     if call.queue_time is not None:
         args["queue_ms"] = round(call.queue_time * 1e3, 3)
     if call.resources:
@@ -335,7 +546,7 @@ def chrome_trace(data: ProfileData) -> dict[str, Any]:
     flow_ids = iter(range(1, 1 << 62))
     for call in ran:
         assert call.started is not None
-        for dep in call.deps:
+        for dep in dict.fromkeys(call.deps):  # one arrow per producer, however many of its refs were passed
             producer = by_id.get(dep)
             if producer is None or producer.started is None or producer.finished is None:
                 continue
@@ -440,71 +651,121 @@ def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
 
 
 def summarize(data: ProfileData) -> list[FunctionSummary]:
-    """Per-function count, total, p50, p95, queue time and nodes; slowest total first. Experimental."""
+    """Per-function counts, times per mode, queue time and nodes; slowest total first. Experimental."""
     grouped: dict[str, list[CallRecord]] = defaultdict(list)
     for call in data.calls:
         grouped[call.function].append(call)
     rows = []
     for function, calls in grouped.items():
-        durations = sorted(d for d in (call.duration for call in calls) if d is not None)
-        queues = sorted(q for q in (call.queue_time for call in calls) if q is not None)
+        ran = [call for call in calls if call.duration is not None]
+        overall = CallStats.of(ran)
+        modes = {mode: CallStats.of([call for call in ran if call.mode == mode]) for mode in MODES}
         rows.append(
             FunctionSummary(
                 function=function,
-                count=len(durations),
-                total=sum(durations),
-                p50=_percentile(durations, 0.5) if durations else 0.0,
-                p95=_percentile(durations, 0.95) if durations else 0.0,
-                queue_p50=_percentile(queues, 0.5) if queues else None,
+                count=overall.count,
+                total=overall.total,
+                p50=overall.p50 or 0.0,
+                p95=overall.p95 or 0.0,
+                queue_p50=overall.queue_p50,
                 nodes=tuple(sorted({call.node for call in calls if call.node})),
                 bypassed=sum(call.bypassed for call in calls),
                 errors=sum(call.error is not None for call in calls),
-                unfinished=sum(call.duration is None for call in calls),
+                unfinished=len(calls) - len(ran),
+                cancelled=overall.cancelled,
+                real=modes["real"],
+                cached=modes["cached"],
+                replayed=modes["replayed"],
             )
         )
     rows.sort(key=lambda row: (-row.total, row.function))
     return rows
 
 
-def format_summary(rows: Sequence[FunctionSummary]) -> str:
-    """The summary as an aligned text table (times in ms). Experimental."""
-    header = ("function", "calls", "total ms", "p50 ms", "p95 ms", "queue p50 ms", "nodes", "bypassed", "errors")
-    table = [header]
-    for row in rows:
-        queue = "-" if row.queue_p50 is None else f"{row.queue_p50 * 1e3:.2f}"
-        calls = str(row.count) + (f" (+{row.unfinished} unfinished)" if row.unfinished else "")
-        table.append(
-            (
-                row.function,
-                calls,
-                f"{row.total * 1e3:.1f}",
-                f"{row.p50 * 1e3:.2f}",
-                f"{row.p95 * 1e3:.2f}",
-                queue,
-                str(len(row.nodes)),
-                str(row.bypassed),
-                str(row.errors),
-            )
-        )
+SUMMARY_COLUMNS = (
+    "function",
+    "mode",
+    "calls",
+    "total ms",
+    "p50 ms",
+    "p95 ms",
+    "queue p50 ms",
+    "failed",
+    "cancelled",
+    "nodes",
+)
+"""Columns of :func:`format_summary`'s table."""
+
+
+def _milliseconds(seconds: float | None, digits: int = 2) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.{digits}f}"
+
+
+def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """An aligned text table: the first column left-aligned, the others right-aligned. Experimental."""
+    table = [tuple(header), *(tuple(row) for row in rows)]
     widths = [max(len(line[column]) for line in table) for column in range(len(header))]
     lines = []
     for line in table:
         cells = [line[0].ljust(widths[0])] + [
-            cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=False)
+            cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)
         ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
+def format_summary(rows: Sequence[FunctionSummary]) -> str:
+    """The summary as an aligned text table, times in ms (see :data:`SUMMARY_COLUMNS`). Experimental.
+
+    One line per function and mode it ran in (``real``, ``cached``,
+    ``replayed``; see :data:`MODES`), so replayed calls never blend into the
+    percentiles of real ones, and an ``unfinished`` line for calls submitted
+    but never seen finishing.
+    """
+    table = []
+    for row in rows:
+        nodes = str(len(row.nodes))
+        for mode, stats in row.by_mode().items():
+            if stats.count:
+                table.append(
+                    (
+                        row.function,
+                        mode,
+                        str(stats.count),
+                        _milliseconds(stats.total, 1),
+                        _milliseconds(stats.p50),
+                        _milliseconds(stats.p95),
+                        _milliseconds(stats.queue_p50),
+                        str(stats.failed),
+                        str(stats.cancelled),
+                        nodes,
+                    )
+                )
+        if row.unfinished:
+            table.append((row.function, "unfinished", str(row.unfinished), "-", "-", "-", "-", "-", "-", nodes))
+    return format_table(SUMMARY_COLUMNS, table)
+
+
+def summary_document(rows: Sequence[FunctionSummary]) -> list[dict[str, Any]]:
+    """The summary rows as JSON objects, durations in ms (see :meth:`FunctionSummary.to_json`). Experimental."""
+    return [row.to_json() for row in rows]
+
+
 def profile_document(data: ProfileData) -> dict[str, Any]:
-    """The profile as plain JSON: calls, events and the per-function summary. Experimental."""
+    """The profile as plain JSON: calls, events, metrics and the per-function summary. Experimental.
+
+    Call and event times are Unix seconds (as recorded); the summary's
+    durations are milliseconds, named ``*_ms``.
+    """
     return {
         "sessions": list(data.sessions),
         "head_nodes": sorted(data.head_nodes),
         "dropped_rows": data.dropped,
+        "facts": [_plain(asdict(fact)) for fact in data.facts],
         "calls": [_plain(asdict(call)) for call in data.calls],
         "events": [_plain(asdict(event)) for event in data.events],
-        "summary": [_plain(asdict(row)) for row in summarize(data)],
+        "metrics": [_plain(asdict(point)) for point in data.metrics],
+        "summary": summary_document(summarize(data)),
     }
 
 

@@ -16,6 +16,7 @@ Example::
     profiler.start_collector(log_dir="/tmp/profile")
     ...                                   # chia_remote / get as usual
     profiler.log_event("epoch_done", epoch=3)
+    profiler.log_metric("best_cost", 41.5, step=3)
     log = profiler.stop_collector()       # waits for the last batches
     print(export.format_summary(export.summarize(export.load_profile(log))))
 """
@@ -23,11 +24,12 @@ Example::
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,9 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from chia.trace import _recorder
-from chia.trace._collector import ProfileCollectorActor
+from chia.trace._collector import ProfileCollectorActor, ray_nodes
 from chia.trace._recorder import Recorder, Session
+from chia.trace._tensorboard import require_tensorboard
 
 __all__ = [
     "COLLECTOR_NAME",
@@ -47,6 +50,7 @@ __all__ = [
     "get_collector",
     "get_profiler",
     "log_event",
+    "log_metric",
     "start_collector",
     "stop_collector",
 ]
@@ -104,13 +108,12 @@ class _DriverSession:
 
 
 _lock = threading.Lock()
-_ray_nodes: Callable[[], list[dict[str, Any]]] = ray.nodes  # untyped in Ray; its documented type
 _driver: _DriverSession | None = None
 _actor_class: Any = None
 
 
 def _head_node_id() -> str:
-    for node in _ray_nodes():
+    for node in ray_nodes():
         if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {}):
             node_id: str = node["NodeID"]
             return node_id
@@ -124,7 +127,7 @@ def _find(namespace: str | None) -> Any:
         return None
 
 
-def _create(log_dir: str, namespace: str | None) -> Any:
+def _create(log_dir: str, namespace: str | None, tensorboard_dir: str | None) -> Any:
     global _actor_class
     if _actor_class is None:
         _actor_class = ray.remote(ProfileCollectorActor)
@@ -138,10 +141,12 @@ def _create(log_dir: str, namespace: str | None) -> Any:
         get_if_exists=True,
         num_cpus=0,
         scheduling_strategy=strategy,
-    ).remote(log_dir, uuid.uuid4().hex[:12], namespace)
+    ).remote(log_dir, uuid.uuid4().hex[:12], namespace, tensorboard_dir)
 
 
-def start_collector(log_dir: str | Path | None = None, namespace: str | None = None) -> Any:
+def start_collector(
+    log_dir: str | Path | None = None, namespace: str | None = None, *, tensorboard_dir: str | Path | None = None
+) -> Any:
     """Start (or attach to) the profile collector and profile this process's calls. Experimental.
 
     Call on the driver after ``ray.init()``. Idempotent: a second call
@@ -154,11 +159,17 @@ def start_collector(log_dir: str | Path | None = None, namespace: str | None = N
     dies with this driver (the log stays on disk). ``chia profile export``
     finds a collector in any namespace.
 
+    ``tensorboard_dir`` (on the head node) also receives every
+    :func:`log_metric` scalar as a TensorBoard event file; it needs the
+    ``chia-ops[tensorboard]`` extra (ImportError naming it otherwise).
+
     Returns the collector's Ray actor handle.
     """
     global _driver
     if not ray.is_initialized():
         raise RuntimeError("start_collector() needs a Ray connection: call ray.init() first")
+    if tensorboard_dir is not None:
+        require_tensorboard()
     directory = str(log_dir) if log_dir is not None else DEFAULT_LOG_DIR
     with _lock:
         if _driver is not None:
@@ -173,7 +184,8 @@ def start_collector(log_dir: str | Path | None = None, namespace: str | None = N
                     "profile collector already running with log_dir %r; ignoring %r", _driver.log_dir, directory
                 )
             return _driver.handle
-        handle = _find(namespace) or _create(directory, namespace)
+        mirror = str(tensorboard_dir) if tensorboard_dir is not None else None
+        handle = _find(namespace) or _create(directory, namespace, mirror)
         info = ray.get(handle.info.remote())
         session = Session(COLLECTOR_NAME, namespace, info["session"])
         recorder = _recorder.recorder_for(session, is_driver=True)
@@ -264,3 +276,32 @@ def log_event(name: str, **fields: Any) -> None:
     recorder = _recorder.active
     if recorder is not None:
         recorder.log_event(name, fields)
+
+
+def log_metric(name: str, value: float, step: int | None = None) -> None:
+    """Record a scalar (e.g. the best cost so far) in the profile, from the loop or a task. Experimental.
+
+    The report plots each name over ``step`` (when every point of it has
+    one) or over time; a collector started with ``tensorboard_dir`` mirrors
+    it to TensorBoard. A no-op when this process records nothing. Raises
+    ValueError for an empty or non-str ``name``, TypeError for a ``value``
+    that is not a real number or a ``step`` that is not an int.
+
+    Example::
+
+        for iteration in range(10):
+            best = min(best, evaluate(iteration))
+            log_metric("best_cost", best, step=iteration)
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"log_metric name must be a non-empty str, got {name!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"log_metric({name!r}): value must be a real number (int or float), got {value!r}")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
+        raise TypeError(f"log_metric({name!r}): step must be an int or None, got {step!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"log_metric({name!r}): value must be finite, got {value!r}")
+    recorder = _recorder.active
+    if recorder is not None:
+        recorder.log_metric(name, number, None if step is None else int(step))
