@@ -194,7 +194,7 @@ def test_replay_from_cache_one_call_runs_misses_for_real(cache: Any, write_yaml:
     assert get(expensive.options(_chia_tag="r0").chia_remote(999)) == recorded  # the cached value, not a run
     assert ray.get(cache.stats.remote())["writes"] == writes  # a replay is not written back
     fresh = get(expensive.options(_chia_tag="r1").chia_remote(2))
-    assert fresh == {"x": 2, "node": cluster.node_b_id}
+    assert fresh == {"x": 2, "node": cluster.node_ids["node_b"]}
     assert read(cache, "r1") == (True, fresh)
 
 

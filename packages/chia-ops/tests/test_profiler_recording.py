@@ -154,7 +154,7 @@ def test_metrics_from_the_loop_and_from_tasks(data: export.ProfileData, cluster:
     assert sorted(point.value for point in produced) == [10.0, 20.0, 40.0]
     remote = {call.call_id: call for call in calls_of(data, "produce") if call.remote}
     in_tasks = [(point, remote[point.call_id]) for point in produced if point.call_id in remote]
-    assert len(in_tasks) == 2 and {point.node for point, _ in in_tasks} == {cluster.head_node}
+    assert len(in_tasks) == 2 and {point.node for point, _ in in_tasks} == {cluster.node_ids["head"]}
     assert all(point.step is None and point.worker == call.worker for point, call in in_tasks)
 
 
