@@ -204,7 +204,11 @@ def test_the_store_class_is_a_ray_actor_class_taking_defaults_as_keywords(
         num_parallel=2, persist_path="a knob, not a path", stage="warmup"
     )
     assert query_kv(handle, "num_parallel") == 2
-    assert ray.get(handle.items.remote()) == {"num_parallel": 2, "persist_path": "a knob, not a path", "stage": "warmup"}
+    assert ray.get(handle.items.remote()) == {
+        "num_parallel": 2,
+        "persist_path": "a knob, not a path",
+        "stage": "warmup",
+    }
     attached: Any = attach_kv_store(name, namespace)
     assert ray.get(attached.set.remote("num_parallel", 6)) == 6
     assert main(["--name", name, "--namespace", namespace, "--get", "num_parallel"]) == 0
