@@ -124,6 +124,50 @@ def test_members_follow_a_given_placement_group_which_the_node_never_removes(clu
         ray.util.remove_placement_group(pg)
 
 
+def test_bundle_index_minus_one_uses_any_bundle_of_a_given_placement_group(cluster: Any, caplog: Any) -> None:
+    # Issue 13 point 15: Ray's "any bundle" index is accepted, as in chialoops.
+    pg = ray.util.placement_group([{"CPU": 1, "node_a": 0.5}, {"CPU": 1, "node_b": 0.5}], strategy="SPREAD")
+    ray.get(pg.ready())
+    try:
+        with caplog.at_level(logging.WARNING, logger="chia.base.colocated"):
+            node = BuildNode(placement_group=pg, bundle_index=-1)
+        assert "BuildNode.heavy_build demands {'CPU': 2}, which does not fit any bundle" in caplog.text
+        strategy = node.task_options["scheduling_strategy"]
+        assert strategy.placement_group == pg and strategy.placement_group_bundle_index == -1
+        landed = set(get([node.checkout.chia_remote(i) for i in range(DISPATCHES)]))
+        assert landed <= {cluster.node_ids["node_a"], cluster.node_ids["node_b"]} and landed
+        with pytest.raises(ValueError, match="does not fit any bundle"):
+            node.heavy_build.chia_remote(1)
+        assert node.heavy_build.options(num_cpus=1).chia_remote_blocking(1) in {
+            cluster.node_ids["node_a"],
+            cluster.node_ids["node_b"],
+        }
+    finally:
+        ray.util.remove_placement_group(pg)
+
+
+def test_closing_a_node_given_a_placement_group_leaves_it_working(cluster: Any) -> None:
+    # Issue 13 point 15: close() only releases what the node reserved; a given group keeps pinning.
+    pg = ray.util.placement_group([{"CPU": 1, "node_b": 0.5}])
+    ray.get(pg.ready())
+    try:
+        node = SimulatorNode("given", placement_group=pg)
+        node.close()
+        strategy = node.task_options["scheduling_strategy"]
+        assert node.placement_group == pg and strategy.placement_group == pg
+        assert strategy.placement_group_bundle_index == 0
+        assert set(get([node.checkout.chia_remote(i) for i in range(DISPATCHES)])) == {cluster.node_ids["node_b"]}
+        assert _pg_state(pg) == "CREATED"
+        unpinned = SimulatorNode("unpinned", require_colocated=False)
+        unpinned.close()
+        assert unpinned.task_options == {} and unpinned.checkout.chia_remote_blocking(1) in {
+            cluster.node_ids["node_a"],
+            cluster.node_ids["node_b"],
+        }
+    finally:
+        ray.util.remove_placement_group(pg)
+
+
 def test_a_self_reserved_placement_group_is_released_on_close_and_the_node_stops_pinning(cluster: Any) -> None:
     node = SimulatorNode("closing", reserve_bundle={"CPU": 1, "node_b": 0.1})
     pg = node.placement_group
@@ -240,8 +284,8 @@ def test_a_pickled_copy_pins_like_the_original_but_never_owns(cluster: Any) -> N
     ("arguments", "error", "message"),
     [
         ({"pg_strategy": "TIGHT"}, ValueError, "pg_strategy must be one of PACK, SPREAD, STRICT_PACK, STRICT_SPREAD"),
-        ({"bundle_index": 1}, ValueError, "bundle_index must be 0"),
-        ({"bundle_index": -1}, ValueError, "bundle_index must be an int >= 0"),
+        ({"bundle_index": 1}, ValueError, r"bundle_index must be 0 \(or -1\)"),
+        ({"bundle_index": -2}, ValueError, "bundle_index must be an int >= 0, or -1 for any bundle"),
         ({"reserve_bundle": {"CPU": 0}}, ValueError, "reserves nothing"),
         ({"reserve_bundle": {"CPU": -1}}, ValueError, "asks for -1 of resource 'CPU'"),
         ({"reserve_bundle": {"CPU": 1}, "require_colocated": False}, ValueError, "reserve_bundle=.* only applies"),
@@ -261,7 +305,9 @@ def test_bad_arguments_are_refused_before_anything_is_reserved(
 def test_a_given_bundle_index_out_of_range_names_the_valid_range(cluster: Any) -> None:
     pg = ray.util.placement_group([{"CPU": 0.1}])
     try:
-        with pytest.raises(ValueError, match=r"bundle_index=3 is out of range.*has 1 bundle\(s\) \(valid: 0..0\)"):
+        with pytest.raises(
+            ValueError, match=r"bundle_index=3 is out of range.*has 1 bundle\(s\) \(valid: 0..0, or -1 for any bundle\)"
+        ):
             SimulatorNode("out-of-range", placement_group=pg, bundle_index=3)
         assert _pg_state(pg) != "REMOVED"
     finally:
@@ -312,10 +358,22 @@ def test_pinned_fn_layers_options_over_its_pinning_and_keeps_resource_demands(cl
         ray.util.remove_placement_group(pg)
 
 
+def test_pinned_fn_accepts_resource_options_with_its_pinning(cluster: Any) -> None:
+    # Issue 13 point 16: chialoops users pass num_cpus alongside the strategy.
+    pg = ray.util.placement_group([{"CPU": 1, "node_b": 0.5}])
+    ray.get(pg.ready())
+    try:
+        strategy = PlacementGroupSchedulingStrategy(pg, 0)
+        pinned = PinnedChiaFn(heavy_build, {"scheduling_strategy": strategy, "num_cpus": 0.5})
+        assert pinned.chia_options["num_cpus"] == 0.5 and heavy_build.chia_options["num_cpus"] == 2
+        assert pinned.chia_remote_blocking(1) == cluster.node_ids["node_b"]  # 2 CPUs would not fit the 1-CPU bundle
+    finally:
+        ray.util.remove_placement_group(pg)
+
+
 @pytest.mark.parametrize(
     ("fn", "options", "error", "message"),
     [
-        (checkout, {"num_cpus": 4}, ValueError, r"would change its resource demands \(\['num_cpus'\]\)"),
         (checkout, {"_chia_tag": "t"}, ValueError, "must not contain '_chia_tag'"),
         (checkout, {"scheduling_strategy": 42}, ValueError, "invalid Ray options"),
         (len, {}, TypeError, "PinnedChiaFn needs a @ChiaFunction"),

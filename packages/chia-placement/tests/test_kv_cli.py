@@ -20,7 +20,7 @@ def test_an_operator_sets_and_reads_a_knob_of_a_running_pipeline(
 
     done = run_cli("--name", name, "--namespace", namespace, "--address", cluster.address, "--set", "num_parallel", "4")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("num_parallel = 4  (version ")
+    assert done.stdout == "num_parallel = 4\n"  # as in chialoops: key = repr(value)
     assert query_kv(pipeline_store, "num_parallel") == 4  # an int, not "4"
 
     read = run_cli(
@@ -79,7 +79,7 @@ def test_values_are_parsed_as_literals_or_kept_as_text(
     store, name, namespace = literal_store
     assert main(["--name", name, "--namespace", namespace, "--set", "knob", text]) == 0
     assert query_kv(store, "knob", default="unset") == value
-    assert capsys.readouterr().out.startswith(f"knob = {value!r}  (version ")
+    assert capsys.readouterr().out == f"knob = {value!r}\n"
 
 
 def test_a_stale_versioned_set_is_refused_with_the_current_value(
@@ -106,7 +106,7 @@ def test_get_delete_and_list_report_missing_keys_and_empty_stores(
     args = ["--name", name, "--namespace", namespace]
 
     assert main([*args, "--get", "stage"]) == 0
-    assert capsys.readouterr().out == "'warmup'\n"
+    assert capsys.readouterr().out == "warmup\n"  # the bare value, as in chialoops
     assert main([*args, "--delete", "stage"]) == 0
     assert capsys.readouterr().out == "deleted stage\n"
     assert main([*args, "--get", "stage"]) == 1
@@ -124,9 +124,57 @@ def test_get_delete_and_list_report_missing_keys_and_empty_stores(
         ["--name", "n", "--namespace", "ns"],
         ["--name", "n", "--namespace", "ns", "--get", "a", "--list"],
         ["--name", "n", "--namespace", "ns", "--get", "a", "--if-version", "3"],
-        ["--namespace", "ns", "--list"],
+        ["--name", "", "--namespace", "ns", "--list"],
+        ["--name", "n", "--namespace", "ns", "--get", "a", "--show-version"],
     ],
 )
 def test_usage_errors_exit_with_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_set_prints_its_version_when_asked_or_when_compare_and_setting(
+    kv_name: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, namespace = kv_name
+    store: Any = get_or_create_kv_store(name, namespace, num_parallel=2)
+    args = ["--name", name, "--namespace", namespace]
+    assert main([*args, "--set", "stage", "sweep", "--show-version"]) == 0
+    version = ray.get(store.get_versioned.remote("stage"))[1]
+    assert capsys.readouterr().out == f"stage = 'sweep'  (version {version})\n"
+    assert main([*args, "--set", "stage", "done", "--if-version", str(version)]) == 0
+    assert capsys.readouterr().out == f"stage = 'done'  (version {version + 1})\n"
+
+
+def test_a_versioned_set_of_a_key_never_set_says_it_is_not_set(
+    kv_name: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 15: not "is at version 0 (value None) ... someone changed it".
+    name, namespace = kv_name
+    store: Any = get_or_create_kv_store(name, namespace)
+    assert main(["--name", name, "--namespace", namespace, "--set", "fresh", "1", "--if-version", "3"]) == 1
+    error = capsys.readouterr().err
+    assert f"key 'fresh' is not set in KV store '{name}'" in error and "--if-version 0" in error
+    assert "someone changed it" not in error and "is at version 0" not in error
+    assert ray.get(store.get_versioned.remote("fresh")) == (None, 0)
+
+
+def test_the_namespace_defaults_to_the_only_store_with_that_name(
+    kv_name: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, namespace = kv_name
+    get_or_create_kv_store(name, namespace, num_parallel=2)
+    assert main(["--name", name, "--get", "num_parallel"]) == 0
+    assert capsys.readouterr().out == "2\n"
+    twin: Any = get_or_create_kv_store(name, namespace + "-twin", num_parallel=3)
+    try:
+        assert main(["--name", name, "--get", "num_parallel"]) == 2
+        error = capsys.readouterr().err
+        assert f"2 KV stores on the cluster match --name {name}: pass one of" in error
+        assert f"--name {name} --namespace {namespace};" in error and f"--namespace {namespace}-twin" in error
+        assert main(["--get", "num_parallel"]) == 2  # several stores and no name: the choices are listed
+        assert f"--name {name} --namespace {namespace}-twin" in capsys.readouterr().err
+    finally:
+        ray.kill(twin)
+    assert main(["--name", "no-such-store-anywhere", "--list"]) == 1
+    assert "no KV store on the cluster matches --name no-such-store-anywhere" in capsys.readouterr().err

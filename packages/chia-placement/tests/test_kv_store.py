@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import ray
 
-from chia.base.chia_kv_store import attach_kv_store, get_or_create_kv_store, query_kv
+from chia.base.chia_kv_store import ChiaKVStore, attach_kv_store, get_or_create_kv_store, main, query_kv
 from chia_testing import wait_until
 
 # query_kv must come back within its timeout; anything near this bound means it blocked.
@@ -149,7 +149,8 @@ def test_query_kv_on_a_serialization_error_returns_the_default(kv_name: tuple[st
             self.lock = threading.Lock()
 
     store: Any = get_or_create_kv_store(*kv_name)
-    ray.get(store.set.remote("unreturnable", GrowsALock()))
+    # cas, not set: set returns the value, which cannot be sent back either.
+    assert ray.get(store.cas.remote("unreturnable", 0, GrowsALock()))[0] is True
     assert query_kv(store, "unreturnable", default="fallback", timeout=20) == "fallback"
     assert query_kv(store, threading.Lock(), default="bad key", timeout=20) == "bad key"  # type: ignore[arg-type]
 
@@ -158,8 +159,9 @@ def test_actor_methods_cover_reads_writes_and_deletes(kv_name: tuple[str, str]) 
     store: Any = get_or_create_kv_store(*kv_name, a=1)
     assert ray.get(store.get.remote("a")) == 1
     assert ray.get(store.get.remote("b", "none")) == "none"
-    version_b = ray.get(store.set.remote("b", [1, 2]))
-    assert ray.get(store.get_versioned.remote("b")) == ([1, 2], version_b)
+    assert ray.get(store.set.remote("b", [1, 2])) == [1, 2]  # set returns the value, as in chialoops
+    value_b, version_b = ray.get(store.get_versioned.remote("b"))
+    assert value_b == [1, 2] and version_b > ray.get(store.get_versioned.remote("a"))[1]
     assert ray.get(store.get_versioned.remote("zzz")) == (None, 0)
     assert ray.get(store.items.remote()) == {"a": 1, "b": [1, 2]}
     assert ray.get(store.delete.remote("a")) is True
@@ -187,7 +189,35 @@ def test_compare_and_set_lets_only_one_of_two_operators_win(kv_name: tuple[str, 
 
 def test_a_deleted_and_recreated_key_never_reuses_a_version(kv_name: tuple[str, str]) -> None:
     store: Any = get_or_create_kv_store(*kv_name)
-    old = ray.get(store.set.remote("k", 1))
+    ray.get(store.set.remote("k", 1))
+    old = ray.get(store.get_versioned.remote("k"))[1]
     ray.get(store.delete.remote("k"))
     ray.get(store.set.remote("k", 1))
     assert ray.get(store.cas.remote("k", old, 2)) == (False, ray.get(store.get_versioned.remote("k"))[1])
+
+
+def test_the_store_class_is_a_ray_actor_class_taking_defaults_as_keywords(
+    kv_name: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 13 point 17: chialoops users create the actor themselves.
+    name, namespace = kv_name
+    handle: Any = ChiaKVStore.options(name=name, namespace=namespace, lifetime="detached").remote(
+        num_parallel=2, persist_path="a knob, not a path", stage="warmup"
+    )
+    assert query_kv(handle, "num_parallel") == 2
+    assert ray.get(handle.items.remote()) == {
+        "num_parallel": 2,
+        "persist_path": "a knob, not a path",
+        "stage": "warmup",
+    }
+    attached: Any = attach_kv_store(name, namespace)
+    assert ray.get(attached.set.remote("num_parallel", 6)) == 6
+    assert main(["--name", name, "--namespace", namespace, "--get", "num_parallel"]) == 0
+    assert capsys.readouterr().out == "6\n"
+
+
+@pytest.mark.parametrize("not_a_handle", ["my_pipeline_knobs", 42, {"name": "knobs"}])
+def test_query_kv_given_something_that_is_not_a_handle_raises(cluster: Any, not_a_handle: Any) -> None:
+    # Issue 15: a store name where the handle belongs is a bug, not a missing key: no silent default.
+    with pytest.raises(TypeError, match=r"query_kv needs the store's actor handle, got .*attach_kv_store"):
+        query_kv(not_a_handle, "num_parallel", default=2)

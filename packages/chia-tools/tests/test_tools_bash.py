@@ -67,13 +67,25 @@ def test_bash_tool_lists_its_command_tool(bash: BashTool, mcp: MCP) -> None:
     assert schemas["sh_run_command"]["properties"] == {"command": {"type": "string"}}
 
 
-def test_bash_tool_returns_combined_output_in_work_dir(bash: BashTool, mcp: MCP, workdir: Path) -> None:
-    out = mcp.call(bash.url, "sh_run_command", {"command": "pwd; echo out; echo err >&2"})
-    assert out == f"{workdir}\nout\nerr\n"
+def test_bash_tool_returns_stdout_then_stderr_in_work_dir(bash: BashTool, mcp: MCP, workdir: Path) -> None:
+    # Issue 13 point 21, chialoops' layout: stdout; then "STDERR:" and stderr; then the exit code if not 0.
+    out = mcp.call(bash.url, "sh_run_command", {"command": "pwd; echo err >&2; echo out"})
+    assert out == f"{workdir}\nout\nSTDERR:\nerr\n"
+    assert mcp.call(bash.url, "sh_run_command", {"command": "echo only-out"}) == "only-out\n"
+    assert mcp.call(bash.url, "sh_run_command", {"command": "printf e >&2"}) == "STDERR:\ne"
 
 
-def test_bash_tool_reports_a_failing_exit_code(bash: BashTool, mcp: MCP) -> None:
-    assert mcp.call(bash.url, "sh_run_command", {"command": "echo no; exit 7"}) == "no\n[exit code: 7]"
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("echo no; exit 7", "no\n[exit code: 7]"),
+        ("echo no; echo why >&2; exit 3", "no\nSTDERR:\nwhy\n[exit code: 3]"),
+        ("printf partial; exit 1", "partial\n[exit code: 1]"),
+        ("exit 2", "[exit code: 2]"),
+    ],
+)
+def test_bash_tool_reports_a_failing_exit_code_last(bash: BashTool, mcp: MCP, command: str, expected: str) -> None:
+    assert mcp.call(bash.url, "sh_run_command", {"command": command}) == expected
 
 
 def test_bash_timeout_kills_the_whole_process_group(bash: BashTool, mcp: MCP, workdir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import pickle
 import socket
 from typing import Any
@@ -193,20 +194,53 @@ def test_tool_url_is_resolved_for_the_reading_node(monkeypatch: pytest.MonkeyPat
         tool.stop()
 
 
-def test_tool_names_are_validated() -> None:
-    for bad in ["", "a/b", "with space", "-lead", "x" * 49]:
-        with pytest.raises(ValueError, match="invalid tool name"):
-            EchoSetup(bad)
+@pytest.mark.parametrize("bad", ["", "a/b", "with space", "comma,name", "é", "x" * 129, None])
+def test_tool_names_outside_the_mcp_rule_are_refused_quoting_it(bad: Any) -> None:
+    with pytest.raises(ValueError, match=r"invalid ChiaTool name .*: MCP tool names \(specification 2025-11-25"):
+        EchoSetup(bad)
 
 
-def test_post_init_twice_is_refused() -> None:
+def test_path_only_names_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"URL path segment /\.\./mcp"):
+        EchoSetup("..")
+
+
+def test_names_mcp_allows_are_served(mcp: MCP) -> None:
+    # Issue 13 point 20: dots and names longer than the old 48-character limit, as MCP allows.
+    name = "sim.gem5-" + "x" * 110  # 119 characters; its tool "<name>_echo" is 124
+    with in_process(ToolServerConfig(base_port=0)):
+        tool = EchoSetup(name)
+    try:
+        assert tool.url.endswith(f"/{name}/mcp")
+        assert mcp.call(tool.url, f"{name}_echo", {"text": "dotted"}) == "dotted"
+        with pytest.raises(ValueError, match=r"invalid MCP tool name '.*_too_long' \(136 characters\)"):
+            tool.mcp.add_tool(tool.echo, name=f"{name}_echo_is_too_long")
+    finally:
+        tool.stop()
+
+
+def test_post_init_twice_is_a_no_op() -> None:
+    # Issue 13 point 20: as in chialoops, the second call does nothing (no second server).
     class Twice(EchoExplicit):
         def __init__(self, name: str) -> None:
             super().__init__(name)
+            port = self.port
             super().__post_init__()
+            assert self.port == port
 
-    with in_process(ToolServerConfig(base_port=0)), pytest.raises(RuntimeError, match="already deployed"):
-        Twice("twice")
+    with in_process(ToolServerConfig(base_port=0)):
+        tool = Twice("twice")
+    try:
+        assert tool.tool_info == ToolInfo("twice", tool.port or 0, "")
+    finally:
+        tool.stop()
+
+
+def test_a_tool_exposes_tool_info_logger_and_logging_name(echo: EchoSetup) -> None:
+    assert echo.tool_info == echo.info and isinstance(echo.tool_info, ToolInfo) and echo.tool_info.name == "echo"
+    assert echo.logging_name == "chia.base.tools.ChiaTool.EchoSetup.echo"
+    assert echo.logger is logging.getLogger(echo.logging_name)
+    assert pickle.loads(pickle.dumps(echo)).logger is echo.logger
 
 
 def test_setup_on_top_of_an_explicit_init_is_refused_at_class_creation() -> None:
@@ -234,6 +268,7 @@ def test_unserved_tool_has_no_url() -> None:
         pass
 
     lazy = Lazy("lazy")
+    assert lazy.tool_info is None
     with pytest.raises(RuntimeError, match="not deployed"):
         _ = lazy.url
     assert repr(lazy) == "<Lazy 'lazy' not deployed>"

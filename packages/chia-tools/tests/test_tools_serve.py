@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -54,15 +56,86 @@ def test_in_process_applies_its_config_to_every_tool(mcp: MCP) -> None:
         two.stop()
 
 
-def test_command_line_rejects_bad_arguments() -> None:
-    with pytest.raises(SystemExit, match=r"module\.path:ClassName"):
-        main(["BashTool", "x"])
-    with pytest.raises(SystemExit, match="not a ChiaTool subclass"):
-        main(["os.path:join", "x"])
-    with pytest.raises(SystemExit, match="KEY=VALUE"):
-        main(["chia.base.tools.BashTool:BashTool", "x", "--arg", "novalue"])
-    with pytest.raises(SystemExit, match="without a bearer token"):
-        main(["chia.base.tools.BashTool:BashTool", "x", "--host", "0.0.0.0"])
+BASH = "chia.base.tools.BashTool:BashTool"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["BashTool", "x"], r"tool class 'BashTool' must look like module\.path:ClassName"),
+        (["os.path:join", "x"], "tool class 'os.path:join' is not a ChiaTool subclass"),
+        (["no_such_module_xyz:Tool", "x"], "cannot import no_such_module_xyz"),
+        (["chia.base.tools.BashTool:Nope", "x"], "chia.base.tools.BashTool has no attribute 'Nope'"),
+        ([BASH, "x", "--arg", "novalue"], "--arg 'novalue' must look like KEY=VALUE"),
+        (
+            [BASH, "x", "--arg", "workdir=/tmp"],
+            r"BashTool takes no argument --arg workdir=\.\.\. \(did you mean --arg work_dir=\.\.\.\?\); its --arg names: "
+            "work_dir, timeout_seconds",
+        ),
+        (
+            [BASH, "x", "--arg", "timeout_seconds=0"],
+            r"BashTool\('x', \.\.\.\) refused its arguments: timeout_seconds=0",
+        ),
+        ([BASH, "bad name"], r"BashTool\('bad name', \.\.\.\) refused its arguments: invalid ChiaTool name"),
+        ([BASH, "x", "--port", "70000"], r"argument --port: 70000 is outside 0\.\.65535"),
+        ([BASH, "x", "--find-free-port"], "--find-free-port needs --port"),
+        ([BASH, "x", "--port", "9000", "--max-tries", "3"], "--max-tries applies only with --find-free-port"),
+        (
+            [BASH, "x", "--host", "0.0.0.0"],
+            r"refusing to serve on non-loopback --host 0\.0\.0\.0 without a bearer token: put the token in "
+            r"\$CHIA_TOOL_TOKEN \(or in the variable named by --token-env NAME\), or pass --allow-unauthenticated",
+        ),
+    ],
+)
+def test_command_line_usage_errors_are_one_line_naming_the_option(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CHIA_TOOL_TOKEN", raising=False)
+    assert main(argv, prog="chia tools serve") == 2
+    error = capsys.readouterr().err
+    last_line = error.splitlines()[-1]
+    assert "Traceback" not in error and last_line.startswith("chia tools serve: error: ")
+    assert re.search(message, last_line), error
+    if not error.startswith("usage:"):  # argparse's own errors come after its usage lines
+        assert error.count("\n") == 1
+
+
+def _serve_command(*options: str) -> list[str]:
+    return [sys.executable, "-m", "chia.base.tools.serve", BASH, "busy", *options]
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        yield holder.getsockname()[1]
+
+
+def test_an_explicit_busy_port_fails_loudly_in_one_line(busy_port: int) -> None:
+    # Issue 15: no silent move to the next port, and no traceback.
+    done = subprocess.run(_serve_command("--port", str(busy_port)), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (
+        f"python -m chia.base.tools.serve: error: port {busy_port} on 127.0.0.1 is in use (--port {busy_port}); "
+        f"pass --port 0 for any free port, or --find-free-port to try the ports after {busy_port}\n"
+    )
+
+
+def test_find_free_port_moves_past_a_busy_port(busy_port: int) -> None:
+    proc = subprocess.Popen(
+        _serve_command("--port", str(busy_port), "--find-free-port", "--max-tries", "50"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        port = int(line.rsplit(":", 1)[1].split("/", 1)[0])
+        assert line.startswith("chia-tool busy serving at http://127.0.0.1:") and busy_port < port < busy_port + 50
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
 
 
 @pytest.fixture(scope="module")

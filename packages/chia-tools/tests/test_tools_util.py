@@ -77,3 +77,16 @@ def test_lifespan_names_servers_that_are_not_mounted() -> None:
 
     with pytest.raises(LookupError, match="forgotten"):
         asyncio.run(enter())
+
+
+@pytest.mark.parametrize("app", [Starlette(), object(), None])
+def test_a_lifespan_with_no_servers_works_with_any_app(app: Any) -> None:
+    # Issue 15: it used to read app.routes even with no servers to find.
+    entered = []
+
+    async def enter() -> None:
+        async with make_router_lifespan([])(app):
+            entered.append(True)
+
+    asyncio.run(enter())
+    assert entered == [True]

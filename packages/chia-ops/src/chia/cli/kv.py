@@ -64,8 +64,9 @@ def kv_get(ctx: click.Context, key: str, name: str, namespace: str, address: str
 def kv_set(
     ctx: click.Context, key: str, value: str, if_version: int | None, name: str, namespace: str, address: str | None
 ) -> None:
-    """Set KEY to VALUE and print its new version."""
-    action = ["--set", key, value] + (["--if-version", str(if_version)] if if_version is not None else [])
+    """Set KEY to VALUE and print `KEY = VALUE  (version N)`."""
+    action = ["--set", key, value, "--show-version"]
+    action += ["--if-version", str(if_version)] if if_version is not None else []
     _kv_main(ctx, name, namespace, address, action)
 
 

@@ -41,16 +41,14 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import ray
+from ray.actor import ActorHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from chia.base._placement.kv_file import KVSnapshot, load_snapshot, write_snapshot
-
-if TYPE_CHECKING:
-    from ray.actor import ActorHandle
 
 __all__ = ["ChiaKVStore", "attach_kv_store", "get_or_create_kv_store", "main", "query_kv"]
 
@@ -79,21 +77,25 @@ class _Missing:
 _MISSING = _Missing()
 
 
+@ray.remote
 class ChiaKVStore:
-    """The store actor: string keys, any picklable values, a version per key. Stable.
+    """The store actor class: string keys, any picklable values, a version per key. Stable.
 
-    Created by :func:`get_or_create_kv_store` (never directly); call its
-    methods through the handle, e.g. ``ray.get(handle.set.remote("k", 4))``.
-    Methods run one at a time, so a ``cas`` is atomic with respect to every
-    other call.
+    A Ray actor class (decorated with ``@ray.remote``), as in chialoops:
+    :func:`get_or_create_kv_store` creates it for you, detached and pinned to
+    the calling node, and a user may also create one directly with
+    ``ChiaKVStore.options(name=..., namespace=..., lifetime="detached").remote(**defaults)``
+    (defaults as keywords; names starting with ``_chia_`` are reserved). Call its methods through the handle, e.g.
+    ``ray.get(handle.set.remote("k", 4))``. Methods run one at a time, so a
+    ``cas`` is atomic with respect to every other call.
 
     * ``get(key, default=None)``: the value, or ``default`` if unset.
+    * ``set(key, value) -> value``: store ``value``; returns it, as in chialoops.
     * ``get_versioned(key) -> (value, version)``: ``(None, 0)`` if unset.
-    * ``set(key, value) -> version``: store and return the key's new version.
     * ``cas(key, expected_version, value) -> (applied, version)``: store only if
       the key is at ``expected_version`` (0: only if unset); returns whether it
       was applied and the key's version now (the new one, or the conflicting
-      one).
+      one: 0 when the key is not set).
     * ``delete(key) -> bool``: remove; False if it was not set.
     * ``items() -> dict``: every key and value.
     * ``entries() -> dict``: every key with its ``(value, version)``.
@@ -105,7 +107,21 @@ class ChiaKVStore:
     and the store is left unchanged.
     """
 
-    def __init__(self, defaults: Mapping[str, Any], persist_path: str | None = None) -> None:
+    if TYPE_CHECKING:
+        # What @ray.remote adds to the class; mypy ignores a class decorator's return type.
+        options: ClassVar[Callable[..., Any]]
+        remote: ClassVar[Callable[..., Any]]
+
+    def __init__(
+        self,
+        _chia_initial: Mapping[str, Any] | None = None,
+        _chia_persist_path: str | None = None,
+        **defaults: Any,
+    ) -> None:
+        # Knobs are keywords, as in chialoops; what get_or_create_kv_store adds goes under
+        # reserved _chia_ names (Ray binds actor arguments by name, so positional-only would not do).
+        defaults = {**(_chia_initial or {}), **defaults}
+        persist_path = _chia_persist_path
         self._persist_path = persist_path
         snapshot = load_snapshot(persist_path) if persist_path is not None else None
         self._entries: dict[str, tuple[Any, int]] = dict(snapshot.entries) if snapshot else {}
@@ -140,12 +156,10 @@ class ChiaKVStore:
         """``(value, version)`` of ``key``; ``(None, 0)`` when it was never set."""
         return self._entries.get(key, (None, 0))
 
-    def set(self, key: str, value: Any) -> int:
-        """Store ``value`` under ``key``; returns the new version."""
-        _check_key(key)
-        revision = self._revision + 1
-        self._commit({**self._entries, key: (value, revision)}, revision)
-        return revision
+    def set(self, key: str, value: Any) -> Any:
+        """Store ``value`` under ``key``; returns the value stored (its version: ``get_versioned``)."""
+        self._store(key, value)
+        return value
 
     def cas(self, key: str, expected_version: int, value: Any) -> tuple[bool, int]:
         """Compare-and-set: store only if ``key`` is at ``expected_version``; returns ``(stored, version)``."""
@@ -157,7 +171,7 @@ class ChiaKVStore:
         current = self._entries.get(key, (None, 0))[1]
         if current != expected_version:
             return False, current
-        return True, self.set(key, value)
+        return True, self._store(key, value)
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; returns whether it was set."""
@@ -176,6 +190,13 @@ class ChiaKVStore:
         """Every key with its ``(value, version)``."""
         return dict(self._entries)
 
+    def _store(self, key: str, value: Any) -> int:
+        """Store ``value`` under ``key`` with a new version; returns that version."""
+        _check_key(key)
+        revision = self._revision + 1
+        self._commit({**self._entries, key: (value, revision)}, revision)
+        return revision
+
     def _commit(self, entries: dict[str, tuple[Any, int]], revision: int) -> None:
         # Persist first: a write that cannot reach the disk must not take effect.
         if self._persist_path is not None:
@@ -187,9 +208,6 @@ class ChiaKVStore:
 def _check_key(key: object) -> None:
     if type(key) is not str:
         raise TypeError(f"KV store keys must be str, got {key!r} ({type(key).__name__})")
-
-
-_StoreActor = ray.remote(ChiaKVStore)
 
 
 def _check_store_name(name: object, namespace: object) -> None:
@@ -251,7 +269,7 @@ def get_or_create_kv_store(
         # The actor runs on this node and reads the same file: refuse a bad one here, with a plain error.
         load_snapshot(path)
     node_id = ray.get_runtime_context().get_node_id()
-    handle: Any = _StoreActor.options(
+    handle: Any = ChiaKVStore.options(
         name=name,
         namespace=namespace,
         lifetime="detached",
@@ -294,7 +312,9 @@ def query_kv(handle: ActorHandle[ChiaKVStore] | None, key: str, default: Any = N
 
     Intended for hot loops that must not wedge on a broken actor: a missing
     key, a ``None`` handle, a dead or hung actor, a serialization error or any
-    other failure returns ``default``.
+    other failure returns ``default``. Something that is not a handle at all
+    (e.g. the store's name) is a mistake in the code, not a failure of the
+    store, so it raises ``TypeError`` instead of hiding behind the default.
 
     Args:
         handle: the handle returned by :func:`get_or_create_kv_store` or
@@ -305,9 +325,22 @@ def query_kv(handle: ActorHandle[ChiaKVStore] | None, key: str, default: Any = N
 
     Returns:
         The stored value, or ``default``.
+
+    Raises:
+        TypeError: ``handle`` is neither an actor handle nor ``None``.
     """
     if handle is None:
         return default
+    if not isinstance(handle, ActorHandle):
+        raise TypeError(
+            f"query_kv needs the store's actor handle, got {handle!r} ({type(handle).__name__}); "
+            + (
+                f"to read the store named {handle!r}, pass attach_kv_store({handle!r}, namespace) "
+                "or the handle get_or_create_kv_store returned"
+                if isinstance(handle, str)
+                else "pass the handle get_or_create_kv_store or attach_kv_store returned"
+            )
+        )
     actor: Any = handle
     try:
         value = ray.get(actor._query.remote(key), timeout=timeout)
@@ -335,21 +368,28 @@ def _parse_literal(text: str) -> Any:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m chia.base.chia_kv_store",
-        description="Read and adjust the knobs of a running chia pipeline's KV store.",
+        description=(
+            "Read and adjust the knobs of a running chia pipeline's KV store. The documented way is "
+            "`chia kv get|set|list|delete` (chia-ops with the [kv] extra), which runs this same program; "
+            "this module form is kept for scripts written for chialoops."
+        ),
         epilog=(
             "VALUE is parsed as a Python or JSON literal (4, 0.5, true, None, [1, 2], {'a': 1}) and kept as "
-            "a string otherwise. Exit codes: 0 ok, 1 store error (no such store, key not set, version "
-            "conflict), 2 usage error, 3 no reachable Ray cluster."
+            "a string otherwise. Without --name/--namespace the store is looked up on the cluster: the only KV "
+            "store there (or the only one with that name). Exit codes: 0 ok, 1 store error (no such store, key "
+            "not set, version conflict), 2 usage error, 3 no reachable Ray cluster."
         ),
     )
-    parser.add_argument("--name", required=True, help="the store's Ray actor name")
-    parser.add_argument("--namespace", required=True, help="the store's Ray namespace")
+    parser.add_argument("--name", help="the store's Ray actor name (default: the only KV store on the cluster)")
+    parser.add_argument(
+        "--namespace", help="the store's Ray namespace (default: the namespace of the only store with that name)"
+    )
     parser.add_argument(
         "--address",
         help="Ray cluster address (default: $RAY_ADDRESS, else the cluster started on this machine)",
     )
     action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--set", nargs=2, metavar=("KEY", "VALUE"), help="set KEY to VALUE")
+    action.add_argument("--set", nargs=2, metavar=("KEY", "VALUE"), help="set KEY to VALUE; prints KEY = VALUE")
     action.add_argument("--get", metavar="KEY", help="print the value of KEY")
     action.add_argument("--delete", metavar="KEY", help="remove KEY")
     action.add_argument("--list", action="store_true", help="print every key with its value and version")
@@ -359,7 +399,49 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="with --set: apply only if KEY is still at version N (0: only if KEY is unset); see --list",
     )
+    parser.add_argument(
+        "--show-version",
+        action="store_true",
+        help="with --set: also print KEY's new version (always printed with --if-version)",
+    )
     return parser
+
+
+def _find_stores(name: str | None, namespace: str | None) -> list[tuple[str, str]]:
+    """``(name, namespace)`` of every live KV store actor matching what the operator gave."""
+    found = []
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        actor_name, actor_namespace = actor["name"], actor["namespace"]
+        if (name is not None and actor_name != name) or (namespace is not None and actor_namespace != namespace):
+            continue
+        try:
+            handle = ray.get_actor(actor_name, namespace=actor_namespace)
+        except ValueError:  # gone since it was listed
+            continue
+        # A KV store handle knows these methods; any other actor's handle raises AttributeError.
+        if all(hasattr(handle, method) for method in ("get_versioned", "cas", "entries")):
+            found.append((actor_name, actor_namespace))
+    return sorted(found)
+
+
+def _resolve_store(name: str | None, namespace: str | None) -> tuple[str, str] | tuple[int, str]:
+    """The store to use, or ``(exit code, error message)`` when the defaults do not pick exactly one."""
+    if name is not None and namespace is not None:
+        return name, namespace
+    stores = _find_stores(name, namespace)
+    if len(stores) == 1:
+        return stores[0]
+    wanted = " ".join(f"--{flag} {value}" for flag, value in (("name", name), ("namespace", namespace)) if value)
+    if not stores:
+        return EXIT_STORE_ERROR, (
+            f"no KV store on the cluster{' matches ' + wanted if wanted else ''}; a pipeline creates one with "
+            "get_or_create_kv_store(name, namespace, ...)"
+        )
+    choices = "; ".join(f"--name {store_name} --namespace {store_namespace}" for store_name, store_namespace in stores)
+    return (
+        EXIT_USAGE,
+        f"{len(stores)} KV stores on the cluster{' match ' + wanted if wanted else ''}: pass one of {choices}",
+    )
 
 
 def _unreachable(address: str) -> str | None:
@@ -374,7 +456,7 @@ def _unreachable(address: str) -> str | None:
     return None
 
 
-def _connect(address: str | None, namespace: str) -> str | None:
+def _connect(address: str | None, namespace: str | None) -> str | None:
     """Connect this process to the cluster; an error message if that is impossible."""
     target = address or os.environ.get("RAY_ADDRESS") or "auto"
     problem = _unreachable(target)
@@ -387,31 +469,42 @@ def _connect(address: str | None, namespace: str) -> str | None:
     return None
 
 
-def _format_entry(key: str, value: Any, version: int) -> str:
-    return f"{key} = {value!r}  (version {version})"
+def _format_entry(key: str, value: Any, version: int | None = None) -> str:
+    return f"{key} = {value!r}" + ("" if version is None else f"  (version {version})")
 
 
-def _run_set(store: Any, where: str, key: str, value: Any, if_version: int | None) -> int:
+def _run_set(store: Any, where: str, key: str, value: Any, if_version: int | None, show_version: bool) -> int:
     if if_version is None:
-        version = ray.get(store.set.remote(key, value))
+        if show_version:
+            version: int | None = ray.get(store._store.remote(key, value))
+        else:
+            value, version = ray.get(store.set.remote(key, value)), None
+        print(_format_entry(key, value, version))
+        return EXIT_OK
+    applied, version = ray.get(store.cas.remote(key, if_version, value))
+    if applied:
+        print(_format_entry(key, value, version))
+        return EXIT_OK
+    if version == 0:
+        print(
+            f"error: key {key!r} is not set in {where}, so it is not at version {if_version}; "
+            "create it with --if-version 0 (only while it is still unset) or set it without --if-version",
+            file=sys.stderr,
+        )
     else:
-        applied, version = ray.get(store.cas.remote(key, if_version, value))
-        if not applied:
-            current, _ = ray.get(store.get_versioned.remote(key))
-            print(
-                f"error: {key!r} in {where} is at version {version} (value {current!r}), not "
-                f"{if_version}: someone changed it; re-read it with --get/--list and retry",
-                file=sys.stderr,
-            )
-            return EXIT_STORE_ERROR
-    print(_format_entry(key, value, version))
-    return EXIT_OK
+        current, _ = ray.get(store.get_versioned.remote(key))
+        print(
+            f"error: {key!r} in {where} is at version {version} (value {current!r}), not "
+            f"{if_version}: someone changed it; re-read it (chia kv list) and retry with its new version",
+            file=sys.stderr,
+        )
+    return EXIT_STORE_ERROR
 
 
-def _run(args: argparse.Namespace) -> int:
-    where = f"KV store {args.name!r} (namespace {args.namespace!r})"
+def _run(args: argparse.Namespace, name: str, namespace: str) -> int:
+    where = f"KV store {name!r} (namespace {namespace!r})"
     try:
-        store: Any = attach_kv_store(args.name, args.namespace)
+        store: Any = attach_kv_store(name, namespace)
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STORE_ERROR
@@ -421,9 +514,10 @@ def _run(args: argparse.Namespace) -> int:
             if version == 0:
                 print(f"error: key {args.get!r} is not set in {where}", file=sys.stderr)
                 return EXIT_STORE_ERROR
-            print(repr(value))
+            print(value)
         elif args.set is not None:
-            return _run_set(store, where, args.set[0], _parse_literal(args.set[1]), args.if_version)
+            key, text = args.set
+            return _run_set(store, where, key, _parse_literal(text), args.if_version, args.show_version)
         elif args.delete is not None:
             if not ray.get(store.delete.remote(args.delete)):
                 print(f"error: key {args.delete!r} is not set in {where}", file=sys.stderr)
@@ -450,23 +544,35 @@ def main(argv: list[str] | None = None) -> int:
 
     ::
 
-        python -m chia.base.chia_kv_store --name N --namespace NS --set KEY VALUE [--if-version V]
-        python -m chia.base.chia_kv_store --name N --namespace NS --get KEY
-        python -m chia.base.chia_kv_store --name N --namespace NS --delete KEY
-        python -m chia.base.chia_kv_store --name N --namespace NS --list [--address ADDR]
+        python -m chia.base.chia_kv_store [--name N] [--namespace NS] --set KEY VALUE [--if-version V]
+        python -m chia.base.chia_kv_store [--name N] [--namespace NS] --get KEY
+        python -m chia.base.chia_kv_store [--name N] [--namespace NS] --delete KEY
+        python -m chia.base.chia_kv_store [--name N] [--namespace NS] --list [--address ADDR]
 
+    The documented way is ``chia kv get|set|list|delete`` (chia-ops), which
+    runs this function; the module form is kept for chialoops scripts.
     Connects to ``--address``, else ``$RAY_ADDRESS``, else the cluster
     started on this machine; a process already connected to Ray (e.g. the
-    ``chia`` CLI) reuses its connection. ``--get`` prints the value as a
-    Python literal; ``--set`` and ``--list`` print ``key = value  (version
-    N)``. Errors go to stderr with exit code 1 (no such store, key not set,
-    version conflict), 2 (usage) or 3 (no reachable cluster).
+    ``chia`` CLI) reuses its connection. Without ``--name``/``--namespace``
+    the store is looked up on the cluster (the only KV store, or the only
+    one with that name; several is a usage error listing them). As in
+    chialoops, ``--get`` prints the bare value and ``--set`` prints ``key =
+    value`` (the value's repr); ``--set`` adds ``(version N)`` with
+    ``--if-version`` or ``--show-version``, and ``--list`` prints ``key =
+    value  (version N)`` per key. Errors go to stderr with exit code 1 (no
+    such store, key not set, version conflict), 2 (usage) or 3 (no reachable
+    cluster).
     """
     parser = _parser()
     try:
         args = parser.parse_args(argv)
         if args.if_version is not None and args.set is None:
             parser.error("--if-version only applies to --set")
+        if args.show_version and args.set is None:
+            parser.error("--show-version only applies to --set")
+        for flag, value in (("--name", args.name), ("--namespace", args.namespace)):
+            if value is not None and not value:
+                parser.error(f"{flag} must not be empty")
     except SystemExit as exit_request:  # --help, or a usage error argparse already reported
         code = exit_request.code
         return EXIT_OK if code is None else code if isinstance(code, int) else EXIT_USAGE
@@ -477,7 +583,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
             return EXIT_NO_CLUSTER
     try:
-        return _run(args)
+        resolved = _resolve_store(args.name, args.namespace)
+        if isinstance(resolved[0], int):
+            print(f"error: {resolved[1]}", file=sys.stderr)
+            return resolved[0]
+        return _run(args, str(resolved[0]), resolved[1])
     finally:
         if connected_here:
             ray.shutdown()

@@ -23,7 +23,6 @@ from ray.util.placement_group import placement_group as reserve_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from chia.base._placement.fit import (
-    RESOURCE_OPTIONS,
     bundle_shape,
     format_resources,
     missing_from_bundle,
@@ -42,6 +41,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _TAG_OPTION = "_chia_tag"
+# Ray's bundle index meaning "any bundle of the placement group".
+_ANY_BUNDLE = -1
 _PG_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 # With no pg_ready_timeout_s the wait is unbounded; it is cut into slices so a
 # stuck reservation is reported instead of hanging silently.
@@ -49,29 +50,35 @@ _READY_REPORT_EVERY_S = 60.0
 
 
 class _NodePin:
-    """Shared by a node and its members: the bundle they are pinned to and whether the node is closed."""
+    """Shared by a node and its members: the bundles they may use and whether the node stopped pinning.
 
-    __slots__ = ("bundle", "bundle_index", "closed", "owner")
+    ``bundles`` holds the one pinned bundle, or every bundle of the placement
+    group for ``bundle_index=-1`` (Ray then picks any bundle with room).
+    """
+
+    __slots__ = ("bundle_index", "bundles", "closed", "owner")
 
     def __init__(self, owner: str, bundle_index: int) -> None:
         self.owner = owner
-        self.bundle: dict[str, float] | None = None
+        self.bundles: list[dict[str, float]] | None = None
         self.bundle_index = bundle_index
         self.closed = False
 
     def misfit(self, member: str, options: Mapping[str, Any]) -> str | None:
-        """Why ``member`` submitted with ``options`` cannot run in the bundle, or None if it can."""
-        if self.bundle is None:
+        """Why ``member`` submitted with ``options`` cannot run in any allowed bundle, or None if it can."""
+        if self.bundles is None:
             return None
         demand = task_demand(options)
-        missing = missing_from_bundle(demand, self.bundle)
-        if not missing:
+        shortfalls = [missing_from_bundle(demand, bundle) for bundle in self.bundles]
+        if not all(shortfalls):
             return None
-        return (
-            f"{self.owner}.{member} demands {format_resources(demand)}, which does not fit bundle "
-            f"{self.bundle_index} {format_resources(self.bundle)} of its node's placement group "
-            f"(short of {format_resources(missing)})"
-        )
+        if len(self.bundles) == 1:
+            where = f"bundle {self.bundle_index} {format_resources(self.bundles[0])}"
+            short = f" (short of {format_resources(shortfalls[0])})"
+        else:
+            where = "any bundle " + ", ".join(format_resources(bundle) for bundle in self.bundles)
+            short = ""
+        return f"{self.owner}.{member} demands {format_resources(demand)}, which does not fit {where} of its node's placement group{short}"
 
     def check(self, member: str, misfit: str | None) -> None:
         if self.closed:
@@ -120,12 +127,13 @@ class _PinnedCall(Generic[P, R]):
 class PinnedChiaFn(Generic[P, R]):
     """A ``@ChiaFunction`` whose ``chia_remote`` is pre-pinned by scheduling options. Stable.
 
-    ``scheduling_opts`` are Ray options that decide *where* the function runs
-    (typically ``scheduling_strategy=PlacementGroupSchedulingStrategy(...)``);
-    options that change *what* it asks for (``num_cpus``, ``resources``, ...)
-    are refused: resource requirements are carried over unchanged from the
-    decorator. ``options(**overrides)`` layers further Ray options over the
-    pinning. With no scheduling opts it delegates to the raw function, so the
+    ``scheduling_opts`` are Ray options layered over the decorator's, usually
+    just the ones that decide *where* the function runs
+    (``scheduling_strategy=PlacementGroupSchedulingStrategy(...)``); any other
+    Ray option is accepted as well (``{"scheduling_strategy": s, "num_cpus":
+    0.5}``, as in chialoops) and applies to every pinned dispatch, while the
+    decorator's own options stay as they were for unpinned calls.
+    ``options(**overrides)`` layers further Ray options over the pinning. With no scheduling opts it delegates to the raw function, so the
     caller's own placement applies. Calling it runs the function locally,
     exactly as calling the raw function does::
 
@@ -145,12 +153,6 @@ class PinnedChiaFn(Generic[P, R]):
         if not isinstance(scheduling_opts, Mapping):
             raise TypeError(f"PinnedChiaFn scheduling_opts must be a mapping of Ray options, got {scheduling_opts!r}")
         opts = dict(scheduling_opts)
-        resource_shaping = sorted(RESOURCE_OPTIONS & opts.keys())
-        if resource_shaping:
-            raise ValueError(
-                f"PinnedChiaFn scheduling_opts for {fn!r} would change its resource demands ({resource_shaping}); "
-                "pinning only decides where it runs: pass resources with fn.options(...) or the decorator"
-            )
         if _TAG_OPTION in opts:
             raise ValueError(f"PinnedChiaFn scheduling_opts must not contain {_TAG_OPTION!r}; tag each call instead")
         self._fn = fn
@@ -217,8 +219,9 @@ class ColocatedNode:
 
     Placement is decided once at construction:
 
-    * ``placement_group`` given: pin members to ``bundle_index`` of it. The
-      node never removes a placement group it did not create.
+    * ``placement_group`` given: pin members to ``bundle_index`` of it (-1:
+      any of its bundles). The node never removes a placement group it did
+      not create, and closing it changes nothing.
     * none and ``require_colocated=True``: reserve a 1-bundle placement group
       of ``reserve_bundle`` (default ``_DEFAULT_BUNDLE``), owned and released
       by :meth:`close`, also when waiting for it times out or construction
@@ -249,7 +252,8 @@ class ColocatedNode:
         require_colocated: when no placement group is given, reserve one so
             all members co-locate. When False, leave placement to the caller.
         bundle_index: which bundle of the (given or reserved) placement group
-            to pin to; a reserved one has a single bundle, index 0.
+            to pin to; a reserved one has a single bundle, index 0. ``-1``
+            (as in Ray) lets each dispatch use any bundle with room.
         reserve_bundle: resource shape of a self-reserved bundle (default
             ``_DEFAULT_BUNDLE``). A bundle too small for some members is
             allowed: those members just cannot dispatch through this node.
@@ -306,7 +310,7 @@ class ColocatedNode:
         try:
             if placement_group is not None:
                 self._placement_group = placement_group
-                bundle: dict[str, float] | None = _given_bundle(owner, placement_group, bundle_index)
+                bundles: list[dict[str, float]] | None = _given_bundles(owner, placement_group, bundle_index)
             elif require_colocated:
                 bundle = bundle_shape(
                     self._DEFAULT_BUNDLE if reserve_bundle is None else reserve_bundle,
@@ -315,9 +319,10 @@ class ColocatedNode:
                 self._placement_group = self._reserve(bundle, pg_strategy)
                 if wait_for_pg:
                     self._wait_until_ready(bundle, pg_strategy, pg_ready_timeout_s)
+                bundles = [bundle]
             else:
-                bundle = None
-            self._pin.bundle = bundle
+                bundles = None
+            self._pin.bundles = bundles
             self._bind_members(members)
         except BaseException:
             self._close_after_failure()
@@ -415,17 +420,21 @@ class ColocatedNode:
     def close(self) -> None:
         """Release a self-reserved placement group and stop pinning the members. Idempotent.
 
-        A placement group given to the node is left alone. After close,
-        dispatching a member through the node raises ``RuntimeError`` (local
-        calls still work).
+        Only a node that reserved its placement group has anything to
+        release: closing a node given a placement group (or one that never
+        pins) leaves it as it was, so ``task_options`` and dispatch through
+        its members keep working, as they do in chialoops. After a
+        self-reserved group is released, dispatching a member through the
+        node and reading ``task_options`` raise ``RuntimeError`` (local calls
+        still work).
         """
         pin: _NodePin | None = self.__dict__.get("_pin")
-        if pin is None or pin.closed:
+        if pin is None or pin.closed or not self._owns_placement_group:
             return
         pin.closed = True
-        pg, owned = self._placement_group, self._owns_placement_group
+        pg = self._placement_group
         self._placement_group, self._owns_placement_group = None, False
-        if pg is None or not owned:
+        if pg is None:
             return
         if not ray.is_initialized():
             # A non-detached placement group fate-shares with the driver that made it.
@@ -473,15 +482,17 @@ def _check_arguments(
 ) -> None:
     if placement_group is not None and not isinstance(placement_group, PlacementGroup):
         raise TypeError(f"{owner} placement_group must be a ray PlacementGroup or None, got {placement_group!r}")
-    if isinstance(bundle_index, bool) or not isinstance(bundle_index, int) or bundle_index < 0:
-        raise ValueError(f"{owner} bundle_index must be an int >= 0, got {bundle_index!r}")
+    if isinstance(bundle_index, bool) or not isinstance(bundle_index, int) or bundle_index < _ANY_BUNDLE:
+        raise ValueError(f"{owner} bundle_index must be an int >= 0, or -1 for any bundle; got {bundle_index!r}")
     if reserve_bundle is not None and (placement_group is not None or not require_colocated):
         raise ValueError(
             f"{owner} reserve_bundle={reserve_bundle!r} only applies when the node reserves its own placement group "
             "(no placement_group given and require_colocated=True)"
         )
-    if placement_group is None and require_colocated and bundle_index != 0:
-        raise ValueError(f"{owner} reserves a 1-bundle placement group, so bundle_index must be 0, got {bundle_index}")
+    if placement_group is None and require_colocated and bundle_index not in (0, _ANY_BUNDLE):
+        raise ValueError(
+            f"{owner} reserves a 1-bundle placement group, so bundle_index must be 0 (or -1), got {bundle_index}"
+        )
     if pg_strategy not in _PG_STRATEGIES:
         raise ValueError(f"{owner} pg_strategy must be one of {', '.join(_PG_STRATEGIES)}; got {pg_strategy!r}")
     if pg_ready_timeout_s is not None and (
@@ -495,11 +506,13 @@ def _check_arguments(
         )
 
 
-def _given_bundle(owner: str, placement_group: PlacementGroup, bundle_index: int) -> dict[str, float]:
-    bundles = placement_group.bundle_specs or []
-    if bundle_index >= len(bundles):
+def _given_bundles(owner: str, placement_group: PlacementGroup, bundle_index: int) -> list[dict[str, float]]:
+    """The bundles members may use: the one at ``bundle_index``, or all of them for -1."""
+    specs = placement_group.bundle_specs or []
+    if bundle_index >= len(specs):
         raise ValueError(
             f"{owner} bundle_index={bundle_index} is out of range: placement group {placement_group.id.hex()} "
-            f"has {len(bundles)} bundle(s) (valid: 0..{len(bundles) - 1})"
+            f"has {len(specs)} bundle(s) (valid: 0..{len(specs) - 1}, or -1 for any bundle)"
         )
-    return {name: float(amount) for name, amount in bundles[bundle_index].items()}
+    chosen = specs if bundle_index == _ANY_BUNDLE else [specs[bundle_index]]
+    return [{name: float(amount) for name, amount in spec.items()} for spec in chosen]

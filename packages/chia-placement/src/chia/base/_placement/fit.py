@@ -11,10 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["RESOURCE_OPTIONS", "bundle_shape", "format_resources", "missing_from_bundle", "task_demand"]
-
-# Ray options that change a task's resource request (as opposed to where it runs).
-RESOURCE_OPTIONS = frozenset({"num_cpus", "num_gpus", "memory", "object_store_memory", "resources", "accelerator_type"})
+__all__ = ["bundle_shape", "format_resources", "missing_from_bundle", "task_demand"]
 
 _DEFAULT_TASK_CPUS = 1.0
 # Ray's own tolerance when it subtracts fractional resources.

@@ -21,11 +21,12 @@ __all__ = ["BashTool"]
 class BashTool(ChiaTool):
     """Stable. MCP tool that executes bash commands in its deployed container.
 
-    Exposes ``<name>_run_command(command) -> str``: the combined stdout+stderr, with
-    ``[exit code: N]`` appended when the command fails. Each command runs in its own
+    Exposes ``<name>_run_command(command) -> str`` in chialoops' layout: stdout; then,
+    if the command wrote to stderr, a line ``STDERR:`` followed by it; then, if the exit
+    code is not 0, a line ``[exit code: N]``. Each command runs in its own
     process group in ``work_dir``; after ``timeout_seconds`` the whole group is killed
-    (SIGTERM, then SIGKILL). Output is capped in memory at ``max_output_bytes`` (the tail
-    is kept). With ``shell=False`` commands run without a shell (argv split with shlex),
+    (SIGTERM, then SIGKILL) and the result ends with a ``[timed out ...]`` line. Each
+    stream is capped in memory at ``max_output_bytes`` (the tail is kept). With ``shell=False`` commands run without a shell (argv split with shlex),
     and ``allowed_executables`` (names or paths) restricts which programs may run.
     Stopping the tool kills commands still running.
 
@@ -59,7 +60,7 @@ class BashTool(ChiaTool):
         self.mcp.add_tool(
             self.run_command,
             name=f"{name}_run_command",
-            description=self.policy.describe(work_dir, timeout_seconds)
+            description=self.policy.describe(work_dir, timeout_seconds, separate_stderr=True)
             + " A non-zero exit status is reported on the last line as [exit code: N].",
         )
         super().__post_init__()
@@ -74,10 +75,14 @@ class BashTool(ChiaTool):
             timeout_seconds=self.timeout_seconds,
             max_output_bytes=self.policy.max_output_bytes,
             groups=self._groups,
+            separate_stderr=True,
         )
-        if result.exit_code == 0 or result.timed_out:
-            return result.output
-        return append_line(result.output, f"[exit code: {result.exit_code}]")
+        text = result.output
+        if result.stderr:
+            text = append_line(append_line(text, "STDERR:"), result.stderr)
+        if result.exit_code != 0 and not result.timed_out:
+            text = append_line(text, f"[exit code: {result.exit_code}]")
+        return text
 
     def _on_server_stop(self) -> None:
         self._groups.kill_all()

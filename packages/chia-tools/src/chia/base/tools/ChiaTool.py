@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from chia.base.tools._http import (
     serve_in_thread,
     tool_http_app,
 )
-from chia.base.tools._mcp import ToolMCP
+from chia.base.tools._mcp import ToolMCP, check_tool_name
 
 __all__ = [
     "ChiaTool",
@@ -46,7 +45,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
 _STOP_TIMEOUT_SECONDS = 30.0
 
 # True while `chia.base.tools.serve` constructs tools: `__post_init__` then serves the
@@ -129,6 +127,11 @@ class ChiaTool:
     (its MCP server is rebuilt from what was registered with ``add_tool``/``add_resource``
     /``add_prompt``), so it can be handed to other Ray tasks, e.g. an LLM worker that needs
     ``url`` and ``auth_headers``.
+
+    Names follow MCP's tool-name rule (1-128 of ``A-Z a-z 0-9 _ - .``), which applies to
+    ``name`` (also the URL path segment) and to every name given to ``add_tool``. A tool
+    exposes ``tool_info`` (its :class:`ToolInfo` once deployed), and ``logger`` /
+    ``logging_name`` (a logger of its own, at ``logging_level`` where the tool is served).
     """
 
     @_base_init
@@ -141,15 +144,14 @@ class ChiaTool:
         server_config: ToolServerConfig | None = None,
     ) -> None:
         """Initializes ChiaTool with a name and optional resource requirements."""
-        if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
-            raise ValueError(
-                f"invalid tool name {name!r}: use 1-48 letters, digits, '_' or '-', "
-                "starting with a letter or digit (it becomes a URL path segment and a "
-                "tool-name prefix)"
-            )
+        check_tool_name(name, what="ChiaTool name")
+        if not name.strip("."):
+            raise ValueError(f"invalid ChiaTool name {name!r}: it becomes the URL path segment /{name}/mcp")
         self.name = name
         self.task_options: dict[str, Any] = dict(task_options or {})
         self.logging_level = logging_level
+        self.logging_name = f"{__name__}.{type(self).__qualname__}.{name}"
+        self.logger = logging.getLogger(self.logging_name)
         self.server_config = server_config or _default_server_config.get() or ToolServerConfig.from_env()
         self.mcp = ToolMCP(name)
         self.hostname: str | None = None
@@ -189,14 +191,14 @@ class ChiaTool:
     def __post_init__(self) -> None:
         """Stable. Deploy the tool: on a Ray actor, or in this process under ``serve``.
 
-        Call it once, at the end of an explicit ``__init__``, after every ``add_tool``.
+        Call it at the end of an explicit ``__init__``, after every ``add_tool``. As in
+        chialoops, a second call is a no-op (e.g. an explicit ``__init__`` subclassing
+        another explicit ``__init__`` that already called it): tools registered after
+        the first call are not served.
         """
         if self._deployed:
-            raise RuntimeError(
-                f"tool {self.name!r} is already deployed: __post_init__() ran twice (an "
-                "explicit __init__ subclassing another explicit __init__ must not call "
-                "it again)"
-            )
+            self.logger.debug("tool %r is already deployed; __post_init__() again does nothing", self.name)
+            return
         self._deployed = True
         if _serve_in_process.get():
             config = self.server_config
@@ -261,6 +263,11 @@ class ChiaTool:
         if self.port is None:
             raise RuntimeError(f"tool {self.name!r} is not deployed yet (no port)")
         return ToolInfo(name=self.name, port=self.port, node_id=self.node_id or "")
+
+    @property
+    def tool_info(self) -> ToolInfo | None:
+        """Stable. The deployed tool's :class:`ToolInfo`, as in chialoops; None until it is deployed."""
+        return None if self.port is None else self.info
 
     @property
     def auth_headers(self) -> dict[str, str]:
@@ -371,6 +378,7 @@ class _ToolServerActor:
 
     def start(self) -> tuple[str, ToolInfo]:
         logging.getLogger("chia.base.tools").setLevel(self._tool.logging_level)
+        self._tool.logger.setLevel(self._tool.logging_level)
         config = self._tool.server_config
         self._tool.node_id = ray.get_runtime_context().get_node_id()
         start_router(self._tool, config.host, config.base_port, config.max_tries)

@@ -8,6 +8,7 @@ the Ray actor that serves it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +18,20 @@ from fastmcp.resources import Resource, ResourceTemplate
 from fastmcp.tools import Tool
 
 _Component = Tool | Resource | ResourceTemplate | Prompt
+
+# The MCP specification (2025-11-25, server/tools, "Tool names"): 1-128 characters, only
+# ASCII letters, digits, underscore, hyphen and dot; case-sensitive.
+_MCP_TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+MCP_TOOL_NAME_RULE = (
+    "MCP tool names (specification 2025-11-25, 'Tool names') are 1-128 characters among A-Z, a-z, 0-9, '_', '-' and '.'"
+)
+
+
+def check_tool_name(name: object, *, what: str) -> None:
+    """Refuse (``ValueError``) a name that MCP's tool-name rule does not allow, quoting the rule."""
+    if not isinstance(name, str) or not _MCP_TOOL_NAME.fullmatch(name):
+        length = f" ({len(name)} characters)" if isinstance(name, str) else ""
+        raise ValueError(f"invalid {what} {name!r}{length}: {MCP_TOOL_NAME_RULE}")
 
 
 class ToolMCP(FastMCP[Any]):
@@ -51,6 +66,9 @@ class ToolMCP(FastMCP[Any]):
                 )
         elif name is not None or description is not None or tool_options:
             tool = Tool.from_function(tool, name=name, description=description, **tool_options)
+        else:
+            tool = Tool.from_function(tool)
+        check_tool_name(tool.name, what="MCP tool name")
         added = super().add_tool(tool)
         self._registered.append(added)
         return added

@@ -1,8 +1,8 @@
 """Run one shell command for the bash tools: own process group, bounded output, hard timeout.
 
 Every command starts in a new session, so a timeout (or a server stop) kills the whole
-process group, not just the shell. Output (stdout and stderr interleaved) is kept in
-memory up to a cap, dropping the oldest bytes first.
+process group, not just the shell. Output (stdout and stderr interleaved, or each stream
+on its own) is kept in memory up to a cap per stream, dropping the oldest bytes first.
 """
 
 from __future__ import annotations
@@ -34,11 +34,16 @@ _POLL_SECONDS = 0.05
 
 @dataclass(frozen=True, slots=True)
 class CommandResult:
-    """Outcome of one command: exit code (negative = killed by that signal) and output tail."""
+    """Outcome of one command: exit code (negative = killed by that signal) and output tail.
+
+    ``output`` is stdout and stderr interleaved, or stdout alone when the command was run
+    with ``separate_stderr=True``; ``stderr`` is then its own stream (else empty).
+    """
 
     exit_code: int
     output: str
     timed_out: bool
+    stderr: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +78,7 @@ class CommandPolicy:
         allowed = None if allowed_executables is None else frozenset(allowed_executables)
         return cls(shell=shell, allowed_executables=allowed, max_output_bytes=max_output_bytes)
 
-    def describe(self, work_dir: str, timeout_seconds: float | None) -> str:
+    def describe(self, work_dir: str, timeout_seconds: float | None, *, separate_stderr: bool = False) -> str:
         """What a run function under this policy does, for its MCP tool description."""
         if self.shell:
             how = "Run a command with bash"
@@ -84,7 +89,13 @@ class CommandPolicy:
             )
         parts = [
             f"{how} in the working directory {work_dir!r}.",
-            f"The result holds the combined stdout and stderr; only the last {self.max_output_bytes} bytes are kept.",
+            (
+                f"The result holds stdout, then any stderr after a line STDERR:; only the last "
+                f"{self.max_output_bytes} bytes of each are kept."
+                if separate_stderr
+                else f"The result holds the combined stdout and stderr; only the last {self.max_output_bytes} bytes "
+                "are kept."
+            ),
         ]
         if self.allowed_executables is not None:
             parts.append(f"Allowed programs: {', '.join(sorted(self.allowed_executables))}.")
@@ -201,31 +212,35 @@ def run_command(
     timeout_seconds: float | None,
     max_output_bytes: int,
     groups: ProcessGroups | None = None,
+    separate_stderr: bool = False,
 ) -> CommandResult:
-    """Run ``argv`` in its own process group and collect its combined output.
+    """Run ``argv`` in its own process group and collect its output.
 
-    On timeout the group gets SIGTERM, then SIGKILL after a short grace, so children
-    and grandchildren die with the shell.
+    stdout and stderr are interleaved in ``output``, unless ``separate_stderr`` keeps
+    stderr apart (each stream capped at ``max_output_bytes``). On timeout the group gets
+    SIGTERM, then SIGKILL after a short grace, so children and grandchildren die with the
+    shell; the timeout note ends ``output``.
     """
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-    buffer = _TailBuffer(max_output_bytes)
     proc = subprocess.Popen(
         argv,
         cwd=work_dir,
         env=None if env is None else dict(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE if separate_stderr else subprocess.STDOUT,
         start_new_session=True,
     )
+    pipes = [pipe for pipe in (proc.stdout, proc.stderr) if pipe is not None]
+    buffers = {pipe.fileno(): _TailBuffer(max_output_bytes) for pipe in pipes}
     if groups is not None:
         groups.add(proc.pid)
     try:
-        timed_out = not _pump(proc, deadline, buffer)
+        timed_out = not _pump(proc, deadline, buffers)
         if timed_out:
             logger.info("command timed out after %ss; killing group %d", timeout_seconds, proc.pid)
             _terminate_group(proc)
-            _drain(proc, buffer)
+            _drain(buffers)
         exit_code = proc.wait()
     finally:
         if proc.poll() is None:  # interrupted while running: leave nothing behind
@@ -233,12 +248,13 @@ def run_command(
             proc.wait()
         if groups is not None:
             groups.discard(proc.pid)
-        if proc.stdout is not None:
-            proc.stdout.close()
-    output = buffer.text()
+        texts = [buffers[pipe.fileno()].text() for pipe in pipes]
+        for pipe in pipes:
+            pipe.close()
+    output, stderr = texts[0], texts[1] if separate_stderr else ""
     if timed_out:
         output = append_line(output, f"[timed out after {timeout_seconds}s: process group killed]")
-    return CommandResult(exit_code=exit_code, output=output, timed_out=timed_out)
+    return CommandResult(exit_code=exit_code, output=output, timed_out=timed_out, stderr=stderr)
 
 
 def append_line(text: str, line: str) -> str:
@@ -254,14 +270,13 @@ def _open_pidfd(pid: int) -> int | None:
         return None
 
 
-def _pump(proc: subprocess.Popen[bytes], deadline: float | None, buffer: _TailBuffer) -> bool:
-    """Read output until the process exits; False if the deadline passed first."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    os.set_blocking(fd, False)
+def _pump(proc: subprocess.Popen[bytes], deadline: float | None, buffers: dict[int, _TailBuffer]) -> bool:
+    """Read output (``buffers``: pipe fd -> its buffer) until the process exits; False if the deadline passed first."""
     pidfd = _open_pidfd(proc.pid)
     with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ, "output")
+        for fd in buffers:
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ, "output")
         if pidfd is not None:
             selector.register(pidfd, selectors.EVENT_READ, "exit")
         try:
@@ -272,12 +287,12 @@ def _pump(proc: subprocess.Popen[bytes], deadline: float | None, buffer: _TailBu
                 if pidfd is None:
                     timeout = _POLL_SECONDS if timeout is None else min(timeout, _POLL_SECONDS)
                 for key, _ in selector.select(timeout):
-                    if key.data == "output" and not _read_available(fd, buffer):
-                        selector.unregister(fd)  # EOF: only the exit is left to wait for
+                    if key.data == "output" and not _read_available(key.fd, buffers[key.fd]):
+                        selector.unregister(key.fd)  # EOF: only the exit is left to wait for
         finally:
             if pidfd is not None:
                 os.close(pidfd)
-    _drain(proc, buffer)
+    _drain(buffers)
     return True
 
 
@@ -293,17 +308,20 @@ def _read_available(fd: int, buffer: _TailBuffer) -> bool:
         buffer.append(chunk)
 
 
-def _drain(proc: subprocess.Popen[bytes], buffer: _TailBuffer) -> None:
-    """Collect output still in the pipe after the command ended, for a bounded time."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    os.set_blocking(fd, False)
+def _drain(buffers: dict[int, _TailBuffer]) -> None:
+    """Collect output still in the pipes after the command ended, for a bounded time."""
     end = time.monotonic() + _DRAIN_SECONDS
     with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while (remaining := end - time.monotonic()) > 0:
-            if not selector.select(remaining) or not _read_available(fd, buffer):
+        for fd in buffers:
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map() and (remaining := end - time.monotonic()) > 0:
+            ready = selector.select(remaining)
+            if not ready:
                 return
+            for key, _ in ready:
+                if not _read_available(key.fd, buffers[key.fd]):
+                    selector.unregister(key.fd)
 
 
 def _terminate_group(proc: subprocess.Popen[bytes]) -> None:
