@@ -46,7 +46,7 @@ def test_no_cluster_is_a_clear_error(run_chia: RunChia) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     result = run_chia("status", "--address", f"127.0.0.1:{port}")
-    assert result.returncode == 1
+    assert result.returncode == 3  # ExitCode.NO_CLUSTER, the same for every command
     assert f"Error: no Ray cluster at 127.0.0.1:{port}" in result.stderr
 
 
@@ -66,6 +66,7 @@ def test_no_cluster_is_a_clear_error(run_chia: RunChia) -> None:
         ["cache", "stats"],
         ["cache", "evict"],
         ["cache", "clear"],
+        ["cache", "stop"],
         ["bypass", "validate"],
         ["profile", "export"],
         ["profile", "summary"],
