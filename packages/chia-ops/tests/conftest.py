@@ -1,46 +1,49 @@
-"""Fixtures for chia-ops tests: one real two-node local Ray cluster per session (loopback).
+"""Fixtures for chia-ops tests: one real two-node local Ray cluster per session, with token authentication.
 
-The head has 2 CPUs and the custom resource ``head``; a second node has 1
+The cluster is started as users start theirs (``ray start --head`` and
+``ray start --address`` for a second node), with Ray's token authentication
+on: a fresh ``RAY_AUTH_TOKEN`` in this process's environment, so ``ray.init``
+here and every ``chia`` subprocess carry it. Loopback only, free ports, a
+private temp directory torn down by its PIDs (chia-testing's ``ray_start``).
+The head has 2 CPUs and the custom resource ``head``; the second node has 1
 CPU and ``node_b``, so tests can place calls on either node and see one track
-per node in the profile. The cluster itself, ``wait_until`` and test modules
-shipped to workers by value come from chia-testing.
+per node in the profile.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from chia_testing.ray_start import StartedCluster, enable_token_auth, start_cluster, stop_started_cluster
 
-import pytest
-import ray
+CLUSTER_TOKEN = enable_token_auth()  # before anything reads Ray's configuration in this process
 
-from chia.trace import profiler
-from chia_testing.cluster import ClusterShape, LoopbackCluster, ensure_cluster
+import os  # noqa: E402 -- after the token is in the environment
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import ray  # noqa: E402
+
+from chia.trace import profiler  # noqa: E402
 
 CHIA = str(Path(sys.executable).with_name("chia"))
 
-TWO_NODES = ClusterShape(
-    "chia-ops two nodes",
-    {
-        "head": {"num_cpus": 2, "resources": {"head": 1}},
-        "node_b": {"num_cpus": 1, "resources": {"node_b": 1}},
-    },
-)
-
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[LoopbackCluster]:
+def cluster() -> Iterator[StartedCluster]:
     """The session cluster; a collector a test left running is stopped before the cluster goes."""
-    yield ensure_cluster(TWO_NODES)
-    if ray.is_initialized():  # chia-testing may have stopped the cluster already (another directory's tests ran)
-        profiler.stop_collector()
+    started = start_cluster({"head": 2, "node_b": 1})
+    try:
+        yield started
+    finally:
+        if ray.is_initialized():
+            profiler.stop_collector()
+        stop_started_cluster(started.tmp_root)
 
 
 @pytest.fixture
-def no_collector(cluster: LoopbackCluster) -> Iterator[None]:
+def no_collector(cluster: StartedCluster) -> Iterator[None]:
     """Guarantees no collector runs from this process before and after the test."""
     profiler.stop_collector()
     yield

@@ -76,10 +76,10 @@ def test_live_collector_then_log_directory(tmp_path: Path) -> None:
 def test_errors_exit_non_zero_with_a_reason(tmp_path: Path) -> None:
     runner = CliRunner()
     no_collector = runner.invoke(cli, ["profile", "summary"])
-    assert no_collector.exit_code == 1
+    assert no_collector.exit_code == 5  # ExitCode.NOT_FOUND, as for every command
     assert "no profile collector actor 'chia_profile_collector' is running in any Ray namespace" in no_collector.stderr
     wrong_namespace = runner.invoke(cli, ["profile", "export", "--namespace", "nowhere"])
-    assert wrong_namespace.exit_code == 1 and "in Ray namespace 'nowhere'" in wrong_namespace.stderr
+    assert wrong_namespace.exit_code == 5 and "in Ray namespace 'nowhere'" in wrong_namespace.stderr
     empty = runner.invoke(cli, ["profile", "summary", str(tmp_path)])
     assert empty.exit_code == 1 and "no profile logs" in empty.stderr
     bad = tmp_path / "chia-profile-bad.jsonl"

@@ -166,3 +166,23 @@ def test_a_bad_bypass_file_fails_before_running(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["run", "--bypass", str(config), str(script)])
     assert result.exit_code == 1
     assert f"{config}: function 'f', key 'bypass'" in result.stderr and "must not run" not in result.output
+
+
+def test_a_bad_cache_size_is_refused_before_connecting(tmp_path: Path, run_chia: RunChia) -> None:
+    script = write(tmp_path / "noop.py", "pass\n")
+    result = run_chia("run", "--cache-dir", str(tmp_path / "c"), "--cache-size", "4XB", str(script))
+    assert result.returncode == 2, result.stderr
+    assert "--cache-size" in result.stderr and "unknown units 'XB'; valid units: B, KB, MB, GB, TB" in result.stderr
+    assert "Ray" not in result.stderr.replace("Ray instance", "")  # nothing started, nothing contacted
+    assert "starting an embedded local Ray instance" not in result.stderr
+
+
+def test_a_second_ray_init_gets_a_hint(cluster: Any, tmp_path: Path, run_chia: RunChia) -> None:
+    script = write(tmp_path / "init.py", "import ray\nray.init()\n")
+    result = run_chia("run", "--address", cluster.address, str(script))
+    assert result.returncode == 1, result.stderr
+    assert (
+        f"called ray.init(), but chia run already connected this process to the Ray cluster at {cluster.address}"
+        in (result.stderr)
+    )
+    assert "`if not ray.is_initialized()`" in result.stderr

@@ -44,7 +44,7 @@ def test_status_from_another_process(cluster: Any, run_chia: RunChia) -> None:
 def test_no_cluster_is_a_clear_error(run_chia: RunChia) -> None:
     port = free_port()
     result = run_chia("status", "--address", f"127.0.0.1:{port}")
-    assert result.returncode == 1
+    assert result.returncode == 3  # ExitCode.NO_CLUSTER, the same for every command
     assert f"Error: no Ray cluster at 127.0.0.1:{port}" in result.stderr
 
 
@@ -64,6 +64,7 @@ def test_no_cluster_is_a_clear_error(run_chia: RunChia) -> None:
         ["cache", "stats"],
         ["cache", "evict"],
         ["cache", "clear"],
+        ["cache", "stop"],
         ["bypass", "validate"],
         ["profile", "export"],
         ["profile", "summary"],

@@ -31,7 +31,7 @@ def test_kv_get_set_list_delete(knobs: list[str]) -> None:
     assert changed.exit_code == 0 and changed.stdout.startswith("num_parallel = 4  (version ")
     version = changed.stdout.split("version ")[1].rstrip(")\n")
     stale = runner.invoke(cli, ["kv", "set", "num_parallel", "8", "--if-version", "1", *knobs])
-    assert stale.exit_code == 1 and "someone changed it" in stale.stderr
+    assert stale.exit_code == 6 and "it changed since you read it" in stale.stderr
     applied = runner.invoke(cli, ["kv", "set", "num_parallel", "8", "--if-version", version, *knobs])
     assert applied.exit_code == 0
     runner.invoke(cli, ["kv", "set", "stage", "warmup", *knobs])
@@ -39,13 +39,15 @@ def test_kv_get_set_list_delete(knobs: list[str]) -> None:
     assert [line.split("  (")[0] for line in listed] == ["num_parallel = 8", "stage = 'warmup'"]
     assert runner.invoke(cli, ["kv", "delete", "stage", *knobs]).exit_code == 0
     unset = runner.invoke(cli, ["kv", "get", "stage", *knobs])
-    assert unset.exit_code == 1 and "key 'stage' is not set" in unset.stderr
+    assert unset.exit_code == 5 and "key 'stage' is not set" in unset.stderr
 
 
 def test_kv_missing_store_and_usage(cluster: Any) -> None:
     runner = CliRunner()
     missing = runner.invoke(cli, ["kv", "list", "--name", "absent", "--namespace", "nowhere"])
-    assert missing.exit_code == 1 and "no KV store actor named 'absent' in Ray namespace 'nowhere'" in missing.stderr
+    assert missing.exit_code == 5 and "no KV store actor named 'absent' in Ray namespace 'nowhere'" in missing.stderr
+    conflict = runner.invoke(cli, ["kv", "set", "never", "1", "--if-version", "3", "--name", "absent"])
+    assert conflict.exit_code == 5  # the store is missing before any version is compared
     no_name = runner.invoke(cli, ["kv", "get", "k", "--namespace", "x"])
     assert no_name.exit_code == 2 and "Missing option '--name'" in no_name.stderr
 
@@ -62,23 +64,30 @@ def test_cache_ls_stats_evict_clear(running_cache: Any) -> None:
     runner = CliRunner()
     listed = runner.invoke(cli, ["cache", "ls"])  # found in any namespace
     assert listed.exit_code == 0 and listed.stdout.split() == ["a", "b", "c"]
-    stats = runner.invoke(cli, ["cache", "stats", "--namespace", "chia-ops-cache"])
+    stats = runner.invoke(cli, ["cache", "stats", "--namespace", "chia-ops-cache", "--json"])
     assert stats.exit_code == 0 and '"entries": 3' in stats.stdout and '"budget_bytes": 1048576' in stats.stdout
+    table = runner.invoke(cli, ["cache", "stats"]).stdout.splitlines()
+    assert table[0].split() == ["namespace", "chia-ops-cache"]
+    assert ["budget_bytes", "1.0", "MiB", "(1048576)"] in [line.split() for line in table]
+    assert ["entries", "3"] in [line.split() for line in table]
     evicted = runner.invoke(cli, ["cache", "evict", "a", "zzz"])
-    assert evicted.exit_code == 1 and "evicted 1 of 2" in evicted.stdout and "not in the cache: zzz" in evicted.stderr
+    assert evicted.exit_code == 5 and "evicted 1 of 2" in evicted.stdout and "not in the cache: zzz" in evicted.stderr
     declined = runner.invoke(cli, ["cache", "clear"], input="n\n")
-    assert declined.exit_code == 1 and "delete all 2 cache entries?" in declined.stdout
+    assert declined.exit_code == 1 and "delete all 2 cache entries (namespace 'chia-ops-cache'" in declined.stdout
     cleared = runner.invoke(cli, ["cache", "clear", "--yes"])
     assert cleared.exit_code == 0 and "deleted 2 entries" in cleared.stdout
     assert runner.invoke(cli, ["cache", "ls"]).stdout == ""
+    stopped = runner.invoke(cli, ["cache", "stop"])
+    assert stopped.exit_code == 0 and "stopped the cache actor of namespace 'chia-ops-cache'" in stopped.stdout
+    assert cache.get_active_cache("chia-ops-cache") is None
 
 
 def test_cache_not_running(cluster: Any) -> None:
     runner = CliRunner()
     nowhere = runner.invoke(cli, ["cache", "stats", "--namespace", "chia-ops-none"])
-    assert nowhere.exit_code == 1 and "no cache actor is running in Ray namespace 'chia-ops-none'" in nowhere.stderr
+    assert nowhere.exit_code == 5 and "no cache actor is running in Ray namespace 'chia-ops-none'" in nowhere.stderr
     anywhere = runner.invoke(cli, ["cache", "ls"])
-    assert anywhere.exit_code == 1 and "no cache actor is running in any Ray namespace" in anywhere.stderr
+    assert anywhere.exit_code == 5 and "no cache actor is running in any Ray namespace" in anywhere.stderr
 
 
 def test_bypass_validate(tmp_path: Path) -> None:
@@ -92,4 +101,4 @@ def test_bypass_validate(tmp_path: Path) -> None:
     wrong = runner.invoke(cli, ["bypass", "validate", str(bad)])
     assert wrong.exit_code == 1 and f"{bad}: function 'f', key 'colour'" in wrong.stderr
     absent = runner.invoke(cli, ["bypass", "validate", str(tmp_path / "absent.yaml")])
-    assert absent.exit_code == 1 and "absent.yaml' does not exist" in absent.stderr
+    assert absent.exit_code == 5 and "absent.yaml' does not exist" in absent.stderr

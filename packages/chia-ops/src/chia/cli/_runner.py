@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import runpy
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 import click
 import ray
 
-from chia.cli._cluster import check_reachable
+from chia.cli._cluster import init_quietly, probe, resolve
 from chia.cli._extras import BYPASS, CACHE, needs
 from chia.trace import export, profiler, report
 
@@ -42,12 +43,21 @@ class CacheSize:
     units: str
 
 
+CACHE_UNITS = ("B", "KB", "MB", "GB", "TB")
+"""The units chia.base.cache.start_cache takes (checked here, before chia run connects to Ray)."""
+
+
 def parse_cache_size(text: str) -> CacheSize:
     """``"4GB"``, ``"512 MB"``, ``"1000"`` (bytes) -> CacheSize; ValueError naming the text otherwise."""
     match = _SIZE.match(text)
-    if match is None or float(match["size"]) <= 0:
+    if match is None or not 0 < float(match["size"]) < math.inf:
         raise ValueError(f"cache size {text!r} is not a positive number with optional units, e.g. 4GB or 512MB")
-    return CacheSize(float(match["size"]), match["units"].upper() or "B")
+    units = match["units"].upper() or "B"
+    if units not in CACHE_UNITS:
+        raise ValueError(
+            f"cache size {text!r} has unknown units {match['units']!r}; valid units: {', '.join(CACHE_UNITS)}"
+        )
+    return CacheSize(float(match["size"]), units)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +74,12 @@ class RunOptions:
     num_cpus: int | None
 
 
-def _run_script(script: Path, args: tuple[str, ...]) -> int:
-    """Run ``script`` as ``__main__`` with ``args``; returns its exit code."""
+def _run_script(script: Path, args: tuple[str, ...], setup: str) -> int:
+    """Run ``script`` as ``__main__`` with ``args``; returns its exit code.
+
+    ``setup`` says what ``chia run`` did to Ray before, for the hint shown when
+    the script calls ``ray.init()`` a second time.
+    """
     saved_argv = sys.argv
     sys.argv = [str(script), *args]
     try:
@@ -78,8 +92,15 @@ def _run_script(script: Path, args: tuple[str, ...]) -> int:
     except KeyboardInterrupt:
         click.echo("chia run: interrupted", err=True)
         return 130
-    except Exception:
+    except Exception as exc:
         traceback.print_exc()
+        if isinstance(exc, RuntimeError) and "ray.init twice" in str(exc):
+            click.echo(
+                f"chia run: {script} called ray.init(), but chia run already {setup} (with the cluster, "
+                "bypass, cache and profiler its options ask for); in the script, call ray.init() only "
+                "`if not ray.is_initialized()`",
+                err=True,
+            )
         return 1
     finally:
         sys.argv = saved_argv
@@ -137,13 +158,17 @@ def run(options: RunOptions, progress: Callable[[str], None]) -> int:
         sys.path.insert(0, script_dir)  # as `python SCRIPT` does; Ray ships the driver's path to workers
     set_up = _setup_steps(options, progress)
     started_ray = False
+    setup = "found this process connected to Ray"
     if not ray.is_initialized():
         if options.address:
-            check_reachable(options.address)
-            progress(f"connecting to Ray at {options.address}")
-            ray.init(address=options.address, logging_level=logging.WARNING)
+            target = resolve(options.address)
+            probe(target.address)
+            progress(f"connecting to Ray at {target.address}")
+            init_quietly(target.address, log_to_driver=True)
+            setup = f"connected this process to the Ray cluster at {target.address}"
         else:
             progress("starting an embedded local Ray instance")
+            setup = "started an embedded local Ray instance for this process"
             ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
             started_ray = True
     profiling = False
@@ -156,7 +181,7 @@ def run(options: RunOptions, progress: Callable[[str], None]) -> int:
             profiling = True
             progress(f"profiling to {options.profile_dir}")
         progress(f"running {options.script}")
-        code = _run_script(options.script, options.args)
+        code = _run_script(options.script, options.args, setup)
         progress(f"{options.script} exited with code {code}")
     finally:
         try:

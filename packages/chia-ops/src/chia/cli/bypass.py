@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from chia.cli._exit import CliError, ExitCode
 from chia.cli._extras import BYPASS, needs
 
 __all__ = ["bypass"]
@@ -27,9 +28,9 @@ def bypass_validate(file: Path) -> None:
     with needs(BYPASS, "chia bypass"):
         from chia.base.bypass import validate_config
     if not file.exists():
-        raise click.ClickException(f"bypass config {str(file)!r} does not exist")
+        raise CliError(f"bypass config {str(file)!r} does not exist", ExitCode.NOT_FOUND)
     try:
         validate_config(str(file))
     except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CliError(str(exc)) from None
     click.echo(f"{file}: valid")

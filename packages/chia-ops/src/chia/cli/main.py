@@ -2,7 +2,9 @@
 
 Stable. Owns :data:`cli`, the click group every command module adds its
 command to, and :func:`main`, the ``chia`` script. Failures print one clear
-line and exit non-zero (1 for errors, 2 for usage)::
+line and exit with the code of their kind (:class:`chia.cli._exit.ExitCode`:
+1 other error, 2 usage, 3 no cluster, 4 authentication, 5 not found,
+6 conflict)::
 
     chia run loop.py --iterations 3 --profile /tmp/prof
     chia profile summary /tmp/prof
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import click
 
+from chia.cli._exit import ExitCode
 from chia.cli.bypass import bypass
 from chia.cli.cache import cache
 from chia.cli.cancel import cancel
@@ -43,5 +46,5 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.Abort:
         click.echo("Aborted!", err=True)
-        return 1
+        return int(ExitCode.ERROR)
     return result if isinstance(result, int) else 0

@@ -158,7 +158,7 @@ class ChiaKVStore:
 
     def set(self, key: str, value: Any) -> Any:
         """Store ``value`` under ``key``; returns the value stored (its version: ``get_versioned``)."""
-        self._store(key, value)
+        self.set_versioned(key, value)
         return value
 
     def cas(self, key: str, expected_version: int, value: Any) -> tuple[bool, int]:
@@ -171,7 +171,7 @@ class ChiaKVStore:
         current = self._entries.get(key, (None, 0))[1]
         if current != expected_version:
             return False, current
-        return True, self._store(key, value)
+        return True, self.set_versioned(key, value)
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; returns whether it was set."""
@@ -190,8 +190,8 @@ class ChiaKVStore:
         """Every key with its ``(value, version)``."""
         return dict(self._entries)
 
-    def _store(self, key: str, value: Any) -> int:
-        """Store ``value`` under ``key`` with a new version; returns that version."""
+    def set_versioned(self, key: str, value: Any) -> int:
+        """Store ``value`` under ``key`` with a new version; returns that version (``set`` returns the value)."""
         _check_key(key)
         revision = self._revision + 1
         self._commit({**self._entries, key: (value, revision)}, revision)
@@ -476,7 +476,7 @@ def _format_entry(key: str, value: Any, version: int | None = None) -> str:
 def _run_set(store: Any, where: str, key: str, value: Any, if_version: int | None, show_version: bool) -> int:
     if if_version is None:
         if show_version:
-            version: int | None = ray.get(store._store.remote(key, value))
+            version: int | None = ray.get(store.set_versioned.remote(key, value))
         else:
             value, version = ray.get(store.set.remote(key, value)), None
         print(_format_entry(key, value, version))

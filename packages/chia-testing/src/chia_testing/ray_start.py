@@ -1,0 +1,158 @@
+"""A loopback multi-node cluster started with ``ray start``, as users start theirs, token authentication on.
+
+``ray.cluster_utils.Cluster`` (``chia_testing.cluster``) starts nodes from the
+test process; operations (the ``chia`` command line, ``chia run``) must also
+work against a cluster started by ``ray start``, where Ray 2.60 turns token
+authentication on. This module starts one: every node on 127.0.0.1, free
+ports, a private temp directory, and tears it down by the PIDs of the
+processes under that directory (never ``ray stop``, which would stop every
+Ray cluster on the machine).
+
+Call :func:`enable_token_auth` before anything reads Ray's configuration in the
+test process (a conftest's first lines), so the driver and every subprocess
+carry the token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import ray
+
+from chia_testing._poll import wait_until
+from chia_testing._ports import LOOPBACK, free_port
+
+__all__ = ["StartedCluster", "enable_token_auth", "start_cluster", "stop_started_cluster"]
+
+_RAY = str(Path(sys.executable).with_name("ray"))
+_START_TIMEOUT_S = 300.0
+
+# `ray start --address` refuses a second node while RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+# (the tests' setting, which keeps Ray on loopback) and, allowed, rewrites 127.0.0.1
+# into the machine's outward address. A test node runs Ray's own `ray start` with
+# both pinned to loopback.
+_LOOPBACK_RAY_START = """
+import sys
+import ray._private.ray_constants as constants
+import ray._private.services as services
+from ray.scripts.scripts import main
+constants.ENABLE_RAY_CLUSTER = True
+services.get_node_ip_address = lambda address=None: "127.0.0.1"
+sys.argv = ["ray", "start", *sys.argv[1:]]
+main()
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StartedCluster:
+    """A running cluster: its GCS address, node ids by role, temp root and token (None: no auth)."""
+
+    address: str
+    node_ids: Mapping[str, str]
+    tmp_root: Path
+    """``RAY_TMPDIR=tmp_root`` makes this cluster the one Ray finds as "the latest cluster on this machine"."""
+    token: str | None
+
+
+def enable_token_auth() -> str:
+    """Turn Ray's token authentication on for this process and its children; returns the fresh token."""
+    token = secrets.token_hex(32)
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = token
+    return token
+
+
+def _ray_start(*args: str, worker: bool) -> None:
+    command = [sys.executable, "-c", _LOOPBACK_RAY_START] if worker else [_RAY, "start"]
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=_START_TIMEOUT_S)
+    if result.returncode != 0:
+        raise RuntimeError(f"ray start {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+
+
+def _pids_under(directory: Path) -> list[int]:
+    """The processes whose command line names ``directory``: the cluster's own, nobody else's."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(directory) in command:
+            pids.append(int(entry.name))
+    return pids
+
+
+def stop_started_cluster(tmp_root: Path) -> None:
+    """Disconnect the driver, kill the cluster's processes (TERM, then KILL) and remove its directory."""
+    if ray.is_initialized():
+        ray.shutdown()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _pids_under(tmp_root):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not _pids_under(tmp_root), timeout=15, message=f"the processes under {tmp_root} to exit")
+    shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+def start_cluster(nodes: Mapping[str, int], *, dashboard: bool = True) -> StartedCluster:
+    """Start a head and worker nodes with ``ray start``; connect this process as a driver.
+
+    ``nodes`` maps a role to its CPU count, the first being the head; each node
+    also carries a custom resource named after its role (1 unit), so tests can
+    place calls by role. Token authentication follows this process's
+    environment (:func:`enable_token_auth`).
+    """
+    roles = list(nodes)
+    if not roles:
+        raise ValueError("start_cluster needs at least one node (the head)")
+    root = Path(tempfile.mkdtemp(prefix="chia-rs-", dir="/tmp"))  # short: Ray's socket paths live below it
+    address = f"{LOOPBACK}:{free_port()}"
+    common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    try:
+        head: list[Any] = [
+            "--head",
+            f"--port={address.rsplit(':', 1)[1]}",
+            f"--temp-dir={root / 'ray'}",
+            f"--include-dashboard={'true' if dashboard else 'false'}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={free_port()}",
+            f"--ray-client-server-port={free_port()}",
+        ]
+        for index, role in enumerate(roles):
+            args = head if index == 0 else [f"--address={address}"]
+            _ray_start(
+                *args,
+                *common,
+                f"--dashboard-agent-listen-port={free_port()}",
+                f"--num-cpus={nodes[role]}",
+                f"--resources={json.dumps({role: 1})}",
+                worker=index > 0,
+            )
+        ray.init(address=address)
+
+        def alive() -> list[dict[str, Any]]:
+            nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+            return [node for node in nodes if node["Alive"]]
+
+        wait_until(lambda: len(alive()) == len(roles), timeout=120, message=f"the {len(roles)} nodes to register")
+        node_ids = {role: node["NodeID"] for node in alive() for role in roles if role in node["Resources"]}
+    except BaseException:
+        stop_started_cluster(root)
+        raise
+    return StartedCluster(address, MappingProxyType(node_ids), root, os.environ.get("RAY_AUTH_TOKEN"))
