@@ -94,11 +94,17 @@ def test_bypass_validate(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text("bypass:\n  simple_function: true\ncache:\n  build: true\n")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("bypass:\n  f:\n    bypass: true\n    colour: red\n")
+    bad.write_text(
+        "bypass:\n  f:\n    bypass: true\n    dta: runs.json\n"
+    )  # a near-miss of 'data'; free-form notes load
     runner = CliRunner()
     ok = runner.invoke(cli, ["bypass", "validate", str(good)])
     assert ok.exit_code == 0 and ok.stdout.strip() == f"{good}: valid"
     wrong = runner.invoke(cli, ["bypass", "validate", str(bad)])
-    assert wrong.exit_code == 1 and f"{bad}: function 'f', key 'colour'" in wrong.stderr
+    assert (
+        wrong.exit_code == 1
+        and f"{bad}: function 'f', key 'dta'" in wrong.stderr
+        and "did you mean 'data'" in wrong.stderr
+    )
     absent = runner.invoke(cli, ["bypass", "validate", str(tmp_path / "absent.yaml")])
     assert absent.exit_code == 5 and "absent.yaml' does not exist" in absent.stderr
