@@ -10,7 +10,7 @@ Ray cluster on the machine).
 
 Call :func:`enable_token_auth` before anything reads Ray's configuration in the
 test process (a conftest's first lines), so the driver and every subprocess
-carry the token.
+carry the token. Importing this module does not import Ray.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-
-import ray
 
 from chia_testing._poll import wait_until
 from chia_testing._ports import LOOPBACK, free_port
@@ -99,6 +97,8 @@ def _pids_under(directory: Path) -> list[int]:
 
 def stop_started_cluster(tmp_root: Path) -> None:
     """Disconnect the driver, kill the cluster's processes (TERM, then KILL) and remove its directory."""
+    import ray  # here, not at import: this module is imported before the token is in the environment
+
     if ray.is_initialized():
         ray.shutdown()
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -118,6 +118,8 @@ def start_cluster(nodes: Mapping[str, int], *, dashboard: bool = True) -> Starte
     place calls by role. Token authentication follows this process's
     environment (:func:`enable_token_auth`).
     """
+    import ray  # here, not at import: this module is imported before the token is in the environment
+
     roles = list(nodes)
     if not roles:
         raise ValueError("start_cluster needs at least one node (the head)")
