@@ -8,7 +8,7 @@ dispatch hook (bypass, cache, profiler) sees it and before setup runs.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,34 +62,30 @@ def test_the_message_names_the_function_and_the_missing_argument() -> None:
         simulate.chia_remote("c8")  # type: ignore[call-arg]
 
 
-@pytest.fixture
-def removers() -> Iterator[list[Callable[[], None]]]:
-    registered: list[Callable[[], None]] = []
-    yield registered
-    for remove in registered:
-        remove()
-
-
 def passthrough(call: CallInfo, proceed: Callable[[], Any]) -> Any:
     return proceed()
 
 
-def test_no_hook_sees_a_call_that_does_not_bind(removers: list[Callable[[], None]]) -> None:
+def test_no_hook_sees_a_call_that_does_not_bind() -> None:
     seen: list[DispatchCall] = []
 
     def replace_everything(call: DispatchCall) -> None:
         seen.append(call)  # a bypass or cache hook would act here
         return None
 
-    removers.append(dispatch_hooks.add_dispatch_hook(replace_everything))
-    removers.append(dispatch_hooks.add_call_wrapper(passthrough))
-    with pytest.raises(TypeError, match="missing a required argument"):
-        simulate.chia_remote("c8")  # type: ignore[call-arg]
-    with pytest.raises(TypeError, match="missing a required argument"):
-        simulate.options(_chia_tag="t").chia_remote("c8")  # type: ignore[call-arg]
-    assert seen == []
-    assert get(simulate.chia_remote("c8", 8, seed=1)) == "c8/8/1"
-    assert len(seen) == 1
+    remove_hook = dispatch_hooks.add_dispatch_hook(replace_everything)
+    remove_wrapper = dispatch_hooks.add_call_wrapper(passthrough)
+    try:
+        with pytest.raises(TypeError, match="missing a required argument"):
+            simulate.chia_remote("c8")  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="missing a required argument"):
+            simulate.options(_chia_tag="t").chia_remote("c8")  # type: ignore[call-arg]
+        assert seen == []
+        assert get(simulate.chia_remote("c8", 8, seed=1)) == "c8/8/1"
+        assert len(seen) == 1
+    finally:
+        remove_hook()
+        remove_wrapper()
 
 
 def test_setup_does_not_run_for_a_call_that_does_not_bind(tmp_path: Path) -> None:
