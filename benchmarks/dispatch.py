@@ -5,15 +5,19 @@ submitted then gathered, and M sequential submit-and-get round trips, for raw
 Ray and for chia, alternating over several rounds. Prints the median
 throughput of each and the ratio chia/raw (target: both >= 0.90).
 
-    python benchmarks/dispatch.py [--batch 2000] [--sequential 200] [--rounds 7] [--profile]
+    python benchmarks/dispatch.py [--batch 2000] [--sequential 200] [--rounds 7] [--profile] [--tagged]
 
 ``--profile`` runs the chia side with the chia-ops profiler collecting
-(target for that configuration: >= 0.80).
+(target for that configuration: >= 0.80). ``--tagged`` gives every call its
+own tag (``_chia_tag``, so its Ray task is named ``chia_noop[t<i>]``) and
+every raw call the same kind of name (``.options(name="raw_noop[t<i>]")``):
+the cost of tags on task names against raw Ray naming its tasks.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 from collections.abc import Callable
@@ -44,6 +48,7 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="collect a chia-ops profile on the chia side")
+    parser.add_argument("--tagged", action="store_true", help="a distinct tag (Ray task name) on every call")
     args = parser.parse_args()
 
     ray.init(address=os.environ.get("RAY_ADDRESS", "local"), num_cpus=2, include_dashboard=False)
@@ -51,7 +56,17 @@ def main() -> None:
         from chia.trace import profiler
 
         profiler.start_collector()
-    raw_submit, chia_submit = raw_noop.remote, chia_noop.chia_remote
+    raw_submit: Callable[[], Any] = raw_noop.remote
+    chia_submit: Callable[[], Any] = chia_noop.chia_remote
+    if args.tagged:
+        raw_ids, chia_ids = itertools.count(), itertools.count()
+
+        def raw_submit() -> Any:
+            return raw_noop.options(name=f"raw_noop[t{next(raw_ids)}]").remote()
+
+        def chia_submit() -> Any:
+            return chia_noop.chia_remote(_chia_tag=f"t{next(chia_ids)}")  # type: ignore[call-arg]
+
     # Warm up: start workers, export both functions.
     ray.get([raw_submit() for _ in range(200)])
     get([chia_submit() for _ in range(200)])
@@ -67,8 +82,9 @@ def main() -> None:
             results[f"{name} batch"].append(batch_rate(submit, fetch, args.batch))
             results[f"{name} seq"].append(sequential_rate(submit, fetch, args.sequential))
     medians = {name: statistics.median(values) for name, values in results.items()}
-    label = "chia (profiled)" if args.profile else "chia"
-    print(f"dispatch benchmark: {args.rounds} rounds, batch={args.batch}, sequential={args.sequential}, 2 CPUs")
+    label = ("chia (profiled)" if args.profile else "chia") + (" tagged" if args.tagged else "")
+    tagged = ", every call tagged / named" if args.tagged else ""
+    print(f"dispatch benchmark: {args.rounds} rounds, batch={args.batch}, sequential={args.sequential}, 2 CPUs{tagged}")
     for name, value in medians.items():
         print(f"  {name:<11} {value:10.0f} tasks/s (median)")
     print(f"  ratio {label}/raw batch:      {medians['chia batch'] / medians['raw batch']:.2f}")

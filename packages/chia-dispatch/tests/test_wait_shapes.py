@@ -70,10 +70,11 @@ def test_object_ref_callbacks_are_accepted_and_kept() -> None:
     assert ready[0].ref is wrapped and get(ready[0].ref) == 21
 
 
-def test_trackedref_is_hashable_by_identity_and_defaults_its_timestamp() -> None:
+def test_trackedref_is_hashable_by_value_and_defaults_its_timestamp() -> None:
     ref = after.chia_remote(0, 0)
     first, second = TrackedRef(ref), TrackedRef(ref)
-    assert first != second and len({first, second}) == 2
+    assert first == second and len({first, second}) == 1  # the same submission (issue 13, point 3)
+    assert len({first, TrackedRef(ref, label="other")}) == 2
     assert abs(first.submitted_at - time.monotonic()) < 60
     assert TrackedRef(ref, submitted_at=5.0).submitted_at == 5.0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import logging
 import types
 from collections.abc import Callable, Mapping, Sequence
@@ -17,11 +18,12 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, ov
 import ray
 import ray.cloudpickle
 
-from chia.base._dispatch import pid_tracking, seam
+from chia.base._dispatch import pid_tracking, reserved, seam
 from chia.base._dispatch.proxy import route as proxy_route
 from chia.base._dispatch.refs import ObjectRefCallback
 from chia.base._dispatch.registry import chia_cancel
 from chia.base._dispatch.seam import CallInfo, CallWrapper, DispatchCall
+from chia.base.chia_wait import TrackedRef, chia_wait
 
 if TYPE_CHECKING:
     from ray import ObjectRef
@@ -34,8 +36,10 @@ __all__ = [
     "ChiaOptions",
     "ChiaWrapped",
     "ObjectRefCallback",
+    "TrackedRef",
     "chia_actor",
     "chia_cancel",
+    "chia_wait",
     "get",
 ]
 
@@ -44,8 +48,9 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-TAG_KEYWORD = "_chia_tag"
+TAG_KEYWORD = reserved.TAG
 _CTX_KEYWORD = "__chia_ctx__"
+_RESERVED = reserved.RESERVED
 
 
 class ChiaOptions(Protocol[P, R]):
@@ -64,8 +69,9 @@ class ChiaOptions(Protocol[P, R]):
         """Alias of :meth:`chia_remote`."""
         ...
 
-    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Dispatch the call and wait for its result."""
+    @property
+    def chia_remote_blocking(self) -> Callable[P, R]:
+        """Dispatch the call and wait for its result (carries the function's name, docs and signature)."""
         ...
 
     def options(self, **overrides: Any) -> ChiaOptions[P, R]:
@@ -102,8 +108,13 @@ class ChiaWrapped(Protocol[P, R]):
         """Dispatch the call to Ray; returns the ``ObjectRef`` of the result."""
         ...
 
-    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Dispatch the call and wait for its result."""
+    @property
+    def chia_remote_blocking(self) -> Callable[P, R]:
+        """Dispatch the call and wait for its result.
+
+        Carries the function's name, docstring and signature, so it can be
+        registered as an MCP tool (``mcp.add_tool(f.chia_remote_blocking)``).
+        """
         ...
 
     def options(self, **overrides: Any) -> ChiaOptions[P, R]:
@@ -121,6 +132,10 @@ class ChiaWrapped(Protocol[P, R]):
 
 
 _NO_CONTEXT: Mapping[str, Any] = types.MappingProxyType({})
+
+# What a call ships to its worker, only when it has any of it:
+# (tag, hook context, display name, setup/cleanup).
+_Shipped = tuple[str | None, Mapping[str, Any], str | None, "reserved.Around | None"]
 
 
 def _run_wrapped(
@@ -142,30 +157,57 @@ def _run_wrapped(
         local.call, local.wrappers = saved
 
 
+def _signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins and C callables have none: Ray checks nothing either
+        return None
+
+
+def _export_signature(signature: inspect.Signature) -> inspect.Signature:
+    """The function's own signature plus the optional keyword a call ships its context in.
+
+    Ray binds the arguments of every ``.remote()`` against the signature of
+    the function it exports, so giving the task body this signature makes
+    Ray's own call-site check (``TypeError: missing a required argument``)
+    cover chia calls at no extra cost.
+    """
+    params = list(signature.parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return signature
+    ctx = inspect.Parameter(_CTX_KEYWORD, inspect.Parameter.KEYWORD_ONLY, default=None)
+    return signature.replace(parameters=[*params, ctx])
+
+
 def _make_task_body(
     fn: Callable[..., Any],
     name: str,
     qualname: str,
     wrappers: tuple[CallWrapper, ...] = (),
     replaced: bool = False,
+    signature: inspect.Signature | None = None,
 ) -> Callable[..., Any]:
     """The function Ray exports: ``fn`` under the given call wrappers.
 
     Wrappers are part of the export (one export per function, options and
-    wrapper set), so a call ships at most its tag and hook context, as one
-    small keyword argument of plain values, and only when it has them.
+    wrapper set), so a call ships at most its tag, display name, setup and
+    hook context, as one small keyword argument, and only when it has them.
     """
 
     def chia_task(*args: Any, **kwargs: Any) -> Any:
         tracking = pid_tracking.enter()  # per-task Popen tracking for chia_cancel
         try:
-            shipped: tuple[str | None, Mapping[str, Any]] | None = kwargs.pop(_CTX_KEYWORD, None)
+            shipped: _Shipped | None = kwargs.pop(_CTX_KEYWORD, None)
             if not wrappers and shipped is None:
                 result = fn(*args, **kwargs)
             else:
-                tag, context = shipped if shipped is not None else (None, _NO_CONTEXT)
-                info = CallInfo(name, qualname, tag, args, kwargs, context, True, replaced)
-                result = _run_wrapped(fn, info, wrappers, args, kwargs)
+                tag, context, display, around = shipped if shipped is not None else (None, _NO_CONTEXT, None, None)
+                body = fn if around is None else functools.partial(around.run, fn)
+                if not wrappers:
+                    result = body(*args, **kwargs)
+                else:
+                    info = CallInfo(name, qualname, tag, args, kwargs, context, True, replaced, display)
+                    result = _run_wrapped(body, info, wrappers, args, kwargs)
         finally:
             spawned = pid_tracking.leave(tracking)
         if spawned is not None:
@@ -175,16 +217,12 @@ def _make_task_body(
     # Ray names tasks after the function (state API, dashboard, profiler).
     chia_task.__name__ = name
     chia_task.__qualname__ = getattr(fn, "__qualname__", name)
+    if signature is not None:
+        chia_task.__signature__ = _export_signature(signature)  # type: ignore[attr-defined]
     return chia_task
 
 
 # --- caller side ------------------------------------------------------------------
-
-
-def _check_tag(tag: object, qualname: str) -> str | None:
-    if tag is None or type(tag) is str:
-        return tag
-    raise TypeError(f"{TAG_KEYWORD} of a call to {qualname} must be a str or None, got {tag!r} ({type(tag).__name__})")
 
 
 def _ray_remote(body: Callable[..., Any], options: Mapping[str, Any], qualname: str) -> Any:
@@ -194,6 +232,18 @@ def _ray_remote(body: Callable[..., Any], options: Mapping[str, Any], qualname: 
         raise ValueError(f"invalid Ray options for ChiaFunction {qualname}: {exc}") from exc
 
 
+def _check_arguments(
+    signature: inspect.Signature | None, qualname: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> None:
+    """Raise ``TypeError`` (as Ray's ``.remote()`` does) when the arguments do not fit the signature."""
+    if signature is None:
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{qualname}(): {exc}") from None
+
+
 class _Dispatcher:
     """Submits one function with one set of options; owns its Ray exports.
 
@@ -201,16 +251,29 @@ class _Dispatcher:
     bodies (bypass providers) are built once per replacement callable.
     """
 
-    __slots__ = ("_fn", "_name", "_options", "_overrides", "_qualname", "_remote", "_root", "_tag", "_variants")
+    __slots__ = (
+        "_fn",
+        "_name",
+        "_named_tasks",
+        "_options",
+        "_overrides",
+        "_qualname",
+        "_remote",
+        "_reserved",
+        "_root",
+        "_signature",
+        "_variants",
+    )
 
     def __init__(
         self,
         fn: Callable[..., Any],
         options: Mapping[str, Any],
         remote: Any,
-        tag: str | None,
+        preset: reserved.Reserved,
         root: _Dispatcher | None = None,
         overrides: dict[str, Any] | None = None,
+        signature: inspect.Signature | None = None,
     ) -> None:
         self._fn = fn
         self._name: str = getattr(fn, "__name__", repr(fn))
@@ -227,29 +290,70 @@ class _Dispatcher:
         self._variants: dict[tuple[Callable[..., Any] | None, tuple[CallWrapper, ...]], Any] = (
             {} if root is None else root._variants
         )
-        self._tag = tag
+        self._reserved = preset  # reserved keywords given to .options(...)
+        self._signature: inspect.Signature | None = signature if root is None else root._signature
+        # An explicit ``name`` option is the user's task name: tags do not replace it.
+        self._named_tasks = "name" not in self._options
 
     def submit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        tag = self._tag
-        if kwargs and TAG_KEYWORD in kwargs:
-            tag = _check_tag(kwargs.pop(TAG_KEYWORD), self._qualname)
+        preset = self._reserved
+        if kwargs and not _RESERVED.isdisjoint(kwargs):
+            preset = reserved.take(kwargs, preset, self._qualname)
         if not seam.active_hooks and not seam.active_wrappers and not seam.task_local.wrappers:
-            if proxy_route.maybe:
-                return self._send(self._remote, args, kwargs)
-            return self._remote.remote(*args, **kwargs)
-        return self._submit_hooked(tag, args, kwargs)
+            if preset is reserved.NONE:
+                if proxy_route.maybe:
+                    return self._send(self._remote, args, kwargs)
+                try:
+                    return self._remote.remote(*args, **kwargs)
+                except TypeError:
+                    self.check_arguments(args, kwargs)  # say which call did not fit; else Ray's own error
+                    raise
+            remote = self._named(self._root._remote, preset)
+            if preset.around is not None:
+                kwargs = {**kwargs, _CTX_KEYWORD: (preset.tag, _NO_CONTEXT, preset.display_name, preset.around)}
+            return self._send(remote, args, kwargs)
+        return self._submit_hooked(preset, args, kwargs)
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        """Raise ``TypeError`` when the call's arguments do not fit the function."""
+        _check_arguments(self._signature, self._qualname, args, kwargs)
+
+    def _named(self, base: Any, preset: reserved.Reserved) -> Any:
+        """``base`` (a root-level export) with this handle's overrides and the call's task name."""
+        name = reserved.task_name(self._name, preset) if self._named_tasks else None
+        if name is None:
+            if base is self._root._remote:
+                return self._remote
+            return base.options(**self._overrides) if self._overrides else base
+        return base.options(**self._overrides, name=name)
 
     def _send(self, remote: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Submit, relayed through the job's dispatch proxy when this worker cannot reach the target."""
-        if proxy_route.maybe:
+        if proxy_route.maybe and proxy_route.should_relay(self._options):
+            self.check_arguments(args, {k: v for k, v in kwargs.items() if k != _CTX_KEYWORD})
             ref = proxy_route.relay(remote, self._options, args, kwargs)
             if ref is not None:
                 return ref
-        return remote.remote(*args, **kwargs)
+        try:
+            return remote.remote(*args, **kwargs)
+        except TypeError:
+            self.check_arguments(args, {k: v for k, v in kwargs.items() if k != _CTX_KEYWORD})
+            raise
 
-    def _submit_hooked(self, tag: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _submit_hooked(self, preset: reserved.Reserved, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # Before any hook: a call that cannot bind is neither bypassed, cached nor recorded.
+        self.check_arguments(args, kwargs)
         call = DispatchCall(
-            self._fn, self._name, self._qualname, self._options, tag, args, kwargs, _submitter=self._submit_call
+            self._fn,
+            self._name,
+            self._qualname,
+            self._options,
+            preset.tag,
+            args,
+            kwargs,
+            display_name=preset.display_name,
+            _around=preset.around,
+            _submitter=self._submit_call,
         )
         ref = None
         for hook in seam.active_hooks:
@@ -270,37 +374,46 @@ class _Dispatcher:
         kwargs: dict[str, Any],
     ) -> Any:
         wrappers = seam.active_wrappers or seam.task_local.wrappers
-        remote = self._remote if replacement is None and not wrappers else self._variant(replacement, wrappers)
-        if call.tag is not None or call.context:
-            kwargs = {**kwargs, _CTX_KEYWORD: (call.tag, call.context)}
+        base = self._root._remote if replacement is None and not wrappers else self._variant(replacement, wrappers)
+        # Setup and cleanup belong to the real function: a replacement (bypass provider) runs without them.
+        around = call._around if replacement is None else None
+        if call.tag is not None or call.context or call.display_name is not None or around is not None:
+            kwargs = {**kwargs, _CTX_KEYWORD: (call.tag, call.context, call.display_name, around)}
+        remote = self._named(base, reserved.Reserved(call.tag, call.display_name))
         ref = self._send(remote, args, kwargs)
         for callback in call._submitted_callbacks:
             callback(ref)
         return ref
 
     def _variant(self, replacement: Callable[..., Any] | None, wrappers: tuple[CallWrapper, ...]) -> Any:
+        """The root-level export of ``replacement`` (or the function) under ``wrappers``."""
         key = (replacement, wrappers)
         remote = self._variants.get(key)
         if remote is None:  # exported once per replacement and wrapper set, with the decorator's options
             body = _make_task_body(
-                replacement or self._fn, self._name, self._qualname, wrappers, replacement is not None
+                replacement or self._fn,
+                self._name,
+                self._qualname,
+                wrappers,
+                replacement is not None,
+                self._signature if replacement is None else None,
             )
             remote = _ray_remote(body, self._root._options, self._qualname)
             self._variants[key] = remote
-        return remote.options(**self._overrides) if self._overrides else remote
+        return remote
 
     def with_overrides(self, overrides: dict[str, Any]) -> _Dispatcher:
-        tag = self._tag
-        if TAG_KEYWORD in overrides:
-            tag = _check_tag(overrides.pop(TAG_KEYWORD), self._qualname)
+        preset = self._reserved
+        if not _RESERVED.isdisjoint(overrides):
+            preset = reserved.take(overrides, preset, self._qualname)
         if not overrides:
-            return _Dispatcher(self._fn, self._options, self._remote, tag, self._root, self._overrides)
+            return _Dispatcher(self._fn, self._options, self._remote, preset, self._root, self._overrides)
         merged = {**self._overrides, **overrides}
         try:
             remote = self._root._remote.options(**merged)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"invalid Ray options for ChiaFunction {self._qualname}: {exc}") from exc
-        return _Dispatcher(self._fn, {**self._root._options, **merged}, remote, tag, self._root, merged)
+        return _Dispatcher(self._fn, {**self._root._options, **merged}, remote, preset, self._root, merged)
 
 
 def _ref_id(ref: Any) -> bytes:
@@ -324,11 +437,23 @@ class _OptionsHandle(Generic[P, R]):
 
     remote = chia_remote
 
-    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return get(self.chia_remote(*args, **kwargs))
+    @property
+    def chia_remote_blocking(self) -> Callable[P, R]:
+        return _blocking(self.chia_remote, self._dispatcher._fn)
 
     def options(self, **overrides: Any) -> _OptionsHandle[P, R]:
         return _OptionsHandle(self._dispatcher.with_overrides(overrides))
+
+
+def _blocking(chia_remote: Callable[P, ObjectRef[R]], fn: Callable[..., Any]) -> Callable[P, R]:
+    """``chia_remote`` + ``get``, under the function's name, docstring and signature (MCP tools read them)."""
+
+    def chia_remote_blocking(*args: P.args, **kwargs: P.kwargs) -> R:
+        value: R = get(chia_remote(*args, **kwargs))
+        return value
+
+    functools.update_wrapper(chia_remote_blocking, fn)
+    return chia_remote_blocking
 
 
 class _ChiaWrappedImpl(Generic[P, R]):
@@ -344,32 +469,38 @@ class _ChiaWrappedImpl(Generic[P, R]):
         self._options = dict(options)
         qualname = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
         name = getattr(fn, "__name__", repr(fn))
-        remote = _ray_remote(_make_task_body(fn, name, qualname), self._options, qualname)
-        self._dispatcher = _Dispatcher(fn, self._options, remote, None)
+        signature = _signature_of(fn)
+        remote = _ray_remote(_make_task_body(fn, name, qualname, signature=signature), self._options, qualname)
+        self._dispatcher = _Dispatcher(fn, self._options, remote, reserved.NONE, signature=signature)
         self._pickled_fn: bytes | None = None
+        self.chia_remote_blocking: Callable[P, R] = _blocking(self.chia_remote, fn)
 
     @property
     def chia_options(self) -> Mapping[str, Any]:
         return self._dispatcher._options
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        tag = None
-        if kwargs and TAG_KEYWORD in kwargs:
-            tag = _check_tag(kwargs.pop(TAG_KEYWORD), self._dispatcher._qualname)
+        dispatcher = self._dispatcher
+        preset = reserved.NONE
+        if kwargs and not _RESERVED.isdisjoint(kwargs):
+            preset = reserved.take(kwargs, preset, dispatcher._qualname)
+        body: Callable[..., Any] = self._fn
+        if preset.around is not None:
+            dispatcher.check_arguments(args, kwargs)  # before the setup runs
+            body = functools.partial(preset.around.run, body)
         wrappers = seam.active_wrappers or seam.task_local.wrappers
         if not wrappers:
-            return self._fn(*args, **kwargs)
-        dispatcher = self._dispatcher
-        info = CallInfo(dispatcher._name, dispatcher._qualname, tag, args, kwargs, {}, False)
-        result: R = _run_wrapped(self._fn, info, wrappers, args, kwargs)
+            result: R = body(*args, **kwargs)
+            return result
+        info = CallInfo(
+            dispatcher._name, dispatcher._qualname, preset.tag, args, kwargs, {}, False, False, preset.display_name
+        )
+        result = _run_wrapped(body, info, wrappers, args, kwargs)
         return result
 
     def chia_remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
         ref: ObjectRef[R] = self._dispatcher.submit(args, kwargs)
         return ref
-
-    def chia_remote_blocking(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return get(self.chia_remote(*args, **kwargs))
 
     def options(self, **overrides: Any) -> _OptionsHandle[P, R]:
         return _OptionsHandle(self._dispatcher.with_overrides(overrides))
@@ -436,10 +567,17 @@ class ChiaFunction:
     (``resources``, ``num_cpus``, ``num_gpus``, ``num_returns``,
     ``max_retries``, ``retry_exceptions``, ``memory``,
     ``scheduling_strategy``, ``max_calls``, ``runtime_env``, ``name``...);
-    unknown options raise ``ValueError`` at decoration. Every
-    ``chia_remote`` also accepts the reserved keyword ``_chia_tag`` (a str
-    naming the call for bypass, cache and profiling), which never reaches the
-    function. The function is exported to Ray once per (function, options).
+    unknown options raise ``ValueError`` at decoration;
+    ``ChiaFunction(...).options(...)`` layers more options over them. Every
+    call also accepts the reserved keywords ``_chia_tag`` (a str naming the
+    call for bypass, cache, profiling and the Ray task name),
+    ``_chia_display_name`` (the name the profile, its summary and Ray show
+    for the call), ``_chia_setup``/``_chia_setup_args`` (a callable run on
+    the worker before the function) and ``_chia_cleanup``/``_chia_cleanup_args``
+    (run after it, even when it raises); none reaches the function. Arguments
+    that do not fit the function's signature raise ``TypeError`` at the call,
+    as Ray's ``.remote()`` does. The function is exported to Ray once per
+    (function, options).
     """
 
     __slots__ = ("_options",)
@@ -452,6 +590,10 @@ class ChiaFunction:
             )
         self._options = kwargs
 
+    def options(self, **overrides: Any) -> ChiaFunction:
+        """A decorator with these Ray options layered over this one's (``ChiaFunction(num_cpus=1).options(...)``)."""
+        return ChiaFunction(**{**self._options, **overrides})
+
     def __call__(self, fn: Callable[P, R]) -> ChiaWrapped[P, R]:
         """Wrap ``fn``: the decorator's application."""
         if not callable(fn):
@@ -462,15 +604,32 @@ class ChiaFunction:
         return wrapped
 
 
-def ChiaCallRemote(func: ChiaWrapped[P, R], /, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
-    """Call the ``ray.remote`` version of a ``@ChiaFunction``-decorated function. Stable.
+if TYPE_CHECKING:
 
-    Returns a ``ray.ObjectRef[R]`` where ``R`` is the wrapped function's
-    return type, so ``get(...)`` infers the final value type.
-    """
-    if not isinstance(func, _ChiaWrappedImpl):
-        raise TypeError(f"ChiaCallRemote needs a @ChiaFunction()-decorated function, got {func!r}")
-    return func.chia_remote(*args, **kwargs)
+    def ChiaCallRemote(func: ChiaWrapped[P, R], *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
+        """Call the ``ray.remote`` version of a ``@ChiaFunction``-decorated function."""
+        ...
+
+else:
+
+    def ChiaCallRemote(*args: Any, **kwargs: Any) -> Any:
+        """Call the ``ray.remote`` version of a ``@ChiaFunction``-decorated function. Stable.
+
+        ``ChiaCallRemote(func, *args, **kwargs)`` returns a ``ray.ObjectRef[R]``
+        where ``R`` is the wrapped function's return type, so ``get(...)``
+        infers the final value type. ``func`` may also be given by keyword
+        (``ChiaCallRemote(func=f, x=1)``); when it is given positionally, every
+        keyword (``func`` too) reaches the function.
+        """
+        if args:
+            func, args = args[0], args[1:]
+        elif "func" in kwargs:
+            func = kwargs.pop("func")
+        else:
+            raise TypeError("ChiaCallRemote() missing the @ChiaFunction()-decorated function to call (func)")
+        if not isinstance(func, _ChiaWrappedImpl):
+            raise TypeError(f"ChiaCallRemote needs a @ChiaFunction()-decorated function, got {func!r}")
+        return func.chia_remote(*args, **kwargs)
 
 
 def _run_resolve_callbacks(ref: Any, value: Any) -> None:
@@ -588,21 +747,60 @@ def get(
 # --- actors -----------------------------------------------------------------------------
 
 
+def _run_actor_method(
+    instance: Any, method_name: str, around: reserved.Around, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Runs in the actor (through ``__ray_call__``): the method between setup and cleanup."""
+    method = getattr(instance, method_name)
+    if inspect.iscoroutinefunction(method):
+        raise TypeError(
+            f"_chia_setup/_chia_cleanup are not supported on the async actor method {method_name!r}; "
+            "call setup and cleanup from the method itself"
+        )
+    return around.run(method, *args, **kwargs)
+
+
 class _ChiaActorMethod:
-    """One actor method with ``chia_remote`` as an alias of ``remote``."""
+    """One actor method: ``chia_remote`` (and ``remote``) with chia's reserved keywords."""
 
-    __slots__ = ("_method", "chia_remote", "remote")
+    __slots__ = ("_actor", "_method", "_method_name", "_overrides")
 
-    def __init__(self, method: Any) -> None:
+    def __init__(self, actor: Any, method_name: str, method: Any, overrides: dict[str, Any] | None = None) -> None:
+        self._actor = actor
+        self._method_name = method_name
         self._method = method
-        self.remote: Callable[..., Any] = method.remote
-        self.chia_remote: Callable[..., Any] = method.remote
+        self._overrides = overrides or {}
+
+    def chia_remote(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs and not _RESERVED.isdisjoint(kwargs):
+            return self._reserved_call(args, kwargs)
+        return self._method.remote(*args, **kwargs)
+
+    remote = chia_remote
+
+    def _reserved_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        preset = reserved.take(kwargs, reserved.NONE, self._method_name)
+        name = None if "name" in self._overrides else reserved.task_name(self._method_name, preset)
+        named = {**self._overrides, "name": name} if name is not None else self._overrides
+        if preset.around is None:
+            method = self._method.options(name=name) if name is not None else self._method
+            return method.remote(*args, **kwargs)
+        # Ray checks arguments against the method's signature at ``.remote()``; ``__ray_call__``
+        # takes anything, so check them here, before anything runs.
+        parameters = getattr(self._method, "_signature", None)
+        if parameters is not None:
+            _check_arguments(inspect.Signature(parameters), self._method_name, args, kwargs)
+        call = self._actor.__ray_call__
+        if named:
+            call = call.options(**named)
+        return call.remote(_run_actor_method, self._method_name, preset.around, args, kwargs)
 
     def options(self, **overrides: Any) -> _ChiaActorMethod:
-        return _ChiaActorMethod(self._method.options(**overrides))
+        merged = {**self._overrides, **overrides}
+        return _ChiaActorMethod(self._actor, self._method_name, self._method.options(**overrides), merged)
 
     def chia_remote_blocking(self, *args: Any, **kwargs: Any) -> Any:
-        return get(self.remote(*args, **kwargs))
+        return get(self.chia_remote(*args, **kwargs))
 
 
 class ChiaActorHandle:
@@ -635,7 +833,7 @@ class ChiaActorHandle:
             raise AttributeError(name)
         method = self._methods.get(name)
         if method is None:
-            method = _ChiaActorMethod(getattr(self._actor, name))
+            method = _ChiaActorMethod(self._actor, name, getattr(self._actor, name))
             self._methods[name] = method
         return method
 

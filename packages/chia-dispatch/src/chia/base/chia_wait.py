@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,9 +50,15 @@ class TrackedRef:
     Capture call-site state via ``functools.partial`` or a closure.
     ``ref`` may also be an ``ObjectRefCallback`` (``get(tr.ref)`` then runs
     its callback). ``submitted_at`` is a ``time.monotonic()`` reading; the
-    default 0.0 means "now". Hashable by identity, so callers can key
-    bookkeeping on it across retries (``chia_wait`` mutates ``ref``,
-    ``submitted_at`` and ``retries`` in place).
+    default 0.0 means "now".
+
+    TrackedRefs compare by value: two are equal when they track the same
+    submission, i.e. the same ``ref``, ``label`` and ``submit_fn`` (the
+    bookkeeping fields ``submitted_at`` and ``retries`` do not count). The
+    hash is taken from ``label`` and ``submit_fn`` only, which a retry never
+    changes, so a TrackedRef stays findable in a dict or set while
+    ``chia_wait`` mutates ``ref``, ``submitted_at`` and ``retries`` in place;
+    ``chia_wait`` itself returns the very objects passed in.
 
     Example::
 
@@ -73,6 +79,18 @@ class TrackedRef:
     def __post_init__(self) -> None:
         if self.submitted_at == 0.0:
             self.submitted_at = time.monotonic()
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, TrackedRef):
+            return NotImplemented
+        return bool(
+            self.label == other.label and self.submit_fn is other.submit_fn and self._plain_ref == other._plain_ref
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.label, id(self.submit_fn)))
 
     def __setattr__(self, name: str, value: Any) -> None:
         # ``ref`` is validated and unwrapped once per assignment, not on every wait.
@@ -175,7 +193,7 @@ def _check_wait_arguments(
 
 
 def chia_wait(
-    tracked: list[TrackedRef],
+    tracked: Sequence[TrackedRef],
     *,
     num_returns: int = 1,
     timeout: float | None = None,
@@ -226,16 +244,21 @@ def chia_wait(
     detection and resubmission; ``progress=True`` prints a progress line
     to stderr every few seconds.
 
-    The returned ``pending`` list contains the same TrackedRef objects passed
-    in; callers can keep parallel bookkeeping keyed on identity.
+    ``tracked`` may be any sequence (a list or a tuple); both results are
+    lists. The returned ``pending`` list contains the same TrackedRef objects
+    passed in; callers can keep parallel bookkeeping keyed on identity.
     """
-    if not isinstance(tracked, list):
-        raise TypeError(f"chia_wait needs a list of TrackedRef, got {tracked!r}")
-    if not tracked:
+    if isinstance(tracked, list):
+        items = tracked
+    elif isinstance(tracked, Sequence) and not isinstance(tracked, (str, bytes)):
+        items = list(tracked)
+    else:
+        raise TypeError(f"chia_wait needs a sequence (list or tuple) of TrackedRef, got {tracked!r}")
+    if not items:
         return [], []
-    _check_wait_arguments(len(tracked), num_returns, timeout, pending_timeout, min_free_fraction, max_retries)
+    _check_wait_arguments(len(items), num_returns, timeout, pending_timeout, min_free_fraction, max_retries)
     if pending_timeout is None and not progress:
-        return _wait_once(tracked, num_returns, timeout)
+        return _wait_once(items, num_returns, timeout)
 
     deadline = None if timeout is None else time.monotonic() + timeout
     slice_length = _MAX_SLICE if pending_timeout is None else min(_MAX_SLICE, max(_MIN_SLICE, pending_timeout / 4))
@@ -246,11 +269,11 @@ def chia_wait(
             pending_timeout, retry, max_retries, require_demand_absent, min_free_fraction, cancel_on_stuck, print_logs
         )
     )
-    reporter = _Progress(len(tracked), num_returns) if progress else None
+    reporter = _Progress(len(items), num_returns) if progress else None
     while True:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         wait_for = slice_length if remaining is None else min(slice_length, remaining)
-        ready, pending = _wait_once(tracked, num_returns, wait_for)
+        ready, pending = _wait_once(items, num_returns, wait_for)
         if reporter is not None:
             reporter.show(len(ready), detector)
         if len(ready) >= num_returns or (remaining is not None and remaining <= wait_for):

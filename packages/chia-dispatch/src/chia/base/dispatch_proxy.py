@@ -19,10 +19,14 @@ spoke. :func:`should_proxy` decides per dispatch and fail-safe: it relays
 unless it can prove every node the task could land on is directly reachable.
 
 How nodes are marked: a node is *tunneled* when it carries the Ray node label
-``chia/tunneled=true`` (``ray start --labels='{"chia/tunneled": "true"}'``)
-or a positive custom resource ``chia_tunneled`` (``ray start
---resources='{"chia_tunneled": 1}'``), set by whatever joins it through a
-tunnel. Unmarked nodes are LAN nodes: they reach each other and the head
+``chia/tunneled=true`` (``ray start --labels='{"chia/tunneled": "true"}'``),
+a positive custom resource ``chia_tunneled`` (``ray start
+--resources='{"chia_tunneled": 1}'``), or, the reference's way, when its
+raylet runs with both ``CHIA_TOOL_RELAY_HOST`` and ``CHIA_TOOL_ADVERTISE_HOST``
+set in its environment (``TUNNEL_ENV``). A worker reads its own node's
+environment; the other nodes' are probed once per node from the head (which
+reaches every node) and kept in the GCS key-value store, so a later process
+reads them in one call. A node whose probe does not answer counts as tunneled. Unmarked nodes are LAN nodes: they reach each other and the head
 directly, so on a cluster without marked nodes nothing is ever relayed and
 the check costs nothing measurable. Drivers and the head never relay.
 
@@ -47,12 +51,15 @@ from __future__ import annotations
 # Defined in chia-dispatch's private core, where ChiaFunction reads the
 # per-process routing state on every dispatch.
 from chia.base._dispatch import proxy
-from chia.base._dispatch.proxy import DispatchProxy, should_proxy
+from chia.base._dispatch.proxy import DispatchProxy, get_dispatch_proxy, should_proxy
 
-__all__ = ["TUNNELED_LABEL", "TUNNELED_RESOURCE", "DispatchProxy", "should_proxy"]
+__all__ = ["TUNNELED_LABEL", "TUNNELED_RESOURCE", "TUNNEL_ENV", "DispatchProxy", "get_dispatch_proxy", "should_proxy"]
 
 TUNNELED_LABEL = proxy.TUNNELED_LABEL
 """Node label marking a reverse-tunneled node (value ``true``, ``1`` or ``yes``)."""
 
 TUNNELED_RESOURCE = proxy.TUNNELED_RESOURCE
 """Custom resource marking a reverse-tunneled node (any positive amount)."""
+
+TUNNEL_ENV = proxy.TUNNEL_ENV
+"""Environment variables that, both set in a node's raylet environment, mark it tunneled (the reference's way)."""

@@ -131,7 +131,7 @@ class Recorder:
         row = [
             SUBMIT,
             call_id,
-            call.qualname,
+            call.display_name or call.qualname,
             call.tag,
             time.time(),
             call.options,
@@ -181,7 +181,7 @@ class Recorder:
                 (
                     RUN,
                     call_id,
-                    info.qualname,
+                    info.display_name or info.qualname,
                     info.tag,
                     start,
                     end,

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.experimental import internal_kv
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from chia.base._dispatch import job_actors
@@ -26,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 TUNNELED_LABEL = "chia/tunneled"  # documented in chia.base.dispatch_proxy
 TUNNELED_RESOURCE = "chia_tunneled"  # documented in chia.base.dispatch_proxy
+TUNNEL_ENV = ("CHIA_TOOL_RELAY_HOST", "CHIA_TOOL_ADVERTISE_HOST")  # the reference's marking, in the raylet's env
+_ENV_KV_PREFIX = "chia_env_tunneled/"  # GCS internal KV: node id -> b"1" / b"0", once per node
+_ENV_KV_NAMESPACE = "chia"
+_PROBE_TIMEOUT = 10.0
 
 _VIEW_REFRESH = 30.0
 _MAX_DECISIONS = 4096
@@ -55,13 +61,46 @@ class DispatchProxy:
 
     async def relay(self, remote_function: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Submit ``remote_function.remote(*args, **kwargs)`` from here and return its value."""
+        return await self._own(lambda: remote_function.remote(*args, **kwargs))
+
+    async def submit(
+        self,
+        fn: Callable[..., Any],
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Dispatch ``fn(*args, **kwargs)`` from the head with Ray ``options``; return its value.
+
+        ``fn`` is a ``@ChiaFunction`` (dispatched with ``chia_remote``), a Ray
+        remote function, or a plain function (exported on each call). The
+        proxy owns the task, so :func:`chia_cancel` of the ``submit`` call's
+        ref cancels it, and the value comes back through the head.
+        """
+        call_kwargs = dict(kwargs or {})
+        layered = dict(options or {})
+        if hasattr(fn, "chia_remote"):
+            handle: Any = fn.options(**layered) if layered else fn  # type: ignore[attr-defined]
+            return await self._own(lambda: handle.chia_remote(*args, **call_kwargs))
+        if isinstance(fn, ray.remote_function.RemoteFunction):
+            remote: Any = fn.options(**layered) if layered else fn
+        elif callable(fn):
+            remote = ray.remote(**layered)(fn) if layered else ray.remote(fn)
+        else:
+            raise TypeError(
+                f"DispatchProxy.submit needs a ChiaFunction, a Ray remote function or a callable, got {fn!r}"
+            )
+        return await self._own(lambda: remote.remote(*args, **call_kwargs))
+
+    async def _own(self, start: Callable[[], Any]) -> Any:
+        """Start the inner task with ``start()``, await its value and keep it cancellable meanwhile."""
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(
                 job_actors.run_when_job_ends(self._job_hex, self._on_job_end)
             )
         self._relayed += 1
         outer = ray.get_runtime_context().get_task_id() or ""
-        inner = remote_function.remote(*args, **kwargs)
+        inner = start()
         self._inner[outer] = inner
         try:
             return await inner
@@ -120,17 +159,82 @@ def _is_tunneled(node: Mapping[str, Any]) -> bool:
     return label in _TRUE_VALUES or node.get("Resources", {}).get(TUNNELED_RESOURCE, 0) > 0
 
 
+def env_tunneled() -> bool:
+    """Whether this process runs on a node tunneled the reference's way (both ``TUNNEL_ENV`` set).
+
+    Ray workers inherit their raylet's environment, so this reads the node's marking.
+    """
+    return all(os.environ.get(name) for name in TUNNEL_ENV)
+
+
+@ray.remote(num_cpus=0)
+def _probe_env() -> bool:
+    return env_tunneled()
+
+
+@ray.remote(num_cpus=0)
+def _probe_nodes(node_ids: list[str]) -> dict[str, bool]:
+    """Runs on the head (which reaches every node): each node's env marking, recorded in the GCS KV."""
+    refs = {
+        node_id: _probe_env.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+        for node_id in node_ids
+    }
+    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=_PROBE_TIMEOUT)
+    answered = set(ready)
+    marks: dict[str, bool] = {}
+    for node_id, ref in refs.items():
+        if ref in answered:
+            marks[node_id] = bool(ray.get(ref))
+            internal_kv._internal_kv_put(
+                _ENV_KV_PREFIX + node_id, b"1" if marks[node_id] else b"0", namespace=_ENV_KV_NAMESPACE
+            )
+        else:
+            ray.cancel(ref)
+    return marks
+
+
+def _env_marks(node_ids: list[str], self_id: str) -> dict[str, bool]:
+    """Each node's env marking: this node's from the environment, others from the KV, probing the unknown.
+
+    A node whose marking cannot be learnt (its probe did not answer) counts
+    as tunneled: relaying through the head is always safe.
+    """
+    marks = {self_id: env_tunneled()}
+    for key in internal_kv._internal_kv_list(_ENV_KV_PREFIX, namespace=_ENV_KV_NAMESPACE):
+        node_id = key.decode()[len(_ENV_KV_PREFIX) :]
+        if node_id in node_ids and node_id != self_id:
+            marks[node_id] = internal_kv._internal_kv_get(key, namespace=_ENV_KV_NAMESPACE) == b"1"
+    unknown = [node_id for node_id in node_ids if node_id not in marks]
+    if unknown:
+        head = NodeAffinitySchedulingStrategy(job_actors.head_node_id(), soft=False)
+        try:
+            probed: dict[str, bool] = ray.get(
+                _probe_nodes.options(scheduling_strategy=head).remote(unknown), timeout=2 * _PROBE_TIMEOUT
+            )
+            marks.update(probed)
+        except (ray.exceptions.RayError, TimeoutError) as exc:
+            logger.warning(
+                "dispatch proxy: could not learn which nodes are tunneled (%s); treating them as tunneled", exc
+            )
+        marks.update((node_id, True) for node_id in unknown if node_id not in marks)
+    return marks
+
+
 def _take_view() -> _ClusterView:
     self_id = ray.get_runtime_context().get_node_id()
+    alive = job_actors.alive_nodes()
+    self_is_head = any(node["NodeID"] == self_id and job_actors.is_head(node) for node in alive)
+    # The head never relays: it needs no node's environment.
+    env = {} if self_is_head else _env_marks([node["NodeID"] for node in alive], self_id)
     nodes = {
         node["NodeID"]: _Node(
             node_id=node["NodeID"],
             is_head=job_actors.is_head(node),
-            tunneled=_is_tunneled(node),
+            tunneled=_is_tunneled(node) or env.get(node["NodeID"], False),
             labels=dict(node.get("Labels", {})),
             resources=dict(node.get("Resources", {})),
         )
-        for node in job_actors.alive_nodes()
+        for node in alive
     }
     return _ClusterView(nodes.get(self_id), nodes, any(n.tunneled for n in nodes.values()), time.monotonic())
 
@@ -268,6 +372,7 @@ class _Route:
         return self.proxy().relay.remote(remote, *args, **kwargs)
 
     def proxy(self) -> Any:
+        """The job's DispatchProxy actor handle (created, pinned to the head, on first use)."""
         address = ray.get_runtime_context().gcs_address
         if self._proxy is None or self._proxy[0] != address:
             job_hex = job_actors.current_job_hex()
@@ -281,6 +386,18 @@ class _Route:
 route = _Route()
 
 
+def get_dispatch_proxy() -> Any:
+    """The handle of this job's :class:`DispatchProxy` actor, created on first use. Experimental.
+
+    Detached, pinned to the head, named ``chia_dispatch_proxy_<job id>`` in
+    namespace ``chia``; it removes itself when the job ends. Works from the
+    driver and from workers::
+
+        value = ray.get(get_dispatch_proxy().submit.remote(simulate, ("c8",), {"cores": 8}))
+    """
+    return route.proxy()
+
+
 def should_proxy(opts: dict[str, Any] | None = None) -> bool:
     """True when this dispatch must be relayed through the head DispatchProxy. Experimental.
 
@@ -290,6 +407,8 @@ def should_proxy(opts: dict[str, Any] | None = None) -> bool:
     node and the head. That both enables LAN-origin dispatches to tunneled
     nodes and lets provably direct dispatches skip the relay. The head and
     drivers never relay; neither does anything on a cluster without nodes
-    marked tunneled (see the module docs for the markers).
+    marked tunneled (see the module docs for the markers: a node label, a
+    custom resource, or the reference's ``CHIA_TOOL_RELAY_HOST`` and
+    ``CHIA_TOOL_ADVERTISE_HOST`` in the environment of the node's raylet).
     """
     return route.should_relay(opts or {})

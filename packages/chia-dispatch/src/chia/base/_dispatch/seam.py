@@ -32,6 +32,8 @@ class CallInfo:
     ``context`` is what caller-side hooks put in :attr:`DispatchCall.context`
     (empty for local calls). ``replaced`` is True when a dispatch hook
     replaced the real function (e.g. a bypass provider runs instead).
+    ``display_name`` is the call's ``_chia_display_name`` (``None`` when not
+    given): how a profile or summary names the call instead of ``qualname``.
     """
 
     name: str
@@ -42,6 +44,7 @@ class CallInfo:
     context: Mapping[str, Any]
     remote: bool
     replaced: bool = False
+    display_name: str | None = None
 
 
 class CallWrapper(Protocol):
@@ -82,6 +85,9 @@ class DispatchCall:
         context: free-form, picklable data shipped to the worker's call
             wrappers as :attr:`CallInfo.context`. By convention keys are
             prefixed with the owning distribution (``"bypass.provider"``).
+        display_name: the call's ``_chia_display_name`` (``None`` when not
+            given): how a profile or summary names the call instead of
+            ``qualname``. Bypass and cache keys stay ``name`` and ``tag``.
     """
 
     function: Callable[..., Any]
@@ -92,6 +98,8 @@ class DispatchCall:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     context: dict[str, Any] = field(default_factory=dict)
+    display_name: str | None = None
+    _around: Any = field(default=None, repr=False)
     _submitter: Submitter | None = field(default=None, repr=False)
     _resolve_callbacks: list[Callable[[Any], object]] = field(default_factory=list, repr=False)
     _submitted_callbacks: list[Callable[[Any], object]] = field(default_factory=list, repr=False)
