@@ -50,4 +50,4 @@ def test_chia_remote_blocking_is_an_mcp_tool_that_runs_remotely(cluster: Any) ->
     assert set(schema["properties"]) == {"config", "cores"}
     assert schema["required"] == ["config"]
     assert value["config"] == "c8" and value["cores"] == 8
-    assert value["node"] == cluster.node_b_id  # ran where the ChiaFunction's options put it
+    assert value["node"] == cluster.node_ids["node_b"]  # ran where the ChiaFunction's options put it

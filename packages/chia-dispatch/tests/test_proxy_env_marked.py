@@ -18,21 +18,25 @@ from ray.cluster_utils import Cluster
 
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.dispatch_proxy import TUNNEL_ENV, DispatchProxy, get_dispatch_proxy, should_proxy
+from chia_testing import LOOPBACK
+from chia_testing.cluster import stop_cluster
 
 TUNNEL_VALUES = {"CHIA_TOOL_RELAY_HOST": "127.0.0.1", "CHIA_TOOL_ADVERTISE_HOST": "127.0.0.1"}
 
 
 @pytest.fixture(scope="module")
-def env_marked_cluster(clusters: Any) -> Iterator[dict[str, str]]:
+def env_marked_cluster() -> Iterator[dict[str, str]]:
     """Head, node ``lan`` and node ``envtun`` whose raylet was started with the tunnel variables."""
-    clusters.shutdown()  # this module owns its cluster; the manager starts its own again when asked
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"head": 1}})
+    stop_cluster()  # this module owns its cluster; chia-testing starts the shared one again when asked
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"head": 1}, "node_ip_address": LOOPBACK}
+    )
     try:
-        lan = cluster.add_node(num_cpus=1, resources={"lan": 1})
+        lan = cluster.add_node(num_cpus=1, resources={"lan": 1}, node_ip_address=LOOPBACK)
         saved = {name: os.environ.get(name) for name in TUNNEL_VALUES}
         os.environ.update(TUNNEL_VALUES)  # the raylet inherits the environment of the process that starts it
         try:
-            envtun = cluster.add_node(num_cpus=1, resources={"envtun": 1})
+            envtun = cluster.add_node(num_cpus=1, resources={"envtun": 1}, node_ip_address=LOOPBACK)
         finally:
             for name, value in saved.items():
                 if value is None:
