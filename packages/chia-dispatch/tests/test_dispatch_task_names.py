@@ -17,6 +17,7 @@ from ray.util.state import list_tasks
 from chia.base import dispatch_hooks
 from chia.base.ChiaFunction import ChiaFunction, chia_actor, get
 from chia.base.dispatch_hooks import DispatchCall
+from chia_testing import wait_until
 
 pytestmark = pytest.mark.usefixtures("tunneled_cluster")
 
@@ -50,15 +51,15 @@ def task_names_of(refs: list[Any]) -> Callable[[], dict[str, str] | None]:
     return names
 
 
-def collect_names(refs: list[Any], wait_until: Callable[..., None]) -> list[str]:
+def collect_names(refs: list[Any]) -> list[str]:
     poll = task_names_of(refs)
-    wait_until(lambda: poll() is not None, what="the state API reporting the tasks")
+    wait_until(lambda: poll() is not None, message="the state API reporting the tasks")
     found = poll()
     assert found is not None
     return [found[ref.task_id().hex()] for ref in refs]
 
 
-def test_tagged_calls_name_their_ray_tasks(wait_until: Callable[..., None]) -> None:
+def test_tagged_calls_name_their_ray_tasks() -> None:
     refs = [
         simulate.chia_remote(8, _chia_tag="sim_c8_k128"),  # type: ignore[call-arg]
         simulate.options(_chia_tag="sim_c4").chia_remote(4),
@@ -69,7 +70,7 @@ def test_tagged_calls_name_their_ray_tasks(wait_until: Callable[..., None]) -> N
         simulate.chia_remote(5),
     ]
     assert get(refs) == [8, 4, 2, 1, 1, 3, 5]
-    names = collect_names(refs, wait_until)
+    names = collect_names(refs)
     assert names[:6] == [
         "simulate[sim_c8_k128]",
         "simulate[sim_c4]",
@@ -81,7 +82,7 @@ def test_tagged_calls_name_their_ray_tasks(wait_until: Callable[..., None]) -> N
     assert "[" not in names[6] and names[6].endswith("simulate")  # untagged: Ray's default name
 
 
-def test_tags_name_tasks_with_hooks_registered(wait_until: Callable[..., None]) -> None:
+def test_tags_name_tasks_with_hooks_registered() -> None:
     def observe(call: DispatchCall) -> None:
         return None
 
@@ -91,14 +92,14 @@ def test_tags_name_tasks_with_hooks_registered(wait_until: Callable[..., None]) 
     finally:
         remove()
     assert get(ref) == 8
-    assert collect_names([ref], wait_until) == ["simulate[hooked]"]
+    assert collect_names([ref]) == ["simulate[hooked]"]
 
 
-def test_actor_method_calls_are_named_by_tag(wait_until: Callable[..., None]) -> None:
+def test_actor_method_calls_are_named_by_tag() -> None:
     actor = Counter.remote()  # type: ignore[attr-defined]
     try:
         ref = chia_actor(actor).add.chia_remote(1, _chia_tag="a1")
         assert get(ref) == 1
-        assert collect_names([ref], wait_until) == ["add[a1]"]
+        assert collect_names([ref]) == ["add[a1]"]
     finally:
         ray.kill(actor)
