@@ -101,13 +101,13 @@ def resolve(address: str | None) -> Target:
 
 def _auto_enable_token_auth() -> None:
     """Ray's convention for a cluster found on this machine: use the token file when RAY_AUTH_MODE is unset."""
-    try:
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
-        )
+    try:  # private and version-dependent in Ray: looked up, not imported by name, so every supported Ray type-checks
+        setup: Any = importlib.import_module("ray._private.authentication.authentication_token_setup")
     except ImportError:  # a Ray without token authentication
         return
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    enable = getattr(setup, "maybe_enable_token_auth_if_token_available", None)
+    if enable is not None:  # older Rays with token authentication lack the helper
+        enable(warn_if_disabled=False)
 
 
 def check_syntax(address: str) -> None:
