@@ -9,47 +9,33 @@ directions; ``get_dispatch_proxy().submit`` runs a function from the head.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import ray
-from ray.cluster_utils import Cluster
 
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.dispatch_proxy import TUNNEL_ENV, DispatchProxy, get_dispatch_proxy, should_proxy
-from chia_testing import LOOPBACK
-from chia_testing.cluster import stop_cluster
+from chia_testing.cluster import ClusterShape, ensure_cluster
 
 TUNNEL_VALUES = {"CHIA_TOOL_RELAY_HOST": "127.0.0.1", "CHIA_TOOL_ADVERTISE_HOST": "127.0.0.1"}
 
 
-@pytest.fixture(scope="module")
-def env_marked_cluster() -> Iterator[dict[str, str]]:
-    """Head, node ``lan`` and node ``envtun`` whose raylet was started with the tunnel variables."""
-    stop_cluster()  # this module owns its cluster; chia-testing starts the shared one again when asked
-    cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"head": 1}, "node_ip_address": LOOPBACK}
-    )
-    try:
-        lan = cluster.add_node(num_cpus=1, resources={"lan": 1}, node_ip_address=LOOPBACK)
-        saved = {name: os.environ.get(name) for name in TUNNEL_VALUES}
-        os.environ.update(TUNNEL_VALUES)  # the raylet inherits the environment of the process that starts it
-        try:
-            envtun = cluster.add_node(num_cpus=1, resources={"envtun": 1}, node_ip_address=LOOPBACK)
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address)
-        assert cluster.head_node is not None
-        yield {"head": cluster.head_node.node_id, "lan": lan.node_id, "envtun": envtun.node_id}
-    finally:
-        ray.shutdown()
-        cluster.shutdown()  # type: ignore[no-untyped-call]
+ENV_MARKED_NODES = ClusterShape(
+    "head, node lan and node envtun whose raylet was started with the tunnel variables",
+    {
+        "head": {"num_cpus": 2, "resources": {"head": 1}},
+        "lan": {"num_cpus": 1, "resources": {"lan": 1}},
+        "envtun": {"num_cpus": 1, "resources": {"envtun": 1}},
+    },
+    node_env={"envtun": TUNNEL_VALUES},
+)
+
+
+@pytest.fixture
+def env_marked_cluster() -> dict[str, str]:
+    """Node name -> node id of the running env-marked cluster (kept between this module's tests)."""
+    return dict(ensure_cluster(ENV_MARKED_NODES).node_ids)
 
 
 @ChiaFunction(num_cpus=0)

@@ -52,6 +52,11 @@ def test_the_same_shape_is_the_same_running_cluster(cluster: LoopbackCluster) ->
     assert cluster.running
 
 
+def test_node_env_naming_no_node_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"node_env names \['tunnel'\], which are not in nodes"):
+        ClusterShape("bad", {"head": {}}, node_env={"tunnel": {"X": "1"}})
+
+
 @pytest.mark.parametrize(
     ("nodes", "options", "error"),
     [

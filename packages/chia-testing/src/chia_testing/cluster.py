@@ -25,7 +25,8 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -59,12 +60,15 @@ class ClusterShape:
         dashboard: start the head's dashboard (Ray's state API needs it) on a free loopback port.
         init_options: extra ``ray.init`` keywords for the test process's driver (``namespace``,
             ``log_to_driver``...); the address is always the cluster's own.
+        node_env: node name -> environment variables its raylet (and so its workers) starts
+            with, on top of the test process's environment (e.g. a node that plays a tunneled one).
     """
 
     name: str
     nodes: Mapping[str, Mapping[str, Any]]
     dashboard: bool = False
     init_options: Mapping[str, Any] = field(default_factory=dict)
+    node_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.nodes:
@@ -81,6 +85,9 @@ class ClusterShape:
                     f"ClusterShape {self.name!r}: node {node!r} has node_ip_address {address!r}; "
                     "test clusters stay on loopback (127.0.0.0/8)"
                 )
+        unknown = sorted(set(self.node_env) - set(self.nodes))
+        if unknown:
+            raise ValueError(f"ClusterShape {self.name!r}: node_env names {unknown}, which are not in nodes")
         if "address" in self.init_options:
             raise ValueError(f"ClusterShape {self.name!r}: init_options may not set 'address' (it is the cluster's)")
 
@@ -150,18 +157,35 @@ class _Clusters:
 _clusters = _Clusters()
 
 
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` set in this process's environment for the block (a raylet inherits it when started)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _start(shape: ClusterShape) -> LoopbackCluster:
     names = list(shape.nodes)
     head_args: dict[str, Any] = {"node_ip_address": LOOPBACK, "include_dashboard": shape.dashboard}
     head_args.update(shape.nodes[names[0]])
     if shape.dashboard:  # never the default port: another Ray on this machine may hold it
         head_args["dashboard_port"] = free_port()
-    cluster = Cluster(initialize_head=True, head_node_args=head_args)
+    with _environment(shape.node_env.get(names[0], {})):
+        cluster = Cluster(initialize_head=True, head_node_args=head_args)
     try:
         assert cluster.head_node is not None
         node_ids = {names[0]: cluster.head_node.node_id}
         for name in names[1:]:
-            node_ids[name] = cluster.add_node(**{"node_ip_address": LOOPBACK, **shape.nodes[name]}).node_id
+            with _environment(shape.node_env.get(name, {})):
+                node_ids[name] = cluster.add_node(**{"node_ip_address": LOOPBACK, **shape.nodes[name]}).node_id
         cluster.wait_for_nodes(timeout=NODES_REGISTER_TIMEOUT)
         address: str = cluster.address
         ray.init(address=address, **shape.init_options)
