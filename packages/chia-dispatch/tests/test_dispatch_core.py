@@ -18,6 +18,7 @@ from chia.base.ChiaFunction import (
     ChiaCallRemote,
     ChiaFunction,
     ObjectRefCallback,
+    _is_deferred_sigint_failure,
     chia_actor,
     get,
 )
@@ -255,3 +256,21 @@ def test_bad_input_names_the_offending_value() -> None:
         chia_actor(object())
     with pytest.raises(TypeError, match="already a ChiaFunction"):
         ChiaFunction()(add)
+
+
+@ChiaFunction(num_cpus=0)
+def raises_ray_s_cancel_race_message() -> None:
+    raise TypeError("'Handlers' object is not callable")
+
+
+def test_ray_s_deferred_sigint_failure_reads_as_the_cancel_it_is() -> None:
+    # Ray's own failure when a cancel lands while the worker defers SIGINT: no frame of the task's code.
+    cause = TypeError("'Handlers' object is not callable")
+    ray_s = ray.exceptions.RayTaskError("busy_tree", "TypeError: 'Handlers' object is not callable", cause)
+    assert _is_deferred_sigint_failure(ray_s)
+    # The same message raised by the task's own code is the task's error, shown as such by get.
+    with pytest.raises(TypeError, match="'Handlers' object is not callable") as raised:
+        get(raises_ray_s_cancel_race_message.chia_remote())
+    assert isinstance(raised.value, ray.exceptions.RayTaskError)
+    assert not isinstance(raised.value, TaskCancelledError)
+    assert not _is_deferred_sigint_failure(raised.value)

@@ -16,7 +16,7 @@ import ray
 
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.dispatch_proxy import TUNNEL_ENV, DispatchProxy, get_dispatch_proxy, should_proxy
-from chia_testing.cluster import ClusterShape, ensure_cluster
+from chia_testing.cluster import ClusterShape, LoopbackCluster, cluster_fixture
 
 TUNNEL_VALUES = {"CHIA_TOOL_RELAY_HOST": "127.0.0.1", "CHIA_TOOL_ADVERTISE_HOST": "127.0.0.1"}
 
@@ -32,10 +32,7 @@ ENV_MARKED_NODES = ClusterShape(
 )
 
 
-@pytest.fixture
-def env_marked_cluster() -> dict[str, str]:
-    """Node name -> node id of the running env-marked cluster (kept between this module's tests)."""
-    return dict(ensure_cluster(ENV_MARKED_NODES).node_ids)
+env_marked_cluster = cluster_fixture(ENV_MARKED_NODES, scope="function")
 
 
 @ChiaFunction(num_cpus=0)
@@ -60,10 +57,10 @@ def relayed_count() -> int:
     return stats["relayed"]
 
 
-def test_only_the_envtun_node_carries_the_variables(env_marked_cluster: dict[str, str]) -> None:
+def test_only_the_envtun_node_carries_the_variables(env_marked_cluster: LoopbackCluster) -> None:
     for name in ("head", "lan", "envtun"):
         node, marked = get(node_env.options(resources={name: 0.01}).chia_remote())
-        assert node == env_marked_cluster[name]
+        assert node == env_marked_cluster.node_ids[name]
         assert marked is (name == "envtun")
 
 
@@ -78,7 +75,7 @@ def test_only_the_envtun_node_carries_the_variables(env_marked_cluster: dict[str
     ],
 )
 def test_env_marked_node_is_relayed_exactly_when_unreachable(
-    env_marked_cluster: dict[str, str], source: str, target: str, relayed: bool
+    env_marked_cluster: LoopbackCluster, source: str, target: str, relayed: bool
 ) -> None:
     before = relayed_count()
     value, decided = get(nested_add_one.options(resources={source: 0.01}).chia_remote(target, 41))
@@ -96,14 +93,17 @@ def plain_node() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def test_get_dispatch_proxy_submits_from_the_head(env_marked_cluster: dict[str, str]) -> None:
+def test_get_dispatch_proxy_submits_from_the_head(env_marked_cluster: LoopbackCluster) -> None:
     proxy = get_dispatch_proxy()
     assert proxy is get_dispatch_proxy() or proxy == get_dispatch_proxy()
     assert ray.get(proxy.submit.remote(add_one, (1,))) == 2
     assert ray.get(proxy.submit.remote(add_one, (), {"x": 2}, {"resources": {"envtun": 0.01}})) == 3
-    assert ray.get(proxy.submit.remote(raw_node, options={"resources": {"lan": 0.01}})) == env_marked_cluster["lan"]
+    assert (
+        ray.get(proxy.submit.remote(raw_node, options={"resources": {"lan": 0.01}}))
+        == env_marked_cluster.node_ids["lan"]
+    )
     assert (
         ray.get(proxy.submit.remote(plain_node, options={"resources": {"envtun": 0.01}}))
-        == (env_marked_cluster["envtun"])
+        == (env_marked_cluster.node_ids["envtun"])
     )
     assert callable(DispatchProxy.submit)

@@ -105,3 +105,25 @@ def test_the_plugin_stops_the_cluster_between_directories_and_fails_a_stale_sess
     )
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*fixture 'cluster' holds the cluster 'shape a', stopped since it was set up*"])
+
+
+ORDER_RUN = {
+    "d/conftest.py": """
+        from chia_testing.cluster import ClusterShape, cluster_fixture
+
+        on_x = cluster_fixture(ClusterShape("x", {"head": {"num_cpus": 1}}), scope="function")
+        on_y = cluster_fixture(ClusterShape("y", {"head": {"num_cpus": 2}}), scope="function")
+    """,
+    "d/test_1_x.py": "def test_x1(on_x): pass\ndef test_x1_again(on_x): pass\n",
+    "d/test_2_y.py": "def test_y(on_y): pass\n",
+    "d/test_3_plain.py": "def test_plain(): pass\n",
+    "d/test_4_x.py": "import pytest\npytestmark = pytest.mark.usefixtures('on_x')\ndef test_x4(): pass\n",
+    "e/test_5_y.py": "def test_y5(on_y): pass\n",
+}
+
+
+def test_modules_of_one_cluster_shape_run_together_within_their_directory(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(**{path: textwrap.dedent(text) for path, text in ORDER_RUN.items()})
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--collect-only", "-q", "d", "e")
+    listed = [line.split("::")[1] for line in result.stdout.lines if "::" in line]
+    assert listed == ["test_plain", "test_x1", "test_x1_again", "test_x4", "test_y", "test_y5"]

@@ -36,6 +36,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from chia_testing._ports import LOOPBACK, free_port
+from chia_testing.plugin import CLUSTER_SHAPE_ATTRIBUTE
 
 #: Seconds to wait for every node to register with the GCS (Ray's default of 30 is short on a busy 2-core machine).
 NODES_REGISTER_TIMEOUT = 120.0
@@ -236,5 +237,6 @@ def cluster_fixture(shape: ClusterShape, *, scope: FixtureScope = "session") -> 
         return ensure_cluster(shape)
 
     fixture.__doc__ = f"A running loopback Ray cluster, the test process connected: {shape.describe()}."
+    setattr(fixture, CLUSTER_SHAPE_ATTRIBUTE, shape)  # the plugin runs modules of one shape together
     decorate: Callable[[Callable[[], LoopbackCluster]], Any] = pytest.fixture(scope=scope)
     return decorate(fixture)

@@ -4,6 +4,8 @@
 - Ships every collected test module to Ray workers by value: pytest's importlib mode imports test
   modules under names (``packages.chia-dispatch.tests...``) that no worker can import.
 - Fixture ``tagged``: a ``TaggedProcesses`` whose leftovers are SIGKILLed at teardown.
+- Runs the test modules of a directory that use the same cluster shape one after another (a swap of
+  shapes restarts a multi-node cluster: seconds each), keeping each module's tests in their order.
 - Stops the running test cluster after the last test of each directory, so the next directory's
   tests (another package's) start without a Ray connection, and fails a test handed a cluster
   fixture value whose cluster was stopped since.
@@ -16,15 +18,19 @@ import os
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+import itertools
 import sys
 from collections.abc import Callable, Iterator
 from types import ModuleType
+from typing import Any
 
 import pytest
 
 from chia_testing._procs import TaggedProcesses
 
 _CLUSTER_MODULE = "chia_testing.cluster"
+# Set by chia_testing.cluster.cluster_fixture on the fixture function: the ClusterShape it starts.
+CLUSTER_SHAPE_ATTRIBUTE = "chia_cluster_shape"
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -42,6 +48,38 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for module in modules.values():
         if sys.modules.get(module.__name__) is module:  # cloudpickle refuses a module it cannot find there
             register(module)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Within each run of a directory's modules, order the modules by the cluster shape they use.
+
+    A module's shape is the first ``cluster_fixture`` one of its tests asks
+    for; modules that ask for none run first. Shapes keep the order in which
+    they first appear, modules of one shape keep theirs, and no module's
+    tests are reordered, so module-scoped fixtures are set up once.
+    """
+    ordered: list[pytest.Item] = []
+    for _, directory_run in itertools.groupby(items, key=lambda item: item.path.parent):
+        modules: dict[object, list[pytest.Item]] = {}
+        for item in directory_run:
+            modules.setdefault(item.path, []).append(item)
+        shapes = {path: _first_shape(module_items) for path, module_items in modules.items()}
+        first_seen = {shape: rank for rank, shape in enumerate(dict.fromkeys(shapes.values()))}
+        for path in sorted(modules, key=lambda path: (shapes[path] is not None, first_seen[shapes[path]])):
+            ordered.extend(modules[path])
+    items[:] = ordered
+
+
+def _first_shape(items: list[pytest.Item]) -> str | None:
+    """The name of the first cluster shape these tests ask for through a ``cluster_fixture``, if any."""
+    for item in items:
+        fixture_defs: dict[str, Any] = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        for name in getattr(item, "fixturenames", ()):
+            for definition in fixture_defs.get(name, ()):
+                shape = getattr(definition.func, CLUSTER_SHAPE_ATTRIBUTE, None)
+                if shape is not None:
+                    return str(shape.name)
+    return None
 
 
 @pytest.fixture

@@ -731,7 +731,14 @@ def get(
             item.callback(v) if type(item) is ObjectRefCallback else v for item, v in zip(ref, values, strict=True)
         ]
     else:
-        value = ray.get(ref, timeout=timeout)
+        try:
+            value = ray.get(ref, timeout=timeout)
+        except ray.exceptions.RayTaskError as error:
+            if _is_deferred_sigint_failure(error):
+                raise ray.exceptions.TaskCancelledError(
+                    error_message="the task was cancelled while Ray was storing its result"
+                ) from error
+            raise
         if seam.has_pending_resolve():
             if isinstance(ref, (list, tuple)):
                 for item, item_value in zip(ref, value, strict=True):
@@ -742,6 +749,24 @@ def get(
     if callback is not None:
         return callback(value)
     return value
+
+
+def _is_deferred_sigint_failure(error: ray.exceptions.RayTaskError) -> bool:
+    """True for Ray's cancel landing while the worker defers SIGINT (it stores a task's result).
+
+    Ray's ``DeferSigint`` then calls the SIGINT handler it saved, and when that
+    is ``signal.SIG_DFL`` (an enum, not a callable) the task fails with
+    ``TypeError: 'Handlers' object is not callable`` raised inside Ray's own
+    code, instead of being cancelled. The caller asked for a cancel, so
+    ``get`` reports it as one. A user's own TypeError never matches: Ray
+    strips its own frames from the traceback, so this one holds no frame at
+    all, while an error raised by the task's code shows where.
+    """
+    return (
+        isinstance(error.cause, TypeError)
+        and str(error.cause) == "'Handlers' object is not callable"
+        and 'File "' not in str(error)
+    )
 
 
 # --- actors -----------------------------------------------------------------------------
