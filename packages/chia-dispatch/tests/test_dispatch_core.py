@@ -67,6 +67,19 @@ class Doubler:
         return x * self.factor, os.getpid()
 
 
+class Base:
+    def describe(self) -> str:
+        return "base"
+
+
+class Derived(Base):
+    """Defined in a test module, so it travels by value; the method's super() refers back to the class."""
+
+    @ChiaFunction(num_cpus=0)
+    def describe(self) -> str:
+        return "derived of " + super().describe()
+
+
 @ray.remote(num_cpus=0)
 class Counter:
     def __init__(self) -> None:
@@ -128,6 +141,13 @@ def test_bound_method_runs_on_a_worker_with_that_self() -> None:
     value, pid = get(tool.do_work.chia_remote(tool, x=5))
     assert (value, pid != os.getpid()) == (15, True)
     assert get(Doubler.do_work.chia_remote(Doubler(4), 2))[0] == 8
+
+
+def test_a_method_using_super_in_a_class_pickled_by_value_runs_remotely() -> None:
+    derived = Derived()
+    assert derived.describe() == "derived of base"
+    assert get(derived.describe.chia_remote(derived)) == "derived of base"
+    assert ray.cloudpickle.loads(ray.cloudpickle.dumps(derived)).describe() == "derived of base"
 
 
 def test_options_merge_over_decorator_options() -> None:

@@ -48,8 +48,24 @@ def test_kv_missing_store_and_usage(cluster: Any) -> None:
     assert missing.exit_code == 5 and "no KV store actor named 'absent' in Ray namespace 'nowhere'" in missing.stderr
     conflict = runner.invoke(cli, ["kv", "set", "never", "1", "--if-version", "3", "--name", "absent"])
     assert conflict.exit_code == 5  # the store is missing before any version is compared
-    no_name = runner.invoke(cli, ["kv", "get", "k", "--namespace", "x"])
-    assert no_name.exit_code == 2 and "Missing option '--name'" in no_name.stderr
+    none_there = runner.invoke(cli, ["kv", "get", "k", "--namespace", "x"])
+    assert none_there.exit_code == 5 and "no KV store on the cluster matches --namespace x" in none_there.stderr
+
+
+def test_kv_finds_the_store_when_name_or_namespace_is_left_out(knobs: list[str]) -> None:
+    runner = CliRunner()
+    by_namespace = runner.invoke(cli, ["kv", "get", "num_parallel", "--namespace", "chia-ops-kv"])
+    assert by_namespace.exit_code == 0 and by_namespace.stdout.strip() == "2"
+    by_name = runner.invoke(cli, ["kv", "list", "--name", "cli_knobs"])
+    assert by_name.exit_code == 0 and by_name.stdout.startswith("num_parallel = 2")
+    kv_store.get_or_create_kv_store(name="other_knobs", namespace="chia-ops-kv")
+    try:
+        ambiguous = runner.invoke(cli, ["kv", "list", "--namespace", "chia-ops-kv"])
+        assert ambiguous.exit_code == 2
+        assert "2 KV stores match: cli_knobs (namespace chia-ops-kv), other_knobs" in ambiguous.stderr
+        assert "choose one with --name/--namespace" in ambiguous.stderr
+    finally:
+        ray.kill(ray.get_actor("other_knobs", namespace="chia-ops-kv"))
 
 
 @pytest.fixture

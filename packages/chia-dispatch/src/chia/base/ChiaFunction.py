@@ -473,6 +473,7 @@ class _ChiaWrappedImpl(Generic[P, R]):
         remote = _ray_remote(_make_task_body(fn, name, qualname, signature=signature), self._options, qualname)
         self._dispatcher = _Dispatcher(fn, self._options, remote, reserved.NONE, signature=signature)
         self._pickled_fn: bytes | None = None
+        self._pickling = False
         self.chia_remote_blocking: Callable[P, R] = _blocking(self.chia_remote, fn)
 
     @property
@@ -518,7 +519,17 @@ class _ChiaWrappedImpl(Generic[P, R]):
         # same object comes back), by value otherwise (``__main__``, closures,
         # modules a worker cannot import). The function is serialised once.
         if self._pickled_fn is None:
-            self._pickled_fn = ray.cloudpickle.dumps(self._fn)  # type: ignore[no-untyped-call]
+            if self._pickling:
+                # Reached again while serialising the function: it refers back to
+                # this object (a method using zero-argument super() in a class
+                # pickled by value: its __class__ cell holds the class, whose dict
+                # holds this). The enclosing pickler's memo closes that cycle.
+                return (_ChiaWrappedImpl, (self._fn, self._options))
+            self._pickling = True
+            try:
+                self._pickled_fn = ray.cloudpickle.dumps(self._fn)  # type: ignore[no-untyped-call]
+            finally:
+                self._pickling = False
         module = getattr(self._fn, "__module__", None) or ""
         qualname = getattr(self._fn, "__qualname__", "")
         return (_unpickle_wrapped, (module, qualname, self._pickled_fn, self._options))

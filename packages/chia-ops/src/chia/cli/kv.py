@@ -12,8 +12,6 @@ program; ``chia kv`` is the documented way.
 
 from __future__ import annotations
 
-import ast
-import json
 from typing import Any
 
 import click
@@ -40,36 +38,33 @@ def _kv_options(fn: F) -> F:
     fn = click.option(
         "--namespace", help="Ray namespace of the KV store actor (default: the only store of that name in any)."
     )(fn)
-    fn = click.option("--name", required=True, help="Name of the KV store actor.")(fn)
+    fn = click.option("--name", help="Name of the KV store actor (default: the only KV store on the cluster).")(fn)
     return address_option(fn)
 
 
-def parse_value(text: str) -> Any:
-    """A Python or JSON literal (int, float, bool, None, list, dict...), else the text itself."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        pass
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return text
+def _store(name: str | None, namespace: str | None) -> tuple[Any, str]:
+    """The store's handle and how to name it in messages (NOT_FOUND / USAGE when it cannot be chosen).
 
-
-def _store(name: str, namespace: str | None) -> tuple[Any, str]:
-    """The store's handle and how to name it in messages (NOT_FOUND / USAGE when it cannot be chosen)."""
+    Without ``--name``/``--namespace`` the store is the only KV store on the
+    cluster (or the only one of that name, or in that namespace).
+    """
     with needs(KV, "chia kv"):
-        from chia.base.chia_kv_store import attach_kv_store
-    if namespace is None:
-        spaces = [e["namespace"] for e in ray.util.list_named_actors(all_namespaces=True) if e["name"] == name]
-        if not spaces:
-            raise CliError(f"no KV store actor named {name!r} in any Ray namespace", ExitCode.NOT_FOUND)
-        if len(spaces) > 1:
+        from chia.base.chia_kv_store import attach_kv_store, find_kv_stores
+    if name is None or namespace is None:
+        stores = find_kv_stores(name, namespace)
+        given = " ".join(f"--{flag} {value}" for flag, value in (("name", name), ("namespace", namespace)) if value)
+        if not stores:
             raise CliError(
-                f"actors named {name!r} run in namespaces {sorted(spaces)}; choose one with --namespace",
-                ExitCode.USAGE,
+                f"no KV store on the cluster{' matches ' + given if given else ''}; a pipeline creates one "
+                "with get_or_create_kv_store(name, namespace, ...)",
+                ExitCode.NOT_FOUND,
             )
-        namespace = spaces[0]
+        if len(stores) > 1:
+            listed = ", ".join(f"{store} (namespace {space})" for store, space in stores)
+            raise CliError(
+                f"{len(stores)} KV stores match: {listed}; choose one with --name/--namespace", ExitCode.USAGE
+            )
+        name, namespace = stores[0]
     try:
         handle = attach_kv_store(name, namespace)
     except LookupError as exc:
@@ -100,7 +95,7 @@ def _check_extra() -> None:
 @kv.command("get")
 @click.argument("key")
 @_kv_options
-def kv_get(key: str, name: str, namespace: str | None, address: str | None) -> None:
+def kv_get(key: str, name: str | None, namespace: str | None, address: str | None) -> None:
     """Print KEY's value (exit 5 when KEY is not set)."""
     _check_extra()
     with connected(address):
@@ -123,12 +118,21 @@ def kv_get(key: str, name: str, namespace: str | None, address: str | None) -> N
 @yes_option
 @_kv_options
 def kv_set(
-    key: str, value: str, if_version: int | None, yes: bool, name: str, namespace: str | None, address: str | None
+    key: str,
+    value: str,
+    if_version: int | None,
+    yes: bool,
+    name: str | None,
+    namespace: str | None,
+    address: str | None,
 ) -> None:
     """Set KEY to VALUE and print its new version."""
-    _check_extra()
-    parsed = parse_value(value)
-    with connected(address, f"set {key!r} in KV store {name!r}", yes):
+    with needs(KV, "chia kv"):
+        from chia.base.chia_kv_store import parse_kv_value
+    parsed = parse_kv_value(value)
+    with connected(
+        address, f"set {key!r} in KV store {name!r}" if name else f"set {key!r} in the cluster's KV store", yes
+    ):
         store, where = _store(name, namespace)
         if if_version is None:
             version = _call(where, store.set_versioned.remote(key, parsed))
@@ -147,7 +151,7 @@ def kv_set(
 
 @kv.command("list")
 @_kv_options
-def kv_list(name: str, namespace: str | None, address: str | None) -> None:
+def kv_list(name: str | None, namespace: str | None, address: str | None) -> None:
     """Print every key with its value and version."""
     _check_extra()
     with connected(address):
@@ -163,10 +167,14 @@ def kv_list(name: str, namespace: str | None, address: str | None) -> None:
 @click.argument("key")
 @yes_option
 @_kv_options
-def kv_delete(key: str, yes: bool, name: str, namespace: str | None, address: str | None) -> None:
+def kv_delete(key: str, yes: bool, name: str | None, namespace: str | None, address: str | None) -> None:
     """Remove KEY (exit 5 when it was not set)."""
     _check_extra()
-    with connected(address, f"delete {key!r} from KV store {name!r}", yes):
+    with connected(
+        address,
+        f"delete {key!r} from KV store {name!r}" if name else f"delete {key!r} from the cluster's KV store",
+        yes,
+    ):
         store, where = _store(name, namespace)
         removed = _call(where, store.delete.remote(key))
     if not removed:

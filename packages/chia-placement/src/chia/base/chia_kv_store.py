@@ -50,7 +50,15 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from chia.base._placement.kv_file import KVSnapshot, load_snapshot, write_snapshot
 
-__all__ = ["ChiaKVStore", "attach_kv_store", "get_or_create_kv_store", "main", "query_kv"]
+__all__ = [
+    "ChiaKVStore",
+    "attach_kv_store",
+    "find_kv_stores",
+    "get_or_create_kv_store",
+    "main",
+    "parse_kv_value",
+    "query_kv",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -353,8 +361,13 @@ def query_kv(handle: ActorHandle[ChiaKVStore] | None, key: str, default: Any = N
 # --- operator CLI ----------------------------------------------------------------------
 
 
-def _parse_literal(text: str) -> Any:
-    """A Python or JSON literal (int, float, bool, None, list, dict, ...), else the text itself."""
+def parse_kv_value(text: str) -> Any:
+    """An operator's value: a Python or JSON literal (int, float, bool, None, list, dict...), else the text. Stable.
+
+    What ``chia kv set`` and ``python -m chia.base.chia_kv_store set`` store
+    for VALUE: ``"4"`` -> ``4``, ``"true"`` -> ``True``, ``"[1, 2]"`` -> ``[1, 2]``,
+    ``"fast"`` -> ``"fast"``. Never evaluates code.
+    """
     try:
         return ast.literal_eval(text)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -407,8 +420,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _find_stores(name: str | None, namespace: str | None) -> list[tuple[str, str]]:
-    """``(name, namespace)`` of every live KV store actor matching what the operator gave."""
+def find_kv_stores(name: str | None = None, namespace: str | None = None) -> list[tuple[str, str]]:
+    """``(name, namespace)`` of every live KV store actor on the connected cluster, sorted. Stable.
+
+    ``name`` and ``namespace`` narrow the search when given. Other named
+    actors are never listed. Needs a Ray connection.
+    """
     found = []
     for actor in ray.util.list_named_actors(all_namespaces=True):
         actor_name, actor_namespace = actor["name"], actor["namespace"]
@@ -428,7 +445,7 @@ def _resolve_store(name: str | None, namespace: str | None) -> tuple[str, str] |
     """The store to use, or ``(exit code, error message)`` when the defaults do not pick exactly one."""
     if name is not None and namespace is not None:
         return name, namespace
-    stores = _find_stores(name, namespace)
+    stores = find_kv_stores(name, namespace)
     if len(stores) == 1:
         return stores[0]
     wanted = " ".join(f"--{flag} {value}" for flag, value in (("name", name), ("namespace", namespace)) if value)
@@ -517,7 +534,7 @@ def _run(args: argparse.Namespace, name: str, namespace: str) -> int:
             print(value)
         elif args.set is not None:
             key, text = args.set
-            return _run_set(store, where, key, _parse_literal(text), args.if_version, args.show_version)
+            return _run_set(store, where, key, parse_kv_value(text), args.if_version, args.show_version)
         elif args.delete is not None:
             if not ray.get(store.delete.remote(args.delete)):
                 print(f"error: key {args.delete!r} is not set in {where}", file=sys.stderr)
