@@ -43,6 +43,7 @@ NODES_REGISTER_TIMEOUT = 120.0
 
 _MANAGED_KEYS = ("include_dashboard", "dashboard_port")
 _RAYLET_TIMEOUT = "timed out during startup"
+_STARTS = 3  # a start whose node misses Ray's fixed registration limit is tried again, twice at most
 
 logger = logging.getLogger(__name__)
 
@@ -138,13 +139,15 @@ class _Clusters:
         self.stop()
         if ray.is_initialized():  # a connection this module did not make, e.g. ray.init(address="local")
             ray.shutdown()
-        try:
-            self.current = _start(shape)
-        except Exception as error:  # Ray raises a bare Exception when a raylet misses its fixed 30 s to register
-            if _RAYLET_TIMEOUT not in str(error):
-                raise
-            logger.warning("%s: a node missed Ray's startup limit (a loaded machine); starting once more", shape.name)
-            self.current = _start(shape)
+        for attempt in range(1, _STARTS + 1):
+            try:
+                self.current = _start(shape)
+                break
+            except Exception as error:  # Ray raises a bare Exception when a raylet misses its fixed 30 s to register
+                if _RAYLET_TIMEOUT not in str(error) or attempt == _STARTS:
+                    raise
+                logger.warning("%s: a node missed Ray's startup limit (a loaded machine); starting again", shape.name)
+        assert self.current is not None
         return self.current
 
     def stop(self) -> None:
@@ -203,7 +206,7 @@ def ensure_cluster(shape: ClusterShape) -> LoopbackCluster:
 
     The test process is connected to it as a Ray driver when this returns. A
     start whose node misses Ray's fixed 30 s to register (a loaded machine) is
-    tried once more; any other failure propagates.
+    tried again, up to three starts in all; any other failure propagates.
     """
     return _clusters.ensure(shape)
 
