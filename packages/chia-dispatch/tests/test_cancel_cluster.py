@@ -20,7 +20,7 @@ from chia.base._dispatch import job_actors, pid_tracking
 from chia.base._dispatch.proc_tree import MARKER_VARIABLE
 from chia.base._dispatch.registry import get_registry, job_marker_prefix
 from chia.base.ChiaFunction import ChiaFunction, get
-from chia.base.pid_registry import chia_cancel, kill_all_tracked
+from chia.base.pid_registry import TrackedTask, cancel_tasks, chia_cancel, kill_all_tracked, tracked_tasks
 from chia_testing import tagged_pids, wait_until
 
 pytestmark = pytest.mark.usefixtures("two_node_cluster")
@@ -204,6 +204,25 @@ def test_tracked_entries_carry_pid_and_start_time(two_node_cluster: Any, tagged:
     chia_cancel(ref, grace=5.0)
     assert tagged.pids(tag) == []
     assert task_id not in ray.get(registry.tracked.remote())
+
+
+def test_tracked_tasks_and_cancel_tasks_work_by_task_id(two_node_cluster: Any, tagged: Any) -> None:
+    ref, tag = _start_trees(tagged, "node_b", foreground_new_session=False)
+    task_id, node_b = ref.task_id().hex(), two_node_cluster.node_ids["node_b"]
+    # Both direct children reported: the whole tree, the setsid daemons too (found by the task's marker).
+    wait_until(lambda: len(tracked_tasks().get(task_id, TrackedTask("", "")).processes) >= 8, message="the tree")
+    task = tracked_tasks()[task_id]
+    assert task.job_id == ray.get_runtime_context().get_job_id() and task.stuck_cause is None
+    assert {process.node_id for process in task.processes} == {node_b}
+    assert set(tagged.pids(tag)) <= {process.pid for process in task.processes}  # six sleepers
+    commands = {process.pid: process.command for process in task.processes}
+    assert all(commands[pid].startswith(tag) and commands[pid].endswith(" 300") for pid in tagged.pids(tag))
+    with pytest.raises(ValueError, match="'nonsense' is not a Ray task id"):
+        cancel_tasks(["nonsense"])
+    assert cancel_tasks([task_id], grace=5.0) >= 8  # the tree kill of chia_cancel, without the ObjectRef
+    assert tagged.pids(tag) == []
+    with pytest.raises(TaskCancelledError, match="cancelled by chia_cancel"):
+        get(ref)
 
 
 def test_concurrent_spawns_in_one_worker_do_not_mix() -> None:

@@ -15,6 +15,7 @@ from chia.base._dispatch.proc_tree import (
     KillTarget,
     ProcessId,
     alive,
+    describe_trees,
     find_tree,
     kill_tree,
     start_ticks,
@@ -84,6 +85,31 @@ def test_the_setsid_daemon_is_found_only_through_the_marker(tag: str, spawn_tree
     assert set(pids(tag)) <= set(find_tree(KillTarget(marker_prefixes=("job:",))))
     kill_tree(KillTarget(roots=(ident(root),), markers=frozenset({f"job:{tag}"})), grace=5.0)
     root.wait(timeout=10)
+
+
+def test_describe_trees_shows_each_target_in_one_scan(tag: str, spawn_tree: Any, pids: Any) -> None:
+    marked = spawn_tree(f"{tag}-m", new_session=True, marker=f"job:{tag}")
+    plain = spawn_tree(f"{tag}-p", new_session=False)
+    stale = ProcessId(plain.pid, ident(plain).start_ticks - 1)
+    described = describe_trees(
+        {
+            "marked": KillTarget((ident(marked),), frozenset({f"job:{tag}"})),
+            "plain": KillTarget((ident(plain),)),
+            "stale": KillTarget((stale,)),
+        }
+    )
+    assert described["stale"] == []
+    marked_pids = {info.pid for info in described["marked"]}
+    assert set(pids(f"{tag}-m")) <= marked_pids  # the setsid daemon too, through the marker
+    plain_infos = {info.pid: info for info in described["plain"]}
+    assert set(pids(f"{tag}-p-child")) | set(pids(f"{tag}-p-grandchild")) <= set(plain_infos)
+    assert not set(pids(f"{tag}-p-daemon")) & set(plain_infos)  # left the tree, carries no marker
+    assert plain_infos[plain.pid].command.startswith("bash -c") and plain_infos[plain.pid].parent_pid == os.getpid()
+    assert [info.pid for info in described["plain"]] == sorted(plain_infos)
+    assert plain_infos[pids(f"{tag}-p-child")[0]].command == f"{tag}-p-child 300"
+    for root in (marked, plain):
+        kill_tree(KillTarget((ident(root),), frozenset({f"job:{tag}"})), grace=5.0)
+        root.wait(timeout=10)
 
 
 def test_a_reused_pid_is_never_killed(tag: str, spawn_tree: Any, pids: Any) -> None:

@@ -15,6 +15,7 @@ import ray
 from chia.base._dispatch import stuck
 from chia.base.chia_wait import TrackedRef, chia_wait
 from chia.base.ChiaFunction import ChiaFunction, get
+from chia.base.pid_registry import tracked_tasks
 from chia_testing import wait_until
 
 PNA = stuck.PENDING_NODE_ASSIGNMENT
@@ -183,6 +184,23 @@ def test_max_retries_is_honoured_then_a_single_warning(source: FakeSource, caplo
     assert tracked.retries == 2 and len(submissions) == 2
     left = [r for r in caplog.records if "left pending" in r.getMessage()]
     assert len(left) == 1 and "stubborn" in left[0].getMessage()
+    ray.cancel(tracked.object_ref, force=True)
+
+
+@pytest.mark.usefixtures("tunneled_cluster")
+def test_the_cause_of_a_stuck_task_is_recorded_where_chia_status_reads_it(source: FakeSource) -> None:
+    tracked = TrackedRef(never_schedulable(5), None, label="left")
+    source.answer = stuck_answer(lambda: [tracked.object_ref])
+    task_id = tracked.object_ref.task_id().hex()
+
+    def recorded() -> bool:
+        chia_wait([tracked], timeout=0.5, pending_timeout=0.2)
+        return task_id in tracked_tasks(all_jobs=False)
+
+    wait_until(recorded, message="chia_wait to record the stuck task in the pid registry")
+    cause = tracked_tasks()[task_id].stuck_cause
+    assert cause is not None and cause.startswith(f"{PNA} for ") and "left pending after 0 of 1 retries" in cause
+    assert tracked_tasks()[task_id].processes == ()
     ray.cancel(tracked.object_ref, force=True)
 
 

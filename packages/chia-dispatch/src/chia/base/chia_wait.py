@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 from chia.base._dispatch import stuck
+from chia.base._dispatch.registry import note_stuck
 
 if TYPE_CHECKING:
     from ray import ObjectRef
@@ -224,8 +225,9 @@ def chia_wait(
     4. (when ``require_demand_absent=True``) the cluster reports no pending
        demand for the task's resource shape.
 
-    A task the state API does not report is not stuck (no evidence). For
-    each stuck TrackedRef:
+    A task the state API does not report is not stuck (no evidence). The
+    cause of each stuck task is recorded in its job's pid registry, where
+    ``chia status`` shows it. For each stuck TrackedRef:
 
     * If ``retry=True``, ``tr.submit_fn`` is set and ``tr.retries <
       max_retries``: ``ray.cancel(tr.ref, force=True)`` (best effort), then
@@ -340,7 +342,9 @@ class _Detector:
     def _handle_stuck(self, tr: TrackedRef) -> None:
         self.stuck += 1
         age = time.monotonic() - tr.submitted_at
+        task_hex = tr.object_ref.task_id().hex()
         if self.retry and tr.submit_fn is not None and tr.retries < self.max_retries:
+            note_stuck(task_hex, _stuck_cause(age, f"resubmitted (retry {tr.retries + 1} of {self.max_retries})"))
             _cancel_quietly(tr.object_ref)
             tr.ref = tr.submit_fn()
             tr.submitted_at = time.monotonic()
@@ -358,6 +362,7 @@ class _Detector:
         if not tr._stuck_warned:
             tr._stuck_warned = True
             action = "cancelled" if self.cancel_on_stuck else "left pending"
+            note_stuck(task_hex, _stuck_cause(age, f"{action} after {tr.retries} of {self.max_retries} retries"))
             self._log(
                 logging.WARNING,
                 "chia_wait: %s stuck in PENDING_NODE_ASSIGNMENT for %.0f s: %s (retries %d of %d%s)",
@@ -375,6 +380,14 @@ class _Detector:
         logger.log(level, message, *args)
         if self.print_logs:
             print(message % args, flush=True)
+
+
+def _stuck_cause(age: float, action: str) -> str:
+    """What ``chia status`` shows for a stuck task: the classification and what chia_wait did."""
+    return (
+        f"{stuck.PENDING_NODE_ASSIGNMENT} for {age:.0f} s while the cluster had its resources free "
+        f"(a wedged raylet); chia_wait {action}"
+    )
 
 
 def _cancel_quietly(ref: ObjectRef[Any]) -> None:

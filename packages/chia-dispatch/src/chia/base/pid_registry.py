@@ -10,12 +10,34 @@ Where things live: each job gets one :class:`PidRegistryActor`
 the head node, created on the job's first tracked spawn. Killing happens on
 the node that runs the processes, in a small per-job reaper actor the
 registry starts there on the first spawn it hears of.
+
+For processes that hold no ObjectRef (the ``chia`` command line, another
+job): :func:`tracked_tasks` reports every job's tracked process trees and the
+causes ``chia_wait`` recorded for stuck tasks (``chia status``), and
+:func:`cancel_tasks` applies ``chia_cancel``'s tree kill to tasks named by id
+(``chia cancel --tag/--function/--task``).
 """
 
 from __future__ import annotations
 
 # Defined in chia-dispatch's private core, below ChiaFunction (which re-exports
 # chia_cancel) and the dispatch proxy (which cancels the tasks it relays).
-from chia.base._dispatch.registry import PidRegistryActor, chia_cancel, kill_all_tracked
+from chia.base._dispatch.registry import (
+    PidRegistryActor,
+    TrackedProcess,
+    TrackedTask,
+    cancel_tasks,
+    chia_cancel,
+    kill_all_tracked,
+    tracked_tasks,
+)
 
-__all__ = ["PidRegistryActor", "chia_cancel", "kill_all_tracked"]
+__all__ = [
+    "PidRegistryActor",
+    "TrackedProcess",
+    "TrackedTask",
+    "cancel_tasks",
+    "chia_cancel",
+    "kill_all_tracked",
+    "tracked_tasks",
+]

@@ -1,8 +1,11 @@
-"""``chia status``: the nodes, resources and named actors of a running cluster.
+"""``chia status``: chia's work on a running cluster, and its nodes, resources and named actors.
 
-Stable. Reports every node (alive or dead, which one is the head), the
-resources free and total, the named actors in every namespace and the
-profile collector if one runs, as text or ``--json``.
+Stable. Reports the unfinished tasks (running, pending, stuck: function, tag,
+node, state, age, the subprocess trees the pid registries track and the cause
+``chia_wait`` gave a stuck task), filtered by tag pattern, function, state or
+task id; every node (alive or dead, which one is the head), the resources
+free and total, the named actors in every namespace and the profile collector
+if one runs; as text or ``--json``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from chia.cli._cluster import (
     available_resources,
     cluster_resources,
     connected,
+    progress,
     ray_nodes,
 )
+from chia.cli._exit import CliError
+from chia.cli._tasks import STATES, TaskListing, filter_options, format_table, list_unfinished, select
 from chia.trace import profiler
 
 __all__ = ["NodeStatus", "status"]
@@ -51,10 +57,33 @@ def _format_resources(total: dict[str, float], free: dict[str, float] | None = N
 
 @click.command()
 @address_option
+@filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of text.")
-def status(address: str | None, as_json: bool) -> None:
-    """Nodes, resources (free/total) and the named actors running (chia's and others)."""
-    with connected(address):
+def status(
+    address: str | None,
+    tags: tuple[str, ...],
+    functions: tuple[str, ...],
+    states: tuple[str, ...],
+    task_ids: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """The tasks running, pending and stuck (with their subprocess trees); nodes, resources and named actors.
+
+    A task's tag is the one its call was dispatched with (its Ray task name
+    is ``function[tag]``); filters of one kind match any of their values,
+    filters of different kinds must all match.
+    """
+    filtered = bool(tags or functions or states or task_ids)
+    with connected(address) as target:
+        listing: TaskListing | None = None
+        tasks_error = None
+        try:
+            listing = list_unfinished(target.address)
+        except CliError as exc:
+            if filtered:
+                raise
+            tasks_error = exc.message
+            progress(f"tasks not shown: {exc.message}")
         nodes = [
             NodeStatus(
                 node["NodeID"],
@@ -74,7 +103,16 @@ def status(address: str | None, as_json: bool) -> None:
         collector = profiler.get_collector() or _collector_anywhere()
         if collector is not None:
             collector_info = ray.get(collector.info.remote(), timeout=RAY_TIMEOUT_S)
+    tasks = (
+        None
+        if listing is None
+        else select(listing.tasks, tags=tags, functions=functions, states=states, task_ids=task_ids)
+    )
+    if listing is not None and listing.truncated:
+        progress(f"Ray's state API returned its limit of {len(listing.tasks)} tasks: more may run")
     document = {
+        "tasks": None if tasks is None else [asdict(task) for task in tasks],
+        "tasks_error": tasks_error,
         "nodes": [asdict(node) for node in nodes],
         "resources": {"total": total, "available": free},
         "actors": actors,
@@ -83,6 +121,12 @@ def status(address: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
+    if tasks is not None:
+        counts = ", ".join(f"{sum(task.state == state for task in tasks)} {state}" for state in STATES)
+        click.echo(f"tasks{' matching' if filtered else ''}: {counts}")
+        if tasks:
+            for line in format_table(tasks):
+                click.echo(f"  {line}")
     alive = [node for node in nodes if node.alive]
     click.echo(f"{len(alive)} node(s) alive, {len(nodes) - len(alive)} dead")
     for node in alive:

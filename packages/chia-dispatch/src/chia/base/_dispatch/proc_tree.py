@@ -4,7 +4,8 @@ Owns everything that reads ``/proc`` or sends signals for ``chia_cancel``:
 the identity of a process (pid + start time, so a reused pid is never
 killed), the tree of a tracked process (descendants, its process group and
 session, and setsid daemons found by the marker variable in their
-environment) and the SIGTERM -> grace -> SIGKILL sequence. Linux only; needs
+environment), the SIGTERM -> grace -> SIGKILL sequence, and describing the
+trees for ``chia status`` (``describe_trees``). Linux only; needs
 no Ray, so it is tested directly.
 """
 
@@ -16,7 +17,7 @@ import os
 import select
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ double fork) are still found.
 _MARKER_PREFIX = MARKER_VARIABLE.encode() + b"="
 _RESCAN_INTERVAL = 0.25
 _SIGKILL_WAIT = 5.0
+_COMMAND_LIMIT = 200  # characters of a command line shown by describe_trees
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,28 +110,25 @@ def _all_pids() -> Iterator[int]:
             yield int(name)
 
 
-def _marked(pid: int, target: KillTarget) -> bool:
-    if not (target.markers or target.marker_prefixes):
-        return False
-    marker = _marker_of(pid)
+def _marked(marker: str | None, target: KillTarget) -> bool:
     return marker is not None and (
         marker in target.markers or any(marker.startswith(p) for p in target.marker_prefixes)
     )
 
 
-def find_tree(target: KillTarget, *, extra: Iterable[ProcessId] = ()) -> dict[int, int]:
-    """Every live process that belongs to ``target``: pid -> start ticks.
-
-    A process belongs when it is a root (same pid and start time), shares the
-    process group or session a live root leads, carries a matching marker,
-    or descends from any of those. ``extra`` adds already-known members (so
-    their new children are found on a rescan). Never includes this process.
-    """
+def _scan() -> dict[int, _Stat]:
+    """The ``/proc/<pid>/stat`` of every live process on this node."""
     stats: dict[int, _Stat] = {}
     for pid in _all_pids():
         stat = _read_stat(pid)
         if stat is not None and not stat.exited:
             stats[pid] = stat
+    return stats
+
+
+def _members(
+    target: KillTarget, stats: dict[int, _Stat], marker_of: Callable[[int], str | None], extra: Iterable[ProcessId]
+) -> dict[int, int]:
     members: dict[int, int] = {}
     leaders: set[int] = set()
     for root in (*target.roots, *extra):
@@ -137,8 +136,11 @@ def find_tree(target: KillTarget, *, extra: Iterable[ProcessId] = ()) -> dict[in
         if stat is not None and stat.start_ticks == root.start_ticks:
             members[root.pid] = root.start_ticks
             leaders.add(root.pid)
+    by_marker = bool(target.markers or target.marker_prefixes)
     for pid, stat in stats.items():
-        if pid not in members and (stat.pgid in leaders or stat.sid in leaders or _marked(pid, target)):
+        if pid not in members and (
+            stat.pgid in leaders or stat.sid in leaders or (by_marker and _marked(marker_of(pid), target))
+        ):
             members[pid] = stat.start_ticks
     children: dict[int, list[int]] = {}
     for pid, stat in stats.items():
@@ -151,6 +153,57 @@ def find_tree(target: KillTarget, *, extra: Iterable[ProcessId] = ()) -> dict[in
                 stack.append(child)
     members.pop(os.getpid(), None)
     return members
+
+
+def find_tree(target: KillTarget, *, extra: Iterable[ProcessId] = ()) -> dict[int, int]:
+    """Every live process that belongs to ``target``: pid -> start ticks.
+
+    A process belongs when it is a root (same pid and start time), shares the
+    process group or session a live root leads, carries a matching marker,
+    or descends from any of those. ``extra`` adds already-known members (so
+    their new children are found on a rescan). Never includes this process.
+    """
+    return _members(target, _scan(), _marker_of, extra)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """One live process of a tree, for display: pid, parent pid and command line (truncated)."""
+
+    pid: int
+    parent_pid: int
+    command: str
+
+
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = handle.read(_COMMAND_LIMIT + 1)
+    except OSError:
+        return "?"
+    text = argv.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    return text[:_COMMAND_LIMIT] + ("..." if len(text) > _COMMAND_LIMIT else "")
+
+
+def describe_trees(targets: Mapping[str, KillTarget]) -> dict[str, list[ProcessInfo]]:
+    """The live processes of each target (the tree :func:`kill_tree` would kill), by key, in pid order.
+
+    One scan of ``/proc`` serves every target, and each process's marker is
+    read at most once, so describing thousands of tasks on a node stays cheap.
+    """
+    stats = _scan()
+    markers: dict[int, str | None] = {}
+
+    def marker_of(pid: int) -> str | None:
+        if pid not in markers:
+            markers[pid] = _marker_of(pid)
+        return markers[pid]
+
+    described: dict[str, list[ProcessInfo]] = {}
+    for key, target in targets.items():
+        members = _members(target, stats, marker_of, ())
+        described[key] = [ProcessInfo(pid, stats[pid].ppid, _command(pid)) for pid in sorted(members)]
+    return described
 
 
 class _Victim:

@@ -2,9 +2,11 @@
 
 Owns the events workers report (a spawn, the end of a task that spawned),
 the marker values that tie processes to tasks, the registry actor (one per
-job, detached, on the head) with its per-node reapers, and the caller side:
-``chia_cancel`` and ``kill_all_tracked``. Users import the public names from
-:mod:`chia.base.pid_registry`.
+job, detached, on the head) with its per-node reapers, the stuck causes
+``chia_wait`` records there, and the caller side: ``chia_cancel``,
+``kill_all_tracked``, and, for other processes (the ``chia`` command line),
+``tracked_tasks`` and ``cancel_tasks`` by task id. Users import the public
+names from :mod:`chia.base.pid_registry`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 import ray
 
 from chia.base._dispatch import job_actors
-from chia.base._dispatch.proc_tree import KillTarget, ProcessId, alive, kill_tree
+from chia.base._dispatch.proc_tree import KillTarget, ProcessId, ProcessInfo, alive, describe_trees, kill_tree
 
 if TYPE_CHECKING:
     from ray import ObjectRef
@@ -38,6 +40,7 @@ _SWEEP_INTERVAL = 30.0
 _REAPER_LINGER = 60.0  # a reaper outlives its job this long, so the registry's final kill still reaches it
 _MAX_CONCURRENCY = 10_000
 _SETTLE_TIMEOUT = 10.0  # how long chia_cancel waits for the task to stop before its final sweep
+_MAX_STUCK_NOTES = 10_000  # stuck causes a registry keeps (the latest); status shows those of unfinished tasks
 
 _Killed: TypeAlias = set[tuple[str, ProcessId]]  # (node id, process) signalled: unions count a process once
 
@@ -107,8 +110,40 @@ class _Reaper:
         self._start()
         return alive(processes)
 
+    async def describe(self, targets: dict[str, KillTarget]) -> dict[str, list[ProcessInfo]]:
+        self._start()
+        return await asyncio.get_running_loop().run_in_executor(self._pool, describe_trees, targets)
+
 
 _ReaperActor = ray.remote(_Reaper)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedProcess:
+    """A live process of a task's tracked tree, as :func:`tracked_tasks` reports it. Experimental."""
+
+    node_id: str
+    pid: int
+    parent_pid: int
+    command: str
+    """Its command line, arguments joined by spaces (at most 200 characters)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedTask:
+    """What the pid registries know of one task. Experimental.
+
+    ``processes``: the live processes of the trees the task started (what
+    ``chia_cancel`` would kill: tracked subprocesses, their descendants,
+    process groups and sessions, and daemons carrying the task's marker), on
+    every node. ``stuck_cause``: why ``chia_wait`` judged the task stuck,
+    when it did.
+    """
+
+    task_id: str
+    job_id: str
+    processes: tuple[TrackedProcess, ...] = ()
+    stuck_cause: str | None = None
 
 
 @dataclass(slots=True)
@@ -148,6 +183,7 @@ class PidRegistryActor:
         self._inflight: dict[str, set[asyncio.Task[_Killed]]] = {}
         self._reapers: dict[str, Any] = {}
         self._background: list[asyncio.Task[None]] = []
+        self._stuck: OrderedDict[str, str] = OrderedDict()  # task -> why chia_wait judged it stuck
 
     def _start(self) -> None:
         if not self._background:
@@ -251,6 +287,48 @@ class PidRegistryActor:
         )
         return len(_Killed().union(*killed))
 
+    async def cancel(self, task_ids: list[str], grace: float) -> int:
+        """``chia_cancel``'s tree kill for tasks named by id (no ObjectRef needed: any process may ask).
+
+        Marks each task as being cancelled (a spawn reported later is killed
+        on arrival, and a task that spawned raises ``TaskCancelledError`` as
+        it returns), kills its trees, then sweeps for its marker once more
+        for spawns that raced the first kill. Returns the number of processes
+        signalled.
+        """
+        for task_id in task_ids:
+            await self.begin_cancel(task_id, grace)
+        first = await asyncio.gather(*(self.kill_task(task_id, grace) for task_id in task_ids))
+        again = await asyncio.gather(*(self.kill_task(task_id, grace) for task_id in task_ids))
+        return sum(first) + sum(again)
+
+    async def note_stuck(self, task_id: str, cause: str) -> None:
+        """Remember why ``chia_wait`` judged ``task_id`` stuck (the latest causes, bounded)."""
+        self._start()
+        self._stuck[task_id] = cause
+        self._stuck.move_to_end(task_id)
+        while len(self._stuck) > _MAX_STUCK_NOTES:
+            self._stuck.popitem(last=False)
+
+    async def describe(self) -> list[TrackedTask]:
+        """Every task with tracked processes or a stuck cause, with its live trees (one ``/proc`` scan per node)."""
+        by_node: dict[str, dict[str, KillTarget]] = {}
+        for task_id, entry in self._tasks.items():
+            markers = frozenset({self._marker(task_id)})
+            for node_id, roots in entry.processes.items():
+                by_node.setdefault(node_id, {})[task_id] = KillTarget(tuple(roots), markers)
+        answers = await asyncio.gather(*(self._describe_on(node, targets) for node, targets in by_node.items()))
+        processes: dict[str, list[TrackedProcess]] = {}
+        for node_id, described in zip(by_node, answers, strict=True):
+            for task_id, infos in described.items():
+                processes.setdefault(task_id, []).extend(
+                    TrackedProcess(node_id, info.pid, info.parent_pid, info.command) for info in infos
+                )
+        return [
+            TrackedTask(task_id, self._job_hex, tuple(processes.get(task_id, ())), self._stuck.get(task_id))
+            for task_id in dict.fromkeys([*self._tasks, *self._stuck])
+        ]
+
     async def tracked(self) -> dict[str, dict[str, list[ProcessId]]]:
         """Snapshot: task id -> node id -> processes it started that are tracked."""
         return {task: {n: list(ps) for n, ps in entry.processes.items()} for task, entry in self._tasks.items()}
@@ -270,6 +348,14 @@ class PidRegistryActor:
             reaper = job_actors.get_or_create(_ReaperActor, name, self._job_hex, node_id=node_id)
             self._reapers[node_id] = reaper
         return reaper
+
+    async def _describe_on(self, node_id: str, targets: dict[str, KillTarget]) -> dict[str, list[ProcessInfo]]:
+        try:
+            described: dict[str, list[ProcessInfo]] = await self._reaper(node_id).describe.remote(targets)
+        except Exception:
+            logger.warning("could not read the processes on node %s (is it gone?)", node_id, exc_info=True)
+            return {}
+        return described
 
     async def _kill_on(self, node_id: str, target: KillTarget, grace: float) -> _Killed:
         try:
@@ -429,6 +515,12 @@ def kill_all_tracked(grace: float = 25.0, *, all_jobs: bool = False) -> int:
     """
     if grace < 0:
         raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
+    registries = _existing_registries(all_jobs)
+    return sum(ray.get([registry.kill_all.remote(grace, all_nodes=all_jobs) for registry in registries]))
+
+
+def _existing_registries(all_jobs: bool) -> list[Any]:
+    """The registry of this job, or of every job (those that exist: none is created)."""
     if all_jobs:
         names: Iterable[str] = (
             actor["name"]
@@ -437,5 +529,66 @@ def kill_all_tracked(grace: float = 25.0, *, all_jobs: bool = False) -> int:
         )
     else:
         names = [job_actors.registry_name(job_actors.current_job_hex())]
-    registries = [r for r in map(job_actors.lookup, names) if r is not None]
-    return sum(ray.get([registry.kill_all.remote(grace, all_nodes=all_jobs) for registry in registries]))
+    return [r for r in map(job_actors.lookup, names) if r is not None]
+
+
+def _job_of(task_id: str) -> str:
+    """The job hex of a task id hex; ValueError naming the value when it is not a Ray task id."""
+    try:
+        return ray.TaskID(bytes.fromhex(task_id)).job_id().hex()
+    except ValueError:
+        raise ValueError(
+            f"{task_id!r} is not a Ray task id ({2 * ray.TaskID.size()} hex digits, as `chia status` "
+            "and Ray's state API show it)"
+        ) from None
+
+
+def tracked_tasks(*, all_jobs: bool = True) -> dict[str, TrackedTask]:
+    """What the pid registries know of running tasks, by task id hex. Experimental.
+
+    Each job's registry (every job's, or with ``all_jobs=False`` this
+    process's) reports the tasks whose subprocesses it tracks, with the live
+    processes of their trees (read on each node in one ``/proc`` scan), and
+    the tasks ``chia_wait`` judged stuck, with the cause. One actor call per
+    job, whatever the number of tasks: what ``chia status`` shows.
+    """
+    found: dict[str, TrackedTask] = {}
+    for tasks in ray.get([registry.describe.remote() for registry in _existing_registries(all_jobs)]):
+        found.update((task.task_id, task) for task in tasks)
+    return found
+
+
+def cancel_tasks(task_ids: Iterable[str], grace: float = 25.0) -> int:
+    """``chia_cancel``'s tree kill for tasks named by id, from any process and any job. Experimental.
+
+    For a caller that holds no ObjectRef (``chia cancel --task/--tag``): each
+    task's registry marks it as being cancelled and kills its subprocess trees
+    (SIGTERM, SIGKILL after ``grace`` seconds) on every node, waiting until
+    they are gone; a task blocked on its subprocess then raises Ray's
+    ``TaskCancelledError`` as it returns, and a subprocess it starts later is
+    killed on arrival. Ray itself cannot cancel another job's task, so a task
+    that started no subprocess runs on (its own driver can ``chia_cancel`` it).
+    Returns the number of processes signalled.
+
+    Raises:
+        ValueError: a task id that is not 48 hex digits, or a negative grace.
+    """
+    if grace < 0:
+        raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
+    by_job: dict[str, list[str]] = {}
+    for task_id in task_ids:
+        by_job.setdefault(_job_of(task_id), []).append(task_id)
+    calls = []
+    for job_hex, ids in by_job.items():
+        registry = job_actors.lookup(job_actors.registry_name(job_hex))
+        if registry is not None:  # no registry: the job never started a tracked subprocess
+            calls.append(registry.cancel.remote(ids, grace))
+    return sum(ray.get(calls))
+
+
+def note_stuck(task_id: str, cause: str) -> None:
+    """Record, without waiting, why ``chia_wait`` judged ``task_id`` stuck, in its job's registry."""
+    try:
+        get_registry(_job_of(task_id)).note_stuck.remote(task_id, cause)
+    except Exception:  # best effort: a status detail must never break the wait
+        logger.debug("could not record the stuck cause of task %s", task_id, exc_info=True)
