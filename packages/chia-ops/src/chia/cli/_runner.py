@@ -3,11 +3,16 @@
 Owns the lifecycle around one script run: connect to (or embed) Ray, set up
 what the options ask for, run the script as ``__main__`` in this process so
 the setup applies to its dispatches, then tear down in reverse order and
-write the profile next to its log.
+write the profile next to its log. What a run starts it stops: the cache
+actor of ``--cache-dir`` lives in a Ray namespace named after the directory
+(:func:`cache_namespace`), is stopped when the script ends, and a cache left
+running there (by a run that was killed) is taken over by the next run of the
+same directory, which says so and leaves it running.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -22,7 +27,7 @@ from pathlib import Path
 import click
 import ray
 
-from chia.cli._cluster import init_quietly, probe, resolve
+from chia.cli._cluster import init_quietly, probe, resolve, route_ray_messages_to_stderr
 from chia.cli._extras import BYPASS, CACHE, needs
 from chia.trace import export, profiler, report
 
@@ -32,7 +37,10 @@ _SIZE = re.compile(r"^\s*(?P<size>\d+(?:\.\d+)?)\s*(?P<units>[A-Za-z]*)\s*$")
 TRACE_FILE = "chia-trace.json"
 SUMMARY_FILE = "chia-summary.txt"
 REPORT_FILE = "chia-report.html"
-REPORT_FILE = "chia-report.html"
+
+Teardown = Callable[[], None]
+SetupStep = Callable[[], Teardown | None]
+"""Sets one thing up once Ray runs; returns how to undo it at the end of the run, if the run must."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +128,19 @@ def _write_profile(log_path: str, directory: Path, progress: Callable[[str], Non
     click.echo(summary, err=True)
 
 
-def _setup_steps(options: RunOptions, progress: Callable[[str], None]) -> list[Callable[[], None]]:
+def cache_namespace(cache_dir: Path) -> str:
+    """The Ray namespace of ``chia run``'s cache actor for ``cache_dir``: one per directory, the same every run."""
+    digest = hashlib.sha256(str(cache_dir.expanduser().resolve()).encode()).hexdigest()
+    return f"chia-cache-{digest[:12]}"
+
+
+def _setup_steps(options: RunOptions, progress: Callable[[str], None]) -> list[SetupStep]:
     """What to set up once Ray runs: bypass, then the cache.
 
     Checked now, before Ray starts: the distribution each needs is installed
     (else the one-line error naming the extra) and the bypass file is valid.
     """
-    steps: list[Callable[[], None]] = []
+    steps: list[SetupStep] = []
     bypass_path = str(options.bypass) if options.bypass is not None else None
     if bypass_path is not None:
         with needs(BYPASS, "chia run --bypass"):
@@ -136,16 +150,43 @@ def _setup_steps(options: RunOptions, progress: Callable[[str], None]) -> list[C
         def activate_bypass() -> None:
             Bypass(yaml_path=bypass_path)
             progress(f"bypass configured from {bypass_path}")
+            return None  # the bypass lives in this process and ends with it
 
         steps.append(activate_bypass)
     cache_dir, size = options.cache_dir, options.cache_size
     if cache_dir is not None and size is not None:
         with needs(CACHE, "chia run --cache-dir"):
-            from chia.base.cache import start_cache
+            from chia.base.cache import get_active_cache, start_cache, stop_cache
 
-        def start_head_cache() -> None:
-            start_cache(size=size.size, cache_dir_path=str(cache_dir), units=size.units, yaml_path=bypass_path)
-            progress(f"cache at {cache_dir} ({size.size:g} {size.units})")
+        def start_head_cache() -> Teardown | None:
+            namespace = cache_namespace(cache_dir)
+            left_running = get_active_cache(namespace) is not None
+            try:
+                start_cache(
+                    size=size.size,
+                    cache_dir_path=str(cache_dir),
+                    units=size.units,
+                    yaml_path=bypass_path,
+                    namespace=namespace,
+                )
+            except BlockingIOError as exc:  # a cache actor chia run did not start holds the directory
+                raise RuntimeError(
+                    f"{exc}; stop that cache actor first: `chia cache stop` (--namespace NAME when several run)"
+                ) from exc
+            if left_running:
+                progress(
+                    f"cache at {cache_dir}: using the cache actor already running for this directory (Ray namespace "
+                    f"{namespace}, left by an earlier or concurrent run); it stays running after this run "
+                    f"(`chia cache stop --namespace {namespace}` stops it)"
+                )
+                return None
+            progress(f"cache at {cache_dir} ({size.size:g} {size.units}), Ray namespace {namespace}")
+
+            def stop_head_cache() -> None:
+                stop_cache(namespace=namespace)
+                progress(f"stopped the cache actor; {cache_dir} keeps its entries for the next run")
+
+            return stop_head_cache
 
         steps.append(start_head_cache)
     return steps
@@ -160,6 +201,7 @@ def run(options: RunOptions, progress: Callable[[str], None]) -> int:
     started_ray = False
     setup = "found this process connected to Ray"
     if not ray.is_initialized():
+        route_ray_messages_to_stderr()
         if options.address:
             target = resolve(options.address)
             probe(target.address)
@@ -173,9 +215,12 @@ def run(options: RunOptions, progress: Callable[[str], None]) -> int:
             started_ray = True
     profiling = False
     code = 1
+    teardowns: list[Teardown] = []
     try:
         for step in set_up:
-            step()
+            teardown = step()
+            if teardown is not None:
+                teardowns.append(teardown)
         if options.profile_dir is not None:
             profiler.start_collector(log_dir=options.profile_dir)
             profiling = True
@@ -188,10 +233,23 @@ def run(options: RunOptions, progress: Callable[[str], None]) -> int:
             if profiling and not _finish_profile(options, progress):
                 code = code or 1
         finally:
-            if started_ray:
-                progress("stopping the embedded Ray instance")
-                ray.shutdown()
+            try:
+                _tear_down(teardowns)
+            finally:
+                if started_ray:
+                    progress("stopping the embedded Ray instance")
+                    ray.shutdown()
     return code
+
+
+def _tear_down(teardowns: list[Teardown]) -> None:
+    """Undo the setup steps, last first; each runs even when an earlier one raised (the first error is raised)."""
+    if teardowns:
+        last = teardowns.pop()
+        try:
+            last()
+        finally:
+            _tear_down(teardowns)
 
 
 def _finish_profile(options: RunOptions, progress: Callable[[str], None]) -> bool:
