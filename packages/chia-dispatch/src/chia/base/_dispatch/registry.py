@@ -438,4 +438,12 @@ def kill_all_tracked(grace: float = 25.0, *, all_jobs: bool = False) -> int:
     else:
         names = [job_actors.registry_name(job_actors.current_job_hex())]
     registries = [r for r in map(job_actors.lookup, names) if r is not None]
-    return sum(ray.get([registry.kill_all.remote(grace, all_nodes=all_jobs) for registry in registries]))
+    signalled = 0
+    for reply in [registry.kill_all.remote(grace, all_nodes=all_jobs) for registry in registries]:
+        try:
+            signalled += ray.get(reply)
+        except ray.exceptions.RayActorError:
+            if not all_jobs:
+                raise
+            # Another job ended since the registries were listed: its registry went, its processes with it.
+    return signalled
