@@ -202,9 +202,17 @@ from chia.base.cache import get_active_cache
 def square(x):
     return x * x
 
+@ray.remote(num_cpus=0)
+class Anonymous:
+    def ping(self):
+        return "pong"
+
+anonymous = Anonymous.options(name="left_in_no_namespace", lifetime="detached").remote()  # Ray warns about it
+ray.get(anonymous.ping.remote())
 hit, value = ray.get(get_active_cache().read.remote("square3"))
 print("cached before:", value if hit else None)
 print("squares:", get([square.options(_chia_tag=f"square{i}").chia_remote(i) for i in range(4)]))
+ray.kill(anonymous)
 """
 
 
@@ -220,5 +228,6 @@ def test_the_same_run_twice_against_a_cluster(cluster: Any, tmp_path: Path, run_
     assert second.returncode == 0, second.stderr
     assert second.stdout == "cached before: 9\nsquares: [0, 1, 4, 9]\n"  # the first run's entries, warm-started
     assert "stopped the cache actor" in second.stderr
+    assert "anonymous namespace" in first.stderr + second.stderr  # Ray's warning: on stderr, not in the loop's stdout
     caches = [actor for actor in ray.util.list_named_actors(all_namespaces=True) if actor["name"] == "chia_cache"]
     assert caches == []

@@ -213,7 +213,7 @@ def session_name() -> str:
     return str(getattr(node, "session_name", "?"))
 
 
-def init_quietly(address: str, log_to_driver: bool = False) -> None:
+def init_quietly(address: str, log_to_driver: bool = False, runtime_env: dict[str, Any] | None = None) -> None:
     """``ray.init`` to an existing cluster without Ray's own log lines on the user's terminal.
 
     The C++ core's lines come from failed connections, which :func:`probe`
@@ -221,11 +221,12 @@ def init_quietly(address: str, log_to_driver: bool = False) -> None:
 
     ``log_to_driver`` forwards what tasks print (``chia run`` wants it, the
     steering commands do not). Ray's own messages go to stderr
-    (:func:`route_ray_messages_to_stderr`).
+    (:func:`route_ray_messages_to_stderr`). ``runtime_env`` is the job's
+    (``chia run --working-dir``/``--py-module``).
     """
     route_ray_messages_to_stderr()
     try:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=log_to_driver)
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=log_to_driver, runtime_env=runtime_env)
     except ray.exceptions.AuthenticationError as exc:  # e.g. RAY_AUTH_MODE=token and no token anywhere
         raise CliError(f"authentication failed for the Ray cluster at {address}: {AUTH_HELP}", ExitCode.AUTH) from exc
 

@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import ray
@@ -80,6 +81,17 @@ class RunOptions:
     cache_size: CacheSize | None
     profile_dir: Path | None
     num_cpus: int | None
+    working_dir: Path | None = None
+    py_modules: tuple[Path, ...] = ()
+
+    def runtime_env(self) -> dict[str, Any] | None:
+        """The job's Ray runtime_env that ships the loop's code to workers (None: nothing to ship)."""
+        runtime_env: dict[str, Any] = {}
+        if self.working_dir is not None:
+            runtime_env["working_dir"] = str(self.working_dir)
+        if self.py_modules:
+            runtime_env["py_modules"] = [str(path) for path in self.py_modules]
+        return runtime_env or None
 
 
 def _run_script(script: Path, args: tuple[str, ...], setup: str) -> int:
@@ -200,18 +212,31 @@ def run(options: RunOptions, progress: Callable[[str], None]) -> int:
     set_up = _setup_steps(options, progress)
     started_ray = False
     setup = "found this process connected to Ray"
+    runtime_env = options.runtime_env()
+    if ray.is_initialized() and runtime_env is not None:
+        raise ValueError(
+            "--working-dir and --py-module need chia run to connect to Ray, but Ray is already initialized"
+        )
     if not ray.is_initialized():
         route_ray_messages_to_stderr()
+        if runtime_env is not None:
+            progress(f"shipping to the workers: {runtime_env}")
         if options.address:
             target = resolve(options.address)
             probe(target.address)
             progress(f"connecting to Ray at {target.address}")
-            init_quietly(target.address, log_to_driver=True)
+            init_quietly(target.address, log_to_driver=True, runtime_env=runtime_env)
             setup = f"connected this process to the Ray cluster at {target.address}"
         else:
             progress("starting an embedded local Ray instance")
             setup = "started an embedded local Ray instance for this process"
-            ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(
+                address="local",
+                num_cpus=options.num_cpus,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                runtime_env=runtime_env,
+            )
             started_ray = True
     profiling = False
     code = 1
@@ -222,7 +247,7 @@ def run(options: RunOptions, progress: Callable[[str], None]) -> int:
             if teardown is not None:
                 teardowns.append(teardown)
         if options.profile_dir is not None:
-            profiler.start_collector(log_dir=options.profile_dir)
+            profiler.start_collector(log_dir=options.profile_dir.resolve())  # the collector runs elsewhere
             profiling = True
             progress(f"profiling to {options.profile_dir}")
         progress(f"running {options.script}")
