@@ -89,6 +89,8 @@ def test_the_getting_started_scripts_run_on_a_token_authenticated_cluster(tmp_pa
             *node_flags,
             f"--temp-dir={cluster_root}",
             "--include-dashboard=false",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={free_port()}",  # Ray binds it even without a dashboard; 8265 may be a colleague's
             f"--ray-client-server-port={free_port()}",
             f"--dashboard-agent-listen-port={free_port()}",
             cwd=work,
