@@ -42,7 +42,7 @@ def finished(count: int) -> list[TrackedRef]:
         tracked = [TrackedRef(square.chia_remote(x)) for x in range(count)]
     finally:
         remove()
-    assert get([tr.ref for tr in tracked]) == [0, -1, 4, -9][:count]
+    assert get([tr.object_ref for tr in tracked]) == [0, -1, 4, -9][:count]
     return tracked
 
 
