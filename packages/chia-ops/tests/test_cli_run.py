@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray
 from click.testing import CliRunner
 
+from chia.cli._exit import ExitCode
 from chia.cli.main import cli
 from chia.trace import export
 
@@ -122,6 +124,7 @@ json.dump({
 
 @pytest.mark.usefixtures("bypass_and_cache_reset")
 def test_bypass_cache_and_profile_are_set_up_for_the_script(cluster: Any, tmp_path: Path) -> None:
+    start_cache = importlib.import_module("chia.base.cache").start_cache
     config = write(
         tmp_path / "chia.yaml",
         """
@@ -152,8 +155,10 @@ def test_bypass_cache_and_profile_are_set_up_for_the_script(cluster: Any, tmp_pa
     )
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text()) == {"square": 49, "cube": 27}
-    listed = runner.invoke(cli, ["cache", "ls"])
-    assert listed.exit_code == 0 and listed.stdout.split() == ["cube3"]
+    assert "stopped the cache actor" in result.stderr
+    assert runner.invoke(cli, ["cache", "ls"]).exit_code == ExitCode.NOT_FOUND  # what chia run started, it stopped
+    warm = start_cache(size=1, units="MB", cache_dir_path=cache_dir)
+    assert ray.get(warm.keys.remote()) == ["cube3"]  # the entry outlives the actor
     calls = {call.function.rsplit(".", 1)[-1]: call for call in export.load_profile(profile).calls}
     assert calls["slow_square"].bypassed and calls["slow_square"].provider == "__main__.replay_square"
     assert calls["cube"].cache_write and calls["cube"].tag == "cube3" and not calls["cube"].bypassed
@@ -186,3 +191,43 @@ def test_a_second_ray_init_gets_a_hint(cluster: Any, tmp_path: Path, run_chia: R
         in (result.stderr)
     )
     assert "`if not ray.is_initialized()`" in result.stderr
+
+
+TWICE_SCRIPT = """
+import ray
+from chia.base.ChiaFunction import ChiaFunction, get
+from chia.base.cache import get_active_cache
+
+@ChiaFunction(num_cpus=0)
+def square(x):
+    return x * x
+
+@ray.remote(num_cpus=0)
+class Anonymous:
+    def ping(self):
+        return "pong"
+
+anonymous = Anonymous.options(name="left_in_no_namespace", lifetime="detached").remote()  # Ray warns about it
+ray.get(anonymous.ping.remote())
+hit, value = ray.get(get_active_cache().read.remote("square3"))
+print("cached before:", value if hit else None)
+print("squares:", get([square.options(_chia_tag=f"square{i}").chia_remote(i) for i in range(4)]))
+ray.kill(anonymous)
+"""
+
+
+def test_the_same_run_twice_against_a_cluster(cluster: Any, tmp_path: Path, run_chia: RunChia) -> None:
+    pytest.importorskip("chia.base.cache", reason="chia-bypass-cache is not installed")
+    config = write(tmp_path / "chia.yaml", "cache:\n  square: true\n")
+    script = write(tmp_path / "loop.py", TWICE_SCRIPT)
+    command = ["run", "--address", cluster.address, "--bypass", str(config), "--cache-dir", str(tmp_path / "cache")]
+    first = run_chia(*command, "--cache-size", "1MB", str(script), timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == "cached before: None\nsquares: [0, 1, 4, 9]\n"  # no Ray warning among the loop's lines
+    second = run_chia(*command, "--cache-size", "1MB", str(script), timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == "cached before: 9\nsquares: [0, 1, 4, 9]\n"  # the first run's entries, warm-started
+    assert "stopped the cache actor" in second.stderr
+    assert "anonymous namespace" in first.stderr + second.stderr  # Ray's warning: on stderr, not in the loop's stdout
+    caches = [actor for actor in ray.util.list_named_actors(all_namespaces=True) if actor["name"] == "chia_cache"]
+    assert caches == []

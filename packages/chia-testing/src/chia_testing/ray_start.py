@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -33,23 +34,23 @@ from typing import Any
 from chia_testing._poll import wait_until
 from chia_testing._ports import LOOPBACK, free_port
 
-__all__ = ["StartedCluster", "enable_token_auth", "start_cluster", "stop_started_cluster"]
+__all__ = ["StartedCluster", "enable_token_auth", "loopback_ray_bin", "start_cluster", "stop_started_cluster"]
 
 _RAY = str(Path(sys.executable).with_name("ray"))
 _START_TIMEOUT_S = 300.0
 
 # `ray start --address` refuses a second node while RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 # (the tests' setting, which keeps Ray on loopback) and, allowed, rewrites 127.0.0.1
-# into the machine's outward address. A test node runs Ray's own `ray start` with
-# both pinned to loopback.
-_LOOPBACK_RAY_START = """
+# into the machine's outward address. A test node runs Ray's own `ray` command
+# line with both pinned to loopback.
+_LOOPBACK_RAY = """
 import sys
 import ray._private.ray_constants as constants
 import ray._private.services as services
 from ray.scripts.scripts import main
 constants.ENABLE_RAY_CLUSTER = True
 services.get_node_ip_address = lambda address=None: "127.0.0.1"
-sys.argv = ["ray", "start", *sys.argv[1:]]
+sys.argv = ["ray", *sys.argv[1:]]
 main()
 """
 
@@ -74,10 +75,24 @@ def enable_token_auth() -> str:
 
 
 def _ray_start(*args: str, worker: bool) -> None:
-    command = [sys.executable, "-c", _LOOPBACK_RAY_START] if worker else [_RAY, "start"]
-    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=_START_TIMEOUT_S)
+    command = [sys.executable, "-c", _LOOPBACK_RAY] if worker else [_RAY]
+    result = subprocess.run([*command, "start", *args], capture_output=True, text=True, timeout=_START_TIMEOUT_S)
     if result.returncode != 0:
         raise RuntimeError(f"ray start {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+
+
+def loopback_ray_bin(directory: Path) -> Path:
+    """Write ``directory/ray``: Ray's command line pinned to loopback, for shell scripts that run ``ray start``.
+
+    Put ``directory`` first on a script's ``PATH``: its ``ray start --address``
+    then joins a loopback head as a worker node (which plain ``ray`` refuses or
+    moves off loopback, see above). Returns the file's path.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "ray"
+    path.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(_LOOPBACK_RAY)} "$@"\n')
+    path.chmod(0o755)
+    return path
 
 
 def _pids_under(directory: Path) -> list[int]:

@@ -48,7 +48,7 @@ from chia.base._bypass_cache.bypass_files import real_roots
 from chia.base._bypass_cache.cache_write import NAMESPACE_KEY, WRITE_KEY
 from chia.base._bypass_cache.state import live_state
 from chia.base.cache import get_active_cache
-from chia.base.dispatch_hooks import DispatchCall, current_call
+from chia.base.dispatch_hooks import CACHE_HIT, DispatchCall, current_call
 
 if TYPE_CHECKING:
     from ray import ObjectRef
@@ -484,6 +484,7 @@ class Bypass:
         if replay.reads_cache:
             call.context.pop(WRITE_KEY, None)  # a value replayed from the cache is not written back
             call.context.pop(NAMESPACE_KEY, None)
+            call.outcome = CACHE_HIT  # what observers of the seam (a chia_wait Sweep) count as a cache hit
         if call.context or call.tag is not None:
             # Context costs a Ray argument per call, so bypass never makes a call
             # ship it alone: it joins context that travels anyway (the tag, the

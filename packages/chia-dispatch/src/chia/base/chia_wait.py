@@ -9,7 +9,8 @@ cluster has free resources) and optionally cancels + resubmits.
 
 Use a :class:`TrackedRef` to pair an ObjectRef with the closure that can
 re-dispatch it. ``chia_wait`` mirrors ``ray.wait``'s ``(ready, pending)``
-return shape but operates on TrackedRefs.
+return shape but operates on TrackedRefs. A :class:`Sweep` shows the progress
+of a sweep across many ``chia_wait`` calls.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ import ray
 
 from chia.base._dispatch import stuck
 from chia.base._dispatch.registry import note_stuck
+from chia.base._dispatch.sweep import Sweep, SweepStatus
 
 if TYPE_CHECKING:
     from ray import ObjectRef
 
     from chia.base._dispatch.refs import ObjectRefCallback
 
-__all__ = ["TrackedRef", "chia_wait"]
+__all__ = ["Sweep", "SweepStatus", "TrackedRef", "chia_wait"]
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +207,7 @@ def chia_wait(
     min_free_fraction: float = 0.5,
     cancel_on_stuck: bool = False,
     print_logs: bool = False,
-    progress: bool = False,
+    progress: bool | Sweep = False,
 ) -> tuple[list[TrackedRef], list[TrackedRef]]:
     """Drop-in replacement for ``ray.wait()`` that handles stuck-PENDING tasks. Stable.
 
@@ -244,7 +246,8 @@ def chia_wait(
     ref is older than ``pending_timeout``; if it fails, detection is off
     (one warning) and the wait goes on. ``print_logs=True`` prints each
     detection and resubmission; ``progress=True`` prints a progress line
-    to stderr every few seconds.
+    of this call to stderr every few seconds; ``progress=sweep`` (a
+    :class:`Sweep`) reports to the display of a sweep made of many calls.
 
     ``tracked`` may be any sequence (a list or a tuple); both results are
     lists. The returned ``pending`` list contains the same TrackedRef objects
@@ -259,7 +262,7 @@ def chia_wait(
     if not items:
         return [], []
     _check_wait_arguments(len(items), num_returns, timeout, pending_timeout, min_free_fraction, max_retries)
-    if pending_timeout is None and not progress:
+    if pending_timeout is None and progress is False:
         return _wait_once(items, num_returns, timeout)
 
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -271,16 +274,18 @@ def chia_wait(
             pending_timeout, retry, max_retries, require_demand_absent, min_free_fraction, cancel_on_stuck, print_logs
         )
     )
-    reporter = _Progress(len(items), num_returns) if progress else None
+    sweep = progress if isinstance(progress, Sweep) else None
+    reporter = _Progress(len(items), num_returns) if progress is True else None
     while True:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         wait_for = slice_length if remaining is None else min(slice_length, remaining)
         ready, pending = _wait_once(items, num_returns, wait_for)
+        returning = len(ready) >= num_returns or (remaining is not None and remaining <= wait_for)
         if reporter is not None:
-            reporter.show(len(ready), detector)
-        if len(ready) >= num_returns or (remaining is not None and remaining <= wait_for):
-            if reporter is not None:
-                reporter.show(len(ready), detector, force=True)
+            reporter.show(len(ready), detector, force=returning)
+        if sweep is not None:
+            _report(sweep, ready, pending, detector, returning=returning)
+        if returning:
             return ready, pending
         if detector is not None:
             detector.check(pending)
@@ -388,6 +393,15 @@ def _stuck_cause(age: float, action: str) -> str:
         f"{stuck.PENDING_NODE_ASSIGNMENT} for {age:.0f} s while the cluster had its resources free "
         f"(a wedged raylet); chia_wait {action}"
     )
+
+
+def _report(
+    sweep: Sweep, ready: list[TrackedRef], pending: list[TrackedRef], detector: _Detector | None, *, returning: bool
+) -> None:
+    """Tell ``sweep`` what this slice saw; counting stuck refs walks ``pending`` only once one was seen."""
+    stuck_now = sum(tr._stuck_warned for tr in pending) if detector is not None and detector.stuck else 0
+    resubmitted = detector.resubmitted if detector is not None else 0
+    sweep._observe([tr._plain_ref for tr in ready], len(pending), stuck_now, resubmitted, returning=returning)
 
 
 def _cancel_quietly(ref: ObjectRef[Any]) -> None:

@@ -10,7 +10,10 @@ extra. Three kinds of extension exist:
   next hook (and finally the real dispatch) proceed, or return an
   ``ObjectRef`` to *replace* the dispatch (that is how bypass works: it submits
   a provider with the function's own options via :meth:`DispatchCall.submit`).
-  :meth:`DispatchCall.on_submitted` observes the ref Ray returned.
+  :meth:`DispatchCall.on_submitted` observes the ref Ray returned, and
+  :attr:`DispatchCall.outcome` says whether the function runs (:data:`REAL`)
+  or a hook replayed the call (:data:`REPLAYED`, or :data:`CACHE_HIT` when
+  the hook served it from a cache).
 * **Resolve callbacks** (caller side), attached with
   :meth:`DispatchCall.on_resolve`, run once when :func:`chia.base.ChiaFunction.get`
   resolves the call's ref, with the value (cache write-through).
@@ -44,6 +47,9 @@ from __future__ import annotations
 # The seam lives in chia-dispatch's private core, where ChiaFunction reads its
 # state on every dispatch; this module is its public face.
 from chia.base._dispatch.seam import (
+    CACHE_HIT,
+    REAL,
+    REPLAYED,
     CallInfo,
     CallWrapper,
     DispatchCall,
@@ -54,6 +60,9 @@ from chia.base._dispatch.seam import (
 )
 
 __all__ = [
+    "CACHE_HIT",
+    "REAL",
+    "REPLAYED",
     "CallInfo",
     "CallWrapper",
     "DispatchCall",

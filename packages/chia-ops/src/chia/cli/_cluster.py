@@ -10,7 +10,9 @@ authentication: ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN``,
 ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``), so a missing or wrong token
 is one line with :attr:`ExitCode.AUTH`, not a minute of Ray's retry logs.
 Also: finding named actors across namespaces, Ray's state helpers with their
-types, and how commands report progress (``chia: ...`` on stderr).
+types, and how commands report progress (``chia: ...`` on stderr). Ray's own
+messages to a driver (its warnings and errors, which Ray prints on stdout) go
+to stderr, so stdout carries only a command's result or a script's output.
 """
 
 from __future__ import annotations
@@ -45,6 +47,35 @@ AUTH_HELP = (
 ray_nodes: Callable[[], list[dict[str, Any]]] = ray.nodes
 cluster_resources: Callable[[], dict[str, float]] = ray.cluster_resources
 available_resources: Callable[[], dict[str, float]] = ray.available_resources
+
+
+_RAY_OWN_SOURCES = frozenset({"raylet", "autoscaler"})
+"""The ``pid`` Ray gives the messages of its own (not of a task) it prints on a driver."""
+
+_routed_to_stderr = False
+
+
+def route_ray_messages_to_stderr() -> None:
+    """Send the messages Ray itself prints on a driver to stderr, from the next ``ray.init`` on. Idempotent.
+
+    Ray prints its warnings to the driver (a detached actor in an anonymous
+    namespace, a worker killed, memory pressure) on ``sys.stdout``, where they
+    mix with a script's output and a command's ``--json``. What tasks print
+    stays where the task printed it (stdout or stderr).
+    """
+    global _routed_to_stderr
+    worker_module: Any = ray._private.worker  # private, looked up: both the error listener and log_to_driver use it
+    original = getattr(worker_module, "print_to_stdstream", None)
+    if _routed_to_stderr or original is None:
+        return
+
+    def print_to_stdstream(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        if data.get("pid") in _RAY_OWN_SOURCES and not data.get("is_err"):
+            data = {**data, "is_err": True}
+        original(data, *args, **kwargs)
+
+    worker_module.print_to_stdstream = print_to_stdstream
+    _routed_to_stderr = True
 
 
 def progress(message: str) -> None:
@@ -182,17 +213,20 @@ def session_name() -> str:
     return str(getattr(node, "session_name", "?"))
 
 
-def init_quietly(address: str, log_to_driver: bool = False) -> None:
+def init_quietly(address: str, log_to_driver: bool = False, runtime_env: dict[str, Any] | None = None) -> None:
     """``ray.init`` to an existing cluster without Ray's own log lines on the user's terminal.
 
     The C++ core's lines come from failed connections, which :func:`probe`
     has ruled out (setting RAY_BACKEND_LOG_LEVEL would print a line of its own).
 
     ``log_to_driver`` forwards what tasks print (``chia run`` wants it, the
-    steering commands do not).
+    steering commands do not). Ray's own messages go to stderr
+    (:func:`route_ray_messages_to_stderr`). ``runtime_env`` is the job's
+    (``chia run --working-dir``/``--py-module``).
     """
+    route_ray_messages_to_stderr()
     try:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=log_to_driver)
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=log_to_driver, runtime_env=runtime_env)
     except ray.exceptions.AuthenticationError as exc:  # e.g. RAY_AUTH_MODE=token and no token anywhere
         raise CliError(f"authentication failed for the Ray cluster at {address}: {AUTH_HELP}", ExitCode.AUTH) from exc
 

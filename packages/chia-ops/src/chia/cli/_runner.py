@@ -3,11 +3,16 @@
 Owns the lifecycle around one script run: connect to (or embed) Ray, set up
 what the options ask for, run the script as ``__main__`` in this process so
 the setup applies to its dispatches, then tear down in reverse order and
-write the profile next to its log.
+write the profile next to its log. What a run starts it stops: the cache
+actor of ``--cache-dir`` lives in a Ray namespace named after the directory
+(:func:`cache_namespace`), is stopped when the script ends, and a cache left
+running there (by a run that was killed) is taken over by the next run of the
+same directory, which says so and leaves it running.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -18,11 +23,12 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import ray
 
-from chia.cli._cluster import init_quietly, probe, resolve
+from chia.cli._cluster import init_quietly, probe, resolve, route_ray_messages_to_stderr
 from chia.cli._extras import BYPASS, CACHE, needs
 from chia.trace import export, profiler, report
 
@@ -32,7 +38,10 @@ _SIZE = re.compile(r"^\s*(?P<size>\d+(?:\.\d+)?)\s*(?P<units>[A-Za-z]*)\s*$")
 TRACE_FILE = "chia-trace.json"
 SUMMARY_FILE = "chia-summary.txt"
 REPORT_FILE = "chia-report.html"
-REPORT_FILE = "chia-report.html"
+
+Teardown = Callable[[], None]
+SetupStep = Callable[[], Teardown | None]
+"""Sets one thing up once Ray runs; returns how to undo it at the end of the run, if the run must."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,17 @@ class RunOptions:
     cache_size: CacheSize | None
     profile_dir: Path | None
     num_cpus: int | None
+    working_dir: Path | None = None
+    py_modules: tuple[Path, ...] = ()
+
+    def runtime_env(self) -> dict[str, Any] | None:
+        """The job's Ray runtime_env that ships the loop's code to workers (None: nothing to ship)."""
+        runtime_env: dict[str, Any] = {}
+        if self.working_dir is not None:
+            runtime_env["working_dir"] = str(self.working_dir)
+        if self.py_modules:
+            runtime_env["py_modules"] = [str(path) for path in self.py_modules]
+        return runtime_env or None
 
 
 def _run_script(script: Path, args: tuple[str, ...], setup: str) -> int:
@@ -120,13 +140,19 @@ def _write_profile(log_path: str, directory: Path, progress: Callable[[str], Non
     click.echo(summary, err=True)
 
 
-def _setup_steps(options: RunOptions, progress: Callable[[str], None]) -> list[Callable[[], None]]:
+def cache_namespace(cache_dir: Path) -> str:
+    """The Ray namespace of ``chia run``'s cache actor for ``cache_dir``: one per directory, the same every run."""
+    digest = hashlib.sha256(str(cache_dir.expanduser().resolve()).encode()).hexdigest()
+    return f"chia-cache-{digest[:12]}"
+
+
+def _setup_steps(options: RunOptions, progress: Callable[[str], None]) -> list[SetupStep]:
     """What to set up once Ray runs: bypass, then the cache.
 
     Checked now, before Ray starts: the distribution each needs is installed
     (else the one-line error naming the extra) and the bypass file is valid.
     """
-    steps: list[Callable[[], None]] = []
+    steps: list[SetupStep] = []
     bypass_path = str(options.bypass) if options.bypass is not None else None
     if bypass_path is not None:
         with needs(BYPASS, "chia run --bypass"):
@@ -136,16 +162,43 @@ def _setup_steps(options: RunOptions, progress: Callable[[str], None]) -> list[C
         def activate_bypass() -> None:
             Bypass(yaml_path=bypass_path)
             progress(f"bypass configured from {bypass_path}")
+            return None  # the bypass lives in this process and ends with it
 
         steps.append(activate_bypass)
     cache_dir, size = options.cache_dir, options.cache_size
     if cache_dir is not None and size is not None:
         with needs(CACHE, "chia run --cache-dir"):
-            from chia.base.cache import start_cache
+            from chia.base.cache import get_active_cache, start_cache, stop_cache
 
-        def start_head_cache() -> None:
-            start_cache(size=size.size, cache_dir_path=str(cache_dir), units=size.units, yaml_path=bypass_path)
-            progress(f"cache at {cache_dir} ({size.size:g} {size.units})")
+        def start_head_cache() -> Teardown | None:
+            namespace = cache_namespace(cache_dir)
+            left_running = get_active_cache(namespace) is not None
+            try:
+                start_cache(
+                    size=size.size,
+                    cache_dir_path=str(cache_dir),
+                    units=size.units,
+                    yaml_path=bypass_path,
+                    namespace=namespace,
+                )
+            except BlockingIOError as exc:  # a cache actor chia run did not start holds the directory
+                raise RuntimeError(
+                    f"{exc}; stop that cache actor first: `chia cache stop` (--namespace NAME when several run)"
+                ) from exc
+            if left_running:
+                progress(
+                    f"cache at {cache_dir}: using the cache actor already running for this directory (Ray namespace "
+                    f"{namespace}, left by an earlier or concurrent run); it stays running after this run "
+                    f"(`chia cache stop --namespace {namespace}` stops it)"
+                )
+                return None
+            progress(f"cache at {cache_dir} ({size.size:g} {size.units}), Ray namespace {namespace}")
+
+            def stop_head_cache() -> None:
+                stop_cache(namespace=namespace)
+                progress(f"stopped the cache actor; {cache_dir} keeps its entries for the next run")
+
+            return stop_head_cache
 
         steps.append(start_head_cache)
     return steps
@@ -159,25 +212,42 @@ def run(options: RunOptions, progress: Callable[[str], None]) -> int:
     set_up = _setup_steps(options, progress)
     started_ray = False
     setup = "found this process connected to Ray"
+    runtime_env = options.runtime_env()
+    if ray.is_initialized() and runtime_env is not None:
+        raise ValueError(
+            "--working-dir and --py-module need chia run to connect to Ray, but Ray is already initialized"
+        )
     if not ray.is_initialized():
+        route_ray_messages_to_stderr()
+        if runtime_env is not None:
+            progress(f"shipping to the workers: {runtime_env}")
         if options.address:
             target = resolve(options.address)
             probe(target.address)
             progress(f"connecting to Ray at {target.address}")
-            init_quietly(target.address, log_to_driver=True)
+            init_quietly(target.address, log_to_driver=True, runtime_env=runtime_env)
             setup = f"connected this process to the Ray cluster at {target.address}"
         else:
             progress("starting an embedded local Ray instance")
             setup = "started an embedded local Ray instance for this process"
-            ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(
+                address="local",
+                num_cpus=options.num_cpus,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                runtime_env=runtime_env,
+            )
             started_ray = True
     profiling = False
     code = 1
+    teardowns: list[Teardown] = []
     try:
         for step in set_up:
-            step()
+            teardown = step()
+            if teardown is not None:
+                teardowns.append(teardown)
         if options.profile_dir is not None:
-            profiler.start_collector(log_dir=options.profile_dir)
+            profiler.start_collector(log_dir=options.profile_dir.resolve())  # the collector runs elsewhere
             profiling = True
             progress(f"profiling to {options.profile_dir}")
         progress(f"running {options.script}")
@@ -188,10 +258,23 @@ def run(options: RunOptions, progress: Callable[[str], None]) -> int:
             if profiling and not _finish_profile(options, progress):
                 code = code or 1
         finally:
-            if started_ray:
-                progress("stopping the embedded Ray instance")
-                ray.shutdown()
+            try:
+                _tear_down(teardowns)
+            finally:
+                if started_ray:
+                    progress("stopping the embedded Ray instance")
+                    ray.shutdown()
     return code
+
+
+def _tear_down(teardowns: list[Teardown]) -> None:
+    """Undo the setup steps, last first; each runs even when an earlier one raised (the first error is raised)."""
+    if teardowns:
+        last = teardowns.pop()
+        try:
+            last()
+        finally:
+            _tear_down(teardowns)
 
 
 def _finish_profile(options: RunOptions, progress: Callable[[str], None]) -> bool:

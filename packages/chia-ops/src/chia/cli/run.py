@@ -33,6 +33,18 @@ __all__ = ["run"]
     help="Profile the run: log, Chrome trace and summary go to this directory.",
 )
 @click.option("--num-cpus", type=click.IntRange(min=1), help="CPUs of the embedded Ray instance (default: all).")
+@click.option(
+    "--working-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Ship this directory to every worker, as their working directory (Ray runtime_env working_dir).",
+)
+@click.option(
+    "--py-module",
+    "py_modules",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Ship this package directory or module file to every worker (Ray runtime_env py_modules); repeatable.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -44,6 +56,8 @@ def run(
     cache_size: str | None,
     profile_dir: Path | None,
     num_cpus: int | None,
+    working_dir: Path | None,
+    py_modules: tuple[Path, ...],
 ) -> None:
     """Run SCRIPT [ARGS]... as __main__ with Ray, bypass, cache and profiling set up.
 
@@ -51,7 +65,8 @@ def run(
     started for the run and stopped after it. Options go before SCRIPT;
     everything after SCRIPT is passed to it. Exits with the script's code.
     The script finds Ray initialized (call ray.init() only when
-    not ray.is_initialized()).
+    not ray.is_initialized()); --working-dir and --py-module ship its code
+    to workers on other machines.
     """
     if (cache_dir is None) != (cache_size is None):
         raise click.UsageError("--cache-dir and --cache-size go together")
@@ -61,7 +76,7 @@ def run(
             size = parse_cache_size(cache_size)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--cache-size") from None
-    options = RunOptions(script, args, address, bypass, cache_dir, size, profile_dir, num_cpus)
+    options = RunOptions(script, args, address, bypass, cache_dir, size, profile_dir, num_cpus, working_dir, py_modules)
     try:
         code = run_script(options, progress)
     except (ValueError, OSError, RuntimeError) as exc:

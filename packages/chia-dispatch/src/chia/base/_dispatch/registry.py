@@ -516,7 +516,23 @@ def kill_all_tracked(grace: float = 25.0, *, all_jobs: bool = False) -> int:
     if grace < 0:
         raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
     registries = _existing_registries(all_jobs)
-    return sum(ray.get([registry.kill_all.remote(grace, all_nodes=all_jobs) for registry in registries]))
+    return sum(_replies([registry.kill_all.remote(grace, all_nodes=all_jobs) for registry in registries], all_jobs))
+
+
+def _replies(refs: list[Any], other_jobs: bool) -> list[Any]:
+    """The registries' replies; with ``other_jobs``, those of registries gone meanwhile are left out.
+
+    Another job may end between the listing of the registries and the call:
+    its registry went, and its processes with it.
+    """
+    replies = []
+    for ref in refs:
+        try:
+            replies.append(ray.get(ref))
+        except ray.exceptions.RayActorError:
+            if not other_jobs:
+                raise
+    return replies
 
 
 def _existing_registries(all_jobs: bool) -> list[Any]:
@@ -553,7 +569,7 @@ def tracked_tasks(*, all_jobs: bool = True) -> dict[str, TrackedTask]:
     job, whatever the number of tasks: what ``chia status`` shows.
     """
     found: dict[str, TrackedTask] = {}
-    for tasks in ray.get([registry.describe.remote() for registry in _existing_registries(all_jobs)]):
+    for tasks in _replies([registry.describe.remote() for registry in _existing_registries(all_jobs)], all_jobs):
         found.update((task.task_id, task) for task in tasks)
     return found
 

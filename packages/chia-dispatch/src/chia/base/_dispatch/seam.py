@@ -67,6 +67,13 @@ class DispatchHook(Protocol):
         ...
 
 
+REAL = "real"
+""":attr:`DispatchCall.outcome` of a call whose function runs."""
+REPLAYED = "replayed"
+""":attr:`DispatchCall.outcome` of a call a hook replaced (:meth:`DispatchCall.submit` with a replacement)."""
+CACHE_HIT = "cache_hit"
+""":attr:`DispatchCall.outcome` a replacing hook sets when it serves the call from a cache."""
+
 Submitter = Callable[["DispatchCall", Callable[..., Any] | None, tuple[Any, ...], dict[str, Any]], "ObjectRef[Any]"]
 
 
@@ -88,6 +95,11 @@ class DispatchCall:
         display_name: the call's ``_chia_display_name`` (``None`` when not
             given): how a profile or summary names the call instead of
             ``qualname``. Bypass and cache keys stay ``name`` and ``tag``.
+        outcome: how the call is served, for observers (an :meth:`on_submitted`
+            callback reads it): :data:`REAL` (the function runs),
+            :data:`REPLAYED` (set by :meth:`submit` given a replacement) or
+            :data:`CACHE_HIT` (set by a hook that replays from a cache,
+            before it submits).
     """
 
     function: Callable[..., Any]
@@ -99,6 +111,7 @@ class DispatchCall:
     kwargs: dict[str, Any]
     context: dict[str, Any] = field(default_factory=dict)
     display_name: str | None = None
+    outcome: str = REAL
     _around: Any = field(default=None, repr=False)
     _submitter: Submitter | None = field(default=None, repr=False)
     _resolve_callbacks: list[Callable[[Any], object]] = field(default_factory=list, repr=False)
@@ -118,6 +131,8 @@ class DispatchCall:
             raise RuntimeError(f"DispatchCall for {self.qualname!r} is not bound to a dispatcher")
         if replacement is None:
             return self._submitter(self, None, self.args, self.kwargs)
+        if self.outcome == REAL:
+            self.outcome = REPLAYED
         return self._submitter(self, replacement, args, kwargs)
 
     def on_submitted(self, callback: Callable[[ObjectRef[Any]], object]) -> None:
