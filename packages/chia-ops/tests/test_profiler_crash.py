@@ -15,10 +15,10 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 from chia.trace import export
 from chia_testing import wait_until
+from chia_testing.ray_start import StartedCluster
 
 DRIVER = textwrap.dedent(
     """
@@ -55,7 +55,7 @@ def finished_tags(log_dir: Path) -> set[str]:
     return {call.tag for call in data.calls if call.tag and call.submitted is not None and call.status == "ok"}
 
 
-def test_a_killed_drivers_profile_holds_the_calls_it_finished(cluster: Any, tmp_path: Path) -> None:
+def test_a_killed_drivers_profile_holds_the_calls_it_finished(cluster: StartedCluster, tmp_path: Path) -> None:
     script = tmp_path / "loop.py"
     script.write_text(DRIVER)
     log_dir = tmp_path / "profile"
