@@ -1,9 +1,10 @@
-"""Repeat hits of large values skip the actor on its node, and never serve a changed entry."""
+"""Repeat hits skip the actor on its node, and never serve a changed entry."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import pickle
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,6 +18,8 @@ from chia.base.cache import get_active_cache, start_cache
 from chia_testing import wait_until
 
 LARGE = 1 << 20  # served from the actor's object-store copy
+SMALL = 1 << 10  # inline in the actor's reply; the reader keeps a copy of its own
+SIZES = pytest.mark.parametrize("size", [LARGE, SMALL], ids=["large", "small"])
 
 
 def read_ref(handle: Any, tag: str) -> Any:
@@ -30,8 +33,9 @@ def handle(namespace: str, tmp_path: Path) -> Any:
     return start_cache(64, str(tmp_path / "cache"), units="MB", namespace=namespace)
 
 
-def test_repeat_hits_return_the_same_object_until_the_entry_changes(handle: Any) -> None:
-    first, second = os.urandom(LARGE), os.urandom(LARGE)
+@SIZES
+def test_repeat_hits_return_the_same_object_until_the_entry_changes(handle: Any, size: int) -> None:
+    first, second = os.urandom(size), os.urandom(size)
     ray.get(handle.write.remote("t", first))
     assert ray.get(read_ref(handle, "t")) == (True, first)  # from the actor: remembered
     again = read_ref(handle, "t")
@@ -41,10 +45,11 @@ def test_repeat_hits_return_the_same_object_until_the_entry_changes(handle: Any)
     assert ray.get(read_ref(handle, "t")) == (True, second)
 
 
+@SIZES
 @pytest.mark.parametrize("change", ["evict", "flush", "lru"])
-def test_removed_entries_are_never_served_from_the_memo(namespace: str, tmp_path: Path, change: str) -> None:
+def test_removed_entries_are_never_served_from_the_memo(namespace: str, tmp_path: Path, change: str, size: int) -> None:
     handle: Any = start_cache(3, str(tmp_path / "cache"), units="MB", namespace=namespace)
-    ray.get(handle.write.remote("t", os.urandom(LARGE)))
+    ray.get(handle.write.remote("t", os.urandom(size)))
     ray.get(read_ref(handle, "t"))
     ray.get(read_ref(handle, "t"))
     if change == "evict":
@@ -58,8 +63,9 @@ def test_removed_entries_are_never_served_from_the_memo(namespace: str, tmp_path
     assert ray.get(read_ref(handle, "t")) == (False, None)
 
 
-def test_a_write_from_another_process_is_seen(handle: Any, namespace: str) -> None:
-    ray.get(handle.write.remote("t", b"a" * LARGE))
+@SIZES
+def test_a_write_from_another_process_is_seen(handle: Any, namespace: str, size: int) -> None:
+    ray.get(handle.write.remote("t", b"a" * size))
     ray.get(read_ref(handle, "t"))
     ray.get(read_ref(handle, "t"))
 
@@ -67,10 +73,10 @@ def test_a_write_from_another_process_is_seen(handle: Any, namespace: str) -> No
     def overwrite() -> None:
         cache = get_active_cache(namespace)
         assert cache is not None
-        ray.get(cache.write.remote("t", b"b" * LARGE))
+        ray.get(cache.write.remote("t", b"b" * size))
 
     ray.get(overwrite.remote())
-    assert ray.get(read_ref(handle, "t")) == (True, b"b" * LARGE)
+    assert ray.get(read_ref(handle, "t")) == (True, b"b" * size)
 
 
 def test_a_killed_cache_is_not_served_from_the_memo(namespace: str, tmp_path: Path) -> None:
@@ -112,9 +118,9 @@ def test_memo_hits_count_and_keep_entries_recently_used(handle: Any) -> None:
     assert ray.get(handle.stats.remote())["hits"] == 1 + TOUCH_BATCH
 
 
-def test_readers_on_other_nodes_and_small_values_go_through_the_actor(handle: Any, namespace: str) -> None:
-    ray.get(handle.write.remote("big", b"x" * LARGE))
-    ray.get(handle.write.remote("small", "tiny"))
+@SIZES
+def test_readers_on_other_nodes_go_through_the_actor(handle: Any, namespace: str, size: int) -> None:
+    ray.get(handle.write.remote("t", b"x" * size))
 
     @ray.remote(num_cpus=0, resources={"node_b": 0.01})
     def read_twice(tag: str) -> tuple[bool, bool]:
@@ -122,11 +128,29 @@ def test_readers_on_other_nodes_and_small_values_go_through_the_actor(handle: An
         assert cache is not None
         refs = [cache.read.remote(tag), cache.read.remote(tag)]
         values = ray.get(refs)
-        return refs[0] == refs[1], values[0] == values[1] == (True, b"x" * LARGE)
+        return refs[0] == refs[1], values[0] == values[1] == (True, b"x" * size)
 
-    assert ray.get(read_twice.remote("big")) == (False, True)
-    assert ray.get(read_ref(handle, "small")) == (True, "tiny")
-    assert read_ref(handle, "small") != read_ref(handle, "small")
+    assert ray.get(read_twice.remote("t")) == (False, True)
+
+
+def test_a_memo_copy_is_a_fresh_value_each_time(handle: Any) -> None:
+    ray.get(handle.write.remote("metrics", {"ipc": [1.5]}))
+    ray.get(read_ref(handle, "metrics"))
+    first = ray.get(read_ref(handle, "metrics"))
+    first[1]["ipc"].append(99.0)  # a caller mutating its hit changes neither the cache nor the next hit
+    assert ray.get(read_ref(handle, "metrics")) == (True, {"ipc": [1.5]})
+
+
+@SIZES
+def test_entries_stored_pickled_are_served_from_a_copy_of_the_readers_own(handle: Any, size: int) -> None:
+    first, second = os.urandom(size), os.urandom(size)
+    ray.get(handle.write_pickled.remote("t", pickle.dumps(first)))  # as write-through from a worker stores them
+    assert ray.get(read_ref(handle, "t")) == (True, first)
+    again = read_ref(handle, "t")
+    assert read_ref(handle, "t") == again
+    assert ray.get(again) == (True, first)
+    ray.get(handle.write_pickled.remote("t", pickle.dumps(second)))
+    assert ray.get(read_ref(handle, "t")) == (True, second)
 
 
 def test_the_handle_still_is_a_plain_actor_handle_to_ray(handle: Any) -> None:

@@ -177,3 +177,15 @@ def test_malformed_compact_logs_are_named(tmp_path: Path) -> None:
     writer = _logfile.LogWriter(tmp_path / "w.jsonl", {"session": "w", "ts": 0.0, "head_node": "h"})
     with pytest.raises(ValueError, match="unknown profile row kind 9"):
         writer.write(DRIVER, [(9,)])
+
+
+def test_a_last_line_cut_short_by_a_killed_writer_is_skipped(tmp_path: Path) -> None:
+    log = write_compact(tmp_path, rows())
+    whole = log.read_text()
+    expected = export.load_profile(log)
+    log.write_text(whole + '[1,0,5,"m.bu')  # the collector died inside write(2)
+    cut = export.load_profile(log)
+    assert cut.calls == expected.calls and len(cut.calls) >= 3
+    log.write_text(whole.replace("\n[", "\n[nonsense", 1))  # a bad line that ends with a newline is still an error
+    with pytest.raises(ValueError, match=r"chia-profile-c1.jsonl:2: not a JSON line"):
+        export.load_profile(log)

@@ -3,9 +3,11 @@
 Owns one profiling session: its log (written by :class:`chia.trace._logfile.LogWriter`),
 the facts of the run in the log's header, and the optional TensorBoard mirror
 of the metrics. The actor holds no events in memory beyond the batch it is
-writing (plus the file's write buffer and the log's bounded value table), so a
-run of millions of calls costs disk, not head-node memory. Export reads the log
-back (see :mod:`chia.trace.export`).
+writing (plus the log's bounded value table), so a run of millions of calls
+costs disk, not head-node memory. Each batch reaches the operating system as
+it arrives, so the log outlives a driver killed with ``kill -9`` (and this
+actor with it): it holds every row shipped before. Export reads the log back
+(see :mod:`chia.trace.export`).
 """
 
 from __future__ import annotations
@@ -54,12 +56,16 @@ class ProfileCollectorActor:
         self._head_node = ray.get_runtime_context().get_node_id()
         header = {"session": session, "ts": self._started, "head_node": self._head_node, **_run_facts()}
         self._log = LogWriter(self._path, header)
+        self._log.flush()
 
     def record(self, process: dict[str, Any], rows: list[tuple[Any, ...]], dropped: int) -> None:
         """Append a batch of wire rows from one process; ``dropped`` rows were lost there."""
         for row in rows:
             self._track(row)
         self._log.write(process, rows, dropped)
+        # One write(2) per batch (a batch per process every half second): what
+        # arrived is on disk even if the driver, and this actor, die by SIGKILL.
+        self._log.flush()
         if self._mirror is not None:
             self._mirror.write([row for row in rows if row[0] == _wire.METRIC])
         self._records += len(rows)

@@ -22,12 +22,15 @@ table is full, the value itself). Task ids keep their first 16 hex digits and
 name the rest (the job or actor part, the same for many tasks) by table index:
 ``"<16 hex>.<i>"``. Every line reads back as the verbose record of
 :func:`chia.trace._wire.record`, which is what format 1 (earlier logs) held
-line by line; both are read.
+line by line; both are read. A last line cut short (its writer was killed
+mid-write, so it has no newline) is skipped with a warning: the rows before it
+load.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -35,6 +38,8 @@ from typing import Any, TextIO
 from chia.trace._wire import EVENT, METRIC, RUN, SUBMIT
 
 __all__ = ["FORMAT", "LogWriter", "read_records"]
+
+logger = logging.getLogger(__name__)
 
 FORMAT = 2
 """The format the writer writes (the header's ``"format"``; logs without one are format 1)."""
@@ -324,9 +329,21 @@ def _parsed(file: Path) -> Iterator[tuple[int, Any]]:
                 yield from enumerate(values, first)
             else:
                 for number, line in enumerate(lines, first):
-                    if line.strip():
-                        yield number, _parse_line(file, number, line)
+                    if not line.strip():
+                        continue
+                    if not line.endswith("\n") and not _is_json(line):
+                        logger.warning("%s:%d: skipping the last line, cut short (its writer was killed)", file, number)
+                        continue
+                    yield number, _parse_line(file, number, line)
             first += len(lines)
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _parse_line(file: Path, number: int, line: str) -> Any:

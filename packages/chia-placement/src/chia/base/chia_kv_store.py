@@ -185,9 +185,7 @@ class ChiaKVStore:
         """Remove ``key``; returns whether it was set."""
         if key not in self._entries:
             return False
-        entries = dict(self._entries)
-        del entries[key]
-        self._commit(entries, self._revision + 1)
+        self._change(key, None, self._revision + 1)
         return True
 
     def items(self) -> dict[str, Any]:
@@ -202,8 +200,29 @@ class ChiaKVStore:
         """Store ``value`` under ``key`` with a new version; returns that version (``set`` returns the value)."""
         _check_key(key)
         revision = self._revision + 1
-        self._commit({**self._entries, key: (value, revision)}, revision)
+        self._change(key, (value, revision), revision)
         return revision
+
+    def _change(self, key: str, entry: tuple[Any, int] | None, revision: int) -> None:
+        """Set ``key`` to ``entry`` (None: remove it) at ``revision``.
+
+        In memory only, in place: a write costs the same under 100 keys or
+        100,000. With a persist path, on a copy that becomes the store once
+        its snapshot is on disk.
+        """
+        if self._persist_path is None:
+            if entry is None:
+                del self._entries[key]
+            else:
+                self._entries[key] = entry
+            self._revision = revision
+            return
+        entries = dict(self._entries)
+        if entry is None:
+            del entries[key]
+        else:
+            entries[key] = entry
+        self._commit(entries, revision)
 
     def _commit(self, entries: dict[str, tuple[Any, int]], revision: int) -> None:
         # Persist first: a write that cannot reach the disk must not take effect.

@@ -4,7 +4,8 @@ Owns what a cache hit returns. Values are stored pickled and stored pickles
 are never unpickled in the actor (only ``write`` hands it a live value): a
 hit hands the caller the pickled bytes (small values, inline in the reply) or
 an object-store copy kept by the actor (large values), which the caller's
-``ray.get`` resolves without another copy through the actor; repeat hits of such a copy skip the actor altogether on its node
+``ray.get`` resolves without another copy through the actor; repeat hits of
+either skip the actor altogether on its node
 (:mod:`chia.base._bypass_cache.cache_memo`).
 """
 
@@ -108,8 +109,8 @@ class CacheActor:
         self._node_id = ray.get_runtime_context().get_node_id()
         self._actor_id = ray.get_runtime_context().get_actor_id() or ""
         self._hits = self._misses = self._writes = 0
-        # tag -> (object-store copy of (True, value), payload size)
-        self._resident: OrderedDict[str, tuple[ray.ObjectRef[Any], int]] = OrderedDict()
+        # tag -> (object-store copy of (True, value), payload size, whether the copy holds the pickle)
+        self._resident: OrderedDict[str, tuple[ray.ObjectRef[Any], int, bool]] = OrderedDict()
         self._resident_bytes = 0
         self._resident_budget = min(budget_bytes, self._object_store_bytes() // RESIDENT_SHARE_OF_OBJECT_STORE)
         if self._init_error is not None:
@@ -191,10 +192,14 @@ class CacheActor:
         if len(payload) >= RESIDENT_MIN_BYTES:
             ref = self._make_resident(tag, payload)
             if ref is not None:
-                return self._resident_hit(tag, (ref, len(payload)))  # type: ignore[return-value]
-        return True, _Pickled(payload)
+                return self._resident_hit(tag, (ref, len(payload), True))  # type: ignore[return-value]
+            return True, _Pickled(payload)
+        return self._resident_hit(tag, (None, len(payload), True), bytes(payload))  # type: ignore[return-value]
 
-    def _resident_hit(self, tag: str, resident: tuple[ray.ObjectRef[Any], int]) -> ResidentHit:
+    def _resident_hit(
+        self, tag: str, resident: tuple[ray.ObjectRef[Any] | None, int, bool], payload: bytes | None = None
+    ) -> ResidentHit:
+        """The reply to a hit: the actor's copy (``resident``) or, for a small value, its pickle (``payload``)."""
         store = self._opened
         return ResidentHit(
             ref=resident[0],
@@ -206,6 +211,8 @@ class CacheActor:
             stamp=store.stamp(tag),
             size=resident[1],
             budget=self._resident_budget,
+            payload=payload,
+            pickled=resident[2],
         )
 
     @ray.method
@@ -291,7 +298,7 @@ class CacheActor:
             return None
         self._drop_resident(tag)
         while self._resident and self._resident_bytes + size > self._resident_budget:
-            _, (_, old_size) = self._resident.popitem(last=False)
+            _, (_, old_size, _) = self._resident.popitem(last=False)
             self._resident_bytes -= old_size
         ref = None
         if hit is not None:
@@ -299,9 +306,10 @@ class CacheActor:
                 ref = ray.put(hit)
             except Exception:  # the pickle below is known to work: it is what was stored
                 ref = None
+        pickled = ref is None
         if ref is None:
             ref = ray.put((True, _Pickled(payload)))
-        self._resident[tag] = (ref, size)
+        self._resident[tag] = (ref, size, pickled)
         self._resident_bytes += size
         return ref
 

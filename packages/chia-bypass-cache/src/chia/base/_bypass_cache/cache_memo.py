@@ -1,14 +1,18 @@
 """Repeat cache hits without an actor round trip, for processes on the cache's node.
 
-Owns the per-process memo of large hits and the cache handle that consults
-it. A large value is served from an object-store copy owned by the cache
-actor; the reply to ``read`` carries that copy's ``ObjectRef`` and a
-generation stamp (:mod:`chia.base._bypass_cache.cache_generation`). When the reading
-process runs on the cache's node, it keeps the ref: the next
-``handle.read.remote(tag)`` returns the same ref, after checking that the
-entry's stamp in the shared generation file is unchanged and that the actor
-still holds its directory lock. Any write, eviction, removal or flush of the
-entry changes the stamp, so a changed entry is always read from the actor.
+Owns the per-process memo of hits and the cache handle that consults it. A
+large value is served from an object-store copy owned by the cache actor; a
+small one travels inline in the reply to ``read``. Either reply carries a
+generation stamp (:mod:`chia.base._bypass_cache.cache_generation`). When the
+reading process runs on the cache's node, it keeps an object-store ref of the
+hit: the actor's copy, or a copy of its own for a small value or a large one
+the actor holds pickled (written through from a worker or reloaded from
+disk), made by one ``ray.put`` at the first repeat hit, so that a repeat hit
+is a plain ``ray.get`` of ``(True, value)``. The next ``handle.read.remote(tag)``
+returns that ref, after checking that the entry's stamp in the shared generation
+file is unchanged and that the actor still holds its directory lock. Any
+write, eviction, removal or flush of the entry changes the stamp, so a
+changed entry is always read from the actor.
 
 Memo hits reach the actor's LRU order and ``hits`` counter in batches
 (``touch_many``), at most ``TOUCH_BATCH`` hits or ``TOUCH_SECONDS`` late.
@@ -16,6 +20,7 @@ Memo hits reach the actor's LRU order and ``hits`` counter in batches
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -27,19 +32,43 @@ import ray.actor
 from chia.base._bypass_cache.cache_generation import GenerationView, Stamp
 from chia.base._bypass_cache.state import live_state
 
-__all__ = ["CacheHandle", "CacheMethod", "Memo", "ResidentHit", "fast_handle"]
+__all__ = ["CacheHandle", "CacheMethod", "Memo", "Remembered", "ResidentHit", "fast_handle"]
 
 TOUCH_BATCH = 256
 TOUCH_SECONDS = 1.0
 
 
 @dataclass(slots=True)
+class Remembered:
+    """One remembered hit: ``ref`` resolves to ``(True, value)``; until it exists, ``source`` makes it.
+
+    ``source`` is the stored pickle of a small value, or the actor's copy
+    holding a large value's pickle; a copy of the reader's own is put at the
+    first repeat hit (a hit read once costs no copy).
+    """
+
+    ref: ray.ObjectRef[Any] | None
+    stamp: Stamp
+    size: int
+    source: bytes | ray.ObjectRef[Any] | None = None
+
+    def value_ref(self) -> ray.ObjectRef[Any]:
+        """``ref``, making it from ``source`` first if need be."""
+        if self.ref is None:
+            source = self.source
+            assert source is not None  # set whenever ref is not
+            hit = (True, pickle.loads(source)) if isinstance(source, bytes) else ray.get(source)
+            self.ref, self.source = ray.put(hit), None
+        return self.ref
+
+
+@dataclass(slots=True)
 class Memo:
-    """The remembered large hits of one cache actor: tag -> (ref, stamp, size), least recently used first."""
+    """The remembered hits of one cache actor: tag -> (ref, stamp, size), least recently used first."""
 
     view: GenerationView
     budget: int
-    entries: OrderedDict[str, tuple[ray.ObjectRef[Any], Stamp, int]] = field(default_factory=OrderedDict)
+    entries: OrderedDict[str, Remembered] = field(default_factory=OrderedDict)
     bytes: int = 0
     touched: list[str] = field(default_factory=list)
     last_touch: float = field(default_factory=time.monotonic)
@@ -48,18 +77,21 @@ class Memo:
         """Drop ``tag``'s remembered hit, if any."""
         entry = self.entries.pop(tag, None)
         if entry is not None:
-            self.bytes -= entry[2]
+            self.bytes -= entry.size
 
 
 @dataclass(frozen=True, slots=True)
 class ResidentHit:
-    """What the actor's ``read`` returns for a value in its object-store copy.
+    """What the actor's ``read`` returns for a hit.
 
     Unpickles, in the reading process, as ``(True, value)``, remembering the
-    ref when that process runs on the cache's node.
+    hit when that process runs on the cache's node. ``ref`` is the actor's
+    object-store copy of a large value (``pickled`` when that copy holds the
+    stored pickle rather than the value); a small value comes as ``payload``,
+    its stored pickle, and ``ref`` is None.
     """
 
-    ref: ray.ObjectRef[Any]
+    ref: ray.ObjectRef[Any] | None
     actor_id: str
     node_id: str
     directory: str
@@ -68,6 +100,8 @@ class ResidentHit:
     stamp: Stamp
     size: int
     budget: int
+    payload: bytes | None = None
+    pickled: bool = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _load_hit, tuple(getattr(self, name) for name in self.__dataclass_fields__)
@@ -75,7 +109,7 @@ class ResidentHit:
 
 def _load_hit(*fields: Any) -> Any:
     hit = ResidentHit(*fields)
-    value = ray.get(hit.ref)
+    value = ray.get(hit.ref) if hit.ref is not None else (True, pickle.loads(hit.payload or b""))
     try:
         _remember(hit)
     except Exception:  # the memo is an optimisation: a failure to use it costs a round trip later, no more
@@ -97,10 +131,17 @@ def _remember(hit: ResidentHit) -> None:
         memo = memos[hit.actor_id]
         if memo is None or hit.size > memo.budget:
             return
+        known = memo.entries.get(hit.tag)
+        if known is not None and known.stamp == hit.stamp:
+            return  # the same entry read through the actor again: keep the copy made for it
         memo.forget(hit.tag)
         while memo.entries and memo.bytes + hit.size > memo.budget:
             memo.forget(next(iter(memo.entries)))
-        memo.entries[hit.tag] = (hit.ref, hit.stamp, hit.size)
+        if hit.ref is not None and not hit.pickled:
+            entry = Remembered(hit.ref, hit.stamp, hit.size)
+        else:  # no ready value in the object store: a copy of our own, made at the first repeat hit
+            entry = Remembered(None, hit.stamp, hit.size, hit.payload if hit.ref is None else hit.ref)
+        memo.entries[hit.tag] = entry
         memo.bytes += hit.size
 
 
@@ -118,16 +159,17 @@ def _lookup(actor_id: str, tag: str) -> tuple[ray.ObjectRef[Any] | None, list[st
             memo.view.close()
             state.memos[actor_id] = None
             return None, []
-        if memo.view.stamp(tag) != entry[1]:
+        if memo.view.stamp(tag) != entry.stamp:
             memo.forget(tag)
             return None, []
+        ref = entry.value_ref()
         memo.entries.move_to_end(tag)
         memo.touched.append(tag)
         now = time.monotonic()
         if len(memo.touched) < TOUCH_BATCH and now - memo.last_touch < TOUCH_SECONDS:
-            return entry[0], []
+            return ref, []
         touched, memo.touched, memo.last_touch = memo.touched, [], now
-        return entry[0], touched
+        return ref, touched
 
 
 class _MemoRead:

@@ -1,0 +1,347 @@
+"""How chia's costs grow with the work: one table, every row measured at 1,000 / 10,000 / 100,000.
+
+One local Ray session (2 CPUs, whole-CPU tasks). For each size N:
+
+* **dispatch, profiling off / on**: a sweep of N tagged calls (``chia_remote``
+  of a whole-CPU no-op, a distinct ``_chia_tag`` each) submitted, then
+  gathered; calls per second, with and without the chia-ops collector;
+* **profile on disk** and **load_profile**: the profiled sweep's log, bytes
+  per call and the seconds ``load_profile`` takes to read it;
+* **chia_wait** over N refs (half finished, half pending, stuck detection
+  armed, ``timeout=0``), next to ``ray.wait`` over the same refs;
+* **cache warm start** over N entries: the cache actor's background index
+  load (its ``warm_start_ms``) and ``start_cache`` + a first read, minus the
+  same over an empty directory; the actor's resident memory over an
+  empty-directory actor's;
+* **query_kv** p50 under a store of N keys;
+* **chia status** (``chia status --json``, a subprocess) while N ``chia_remote``
+  calls are pending in the cluster.
+
+Each row ends with its growth between the two largest sizes: the exponent k of
+cost ~ N^k (1 = linear), and says "linear or better" (k <= 1.15, noise
+allowed) or "WORSE than linear". A cost that does not grow (k near 0, or
+too small to measure) is "flat". Prints a Markdown table for
+benchmarks/README.md. Took 22 minutes on this 2-core machine at load 17-30
+(other suites running); the 15-minute budget is for a quiet machine.
+
+    python benchmarks/scale.py [--sizes 1000,10000,100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import functools
+import math
+import os
+import pickle
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import ray
+
+from chia.base._bypass_cache.cache_store import LOCK_NAME, EntryStore
+from chia.base.cache import start_cache, stop_cache
+from chia.base.chia_kv_store import get_or_create_kv_store, query_kv
+from chia.base.chia_wait import TrackedRef, chia_wait
+from chia.base.ChiaFunction import ChiaFunction, get
+from chia.trace import export, profiler
+
+CHIA = str(Path(sys.executable).with_name("chia"))
+LINEAR_LIMIT = 1.15
+"""Growth exponents up to this count as linear: two runs of the same size differ by ~10 % here."""
+
+
+@ChiaFunction(num_cpus=1)
+def noop() -> None:
+    return None
+
+
+@ray.remote(num_cpus=0)
+def never_returns() -> None:
+    time.sleep(3600)
+
+
+@ChiaFunction(num_cpus=1)
+def blocked(value: Any) -> Any:
+    return value
+
+
+@dataclass
+class Row:
+    """One row of the table: a cost (seconds, bytes) at each size and the unit it is shown in."""
+
+    name: str
+    unit: str
+    values: dict[int, float] = field(default_factory=dict)
+    note: str = ""
+
+    def growth(self) -> str:
+        sizes = sorted(self.values)
+        if len(sizes) < 2:
+            return "-"
+        small, large = sizes[-2], sizes[-1]
+        a, b = self.values[small], self.values[large]
+        if a <= 0 or b <= 0:
+            return "flat (too small to measure)"
+        exponent = math.log(b / a) / math.log(large / small)
+        if exponent < 0.25:
+            return f"flat (k = {exponent:.2f})"
+        verdict = "linear or better" if exponent <= LINEAR_LIMIT else "WORSE than linear"
+        return f"{verdict} (k = {exponent:.2f})"
+
+
+def timed(action: Callable[[], Any]) -> float:
+    began = time.perf_counter()
+    action()
+    return time.perf_counter() - began
+
+
+def best_of(action: Callable[[], Any], repeat: int) -> float:
+    return min(timed(action) for _ in range(repeat))
+
+
+def sweep(size: int) -> list[Any]:
+    refs = [noop.chia_remote(_chia_tag=f"s{index}") for index in range(size)]  # type: ignore[call-arg]
+    get(refs)
+    return refs
+
+
+def dispatch_rows(sizes: list[int], root: Path, rows: dict[str, Row]) -> dict[int, list[Any]]:
+    """Sweeps with profiling off and on; keeps the finished refs for the wait row."""
+    finished: dict[int, list[Any]] = {}
+    sweep(200)  # warm up: workers, the function's export
+    for size in sizes:
+        began = time.perf_counter()
+        finished[size] = sweep(size)
+        seconds = time.perf_counter() - began
+        rows["dispatch"].values[size] = seconds
+        log_dir = root / f"profile-{size}"
+        profiler.start_collector(log_dir=log_dir)
+        profiled = timed(functools.partial(sweep, size))
+        log = profiler.stop_collector()
+        assert log is not None
+        rows["dispatch profiled"].values[size] = profiled
+        rows["profile size"].values[size] = os.path.getsize(log)
+        began = time.perf_counter()
+        profile = export.load_profile(log)
+        rows["load_profile"].values[size] = time.perf_counter() - began
+        calls = len(profile.calls)
+        print(
+            f"  dispatch {size:>7}: {size / seconds:7.0f} calls/s, profiled {size / profiled:7.0f} calls/s; "
+            f"profile {os.path.getsize(log) / max(calls, 1):.0f} B/call over {calls} calls, "
+            f"load_profile {rows['load_profile'].values[size]:.2f} s",
+            flush=True,
+        )
+    return finished
+
+
+def pending_calls(blocker: Any, have: list[Any], size: int) -> None:
+    """Grow ``have`` to ``size`` chia_remote calls that wait on ``blocker`` (never scheduled)."""
+    have.extend(blocked.chia_remote(blocker) for _ in range(size - len(have)))
+
+
+def wait_rows(sizes: list[int], finished: dict[int, list[Any]], pending: list[Any], rows: dict[str, Row]) -> None:
+    for size in sizes:
+        half = size // 2
+        refs = finished[size][:half] + pending[: size - half]
+        tracked = [TrackedRef(ref) for ref in refs]
+        raw = best_of(functools.partial(ray.wait, refs, num_returns=half, timeout=0), 5)
+        chia = best_of(functools.partial(chia_wait, tracked, num_returns=half, timeout=0, pending_timeout=3600), 5)
+        rows["chia_wait"].values[size] = chia
+        rows["ray.wait"].values[size] = raw
+        print(f"  wait {size:>7}: ray.wait {raw * 1e3:8.2f} ms, chia_wait {chia * 1e3:8.2f} ms ({chia / raw:.2f})")
+
+
+def status_rows(sizes: list[int], blocker: Any, pending: list[Any], rows: dict[str, Row]) -> None:
+    address = ray.get_runtime_context().gcs_address
+    for size in sizes:
+        pending_calls(blocker, pending, size)
+        samples = []
+        for _ in range(3):
+            began = time.perf_counter()
+            result = subprocess.run(
+                [CHIA, "status", "--json", "--address", address], capture_output=True, text=True, timeout=300
+            )
+            samples.append(time.perf_counter() - began)
+            if result.returncode != 0:
+                raise RuntimeError(f"chia status failed ({result.returncode}): {result.stderr.strip()}")
+        rows["chia status"].values[size] = min(samples)
+        print(f"  chia status with {size:>7} calls pending: {min(samples):.2f} s")
+
+
+def wait_unlocked(directory: Path) -> None:
+    """Until no cache actor holds ``directory`` (a stopped actor's process exits asynchronously)."""
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{directory} still locked by a stopped cache actor") from None
+                time.sleep(0.05)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return
+    finally:
+        os.close(fd)
+
+
+def start_and_read(directory: Path) -> tuple[float, int, int]:
+    """Seconds for start_cache + a first read, the actor's index load (ms) and its resident memory (bytes)."""
+    wait_unlocked(directory)
+    namespace = f"scale-{uuid.uuid4().hex[:8]}"
+    began = time.perf_counter()
+    handle: Any = start_cache(4, str(directory), units="GB", namespace=namespace)
+    ray.get(handle.read.remote("entry-0"))
+    elapsed = time.perf_counter() - began
+    index_ms: int = ray.get(handle.stats.remote())["warm_start_ms"]  # waits for the index
+    rss: int = ray.get(handle.__ray_call__.remote(lambda _actor: _resident_bytes()))
+    stop_cache(namespace)
+    return elapsed, index_ms, rss
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def cache_rows(sizes: list[int], root: Path, rows: dict[str, Row]) -> None:
+    empty, full = root / "cache-empty", root / "cache-full"
+    empty.mkdir(mode=0o700)
+    value = pickle.dumps(b"v" * 256)  # entries hold pickles, as the actor stores them
+    filled = 0
+    for size in sizes:
+        store = EntryStore(str(full), 4 << 30)  # filled in this process: Ray's call rate would dominate
+        for index in range(filled, size):
+            store.put(f"entry-{index}", value)
+        store.close()
+        filled = size
+        walls, indexes, memory = [], [], []
+        for _ in range(3):
+            base_wall, _, base_rss = start_and_read(empty)
+            wall, index_ms, rss = start_and_read(full)
+            walls.append(wall - base_wall)
+            indexes.append(index_ms / 1000)
+            memory.append(rss - base_rss)
+        rows["cache warm start"].values[size] = statistics.median(indexes)
+        rows["cache start + first read"].values[size] = statistics.median(walls)
+        rows["cache memory"].values[size] = statistics.median(memory)
+        print(
+            f"  cache {size:>7} entries: index {statistics.median(indexes):.3f} s, start + first read "
+            f"{statistics.median(walls):+.3f} s over empty, memory {statistics.median(memory) / 1e6:+.1f} MB",
+            flush=True,
+        )
+
+
+def kv_rows(sizes: list[int], rows: dict[str, Row]) -> None:
+    store: Any = get_or_create_kv_store(f"scale_{uuid.uuid4().hex[:8]}", "chia_benchmarks")
+    held = 0
+    try:
+        for size in sizes:
+            for start in range(held, size, 1000):
+                ray.get([store.set.remote(f"key-{index}", index) for index in range(start, min(start + 1000, size))])
+            held = size
+            key = f"key-{size // 2}"
+            for _ in range(200):
+                query_kv(store, key)
+            samples = []
+            for _ in range(1000):
+                began = time.perf_counter()
+                query_kv(store, key)
+                samples.append(time.perf_counter() - began)
+            rows["query_kv"].values[size] = statistics.median(samples)
+            print(f"  query_kv under {size:>7} keys: p50 {statistics.median(samples) * 1e6:.0f} us", flush=True)
+    finally:
+        ray.kill(store)
+
+
+def format_value(row: Row, size: int) -> str:
+    value = row.values.get(size)
+    if value is None:
+        return "-"
+    if row.unit == "calls/s":
+        return f"{size / value:,.0f}/s"
+    if row.unit == "B/call":
+        return f"{value / size:,.0f} B"
+    if row.unit == "MB":
+        return f"{value / 1e6:+,.1f} MB"
+    if row.unit == "ms":
+        return f"{value * 1e3:,.2f} ms"
+    if row.unit == "us":
+        return f"{value * 1e6:,.0f} us"
+    return f"{value:+.3f} s" if row.unit == "+s" else f"{value:.2f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated sizes, smallest first")
+    args = parser.parse_args()
+    sizes = sorted(int(text) for text in args.sizes.split(","))
+    began = time.perf_counter()
+    for attempt in range(3):  # on a loaded machine the local node can miss Ray's 30 s to start
+        try:
+            ray.init(address=os.environ.get("RAY_ADDRESS", "local"), num_cpus=2, include_dashboard=False)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+            print("  the local Ray node did not start in time; trying again", flush=True)
+    rows = {
+        name: Row(name, unit)
+        for name, unit in (
+            ("dispatch", "calls/s"),
+            ("dispatch profiled", "calls/s"),
+            ("profile size", "B/call"),
+            ("load_profile", "s"),
+            ("chia_wait", "ms"),
+            ("ray.wait", "ms"),
+            ("cache warm start", "s"),
+            ("cache start + first read", "+s"),
+            ("cache memory", "MB"),
+            ("query_kv", "us"),
+            ("chia status", "s"),
+        )
+    }
+    print(f"scale benchmark: sizes {sizes}, 2 CPUs; load {os.getloadavg()[0]:.1f}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="chia-scale-") as directory:
+        root = Path(directory)
+        finished = dispatch_rows(sizes, root, rows)
+        blocker = never_returns.remote()
+        pending: list[Any] = []
+        status_rows(sizes, blocker, pending, rows)
+        wait_rows(sizes, finished, pending, rows)
+        ray.cancel(blocker, force=True)
+        del finished, pending
+        cache_rows(sizes, root, rows)
+        kv_rows(sizes, rows)
+        shutil.rmtree(root, ignore_errors=True)
+    ray.shutdown()
+    header = " | ".join(f"{size:,}" for size in sizes)
+    print(f"\n| measure | {header} | growth {sizes[-2]:,} -> {sizes[-1]:,} |")
+    print("|---" * (len(sizes) + 2) + "|")
+    for row in rows.values():
+        cells = " | ".join(format_value(row, size) for size in sizes)
+        print(f"| {row.name} | {cells} | {row.growth()} |")
+    print(f"\ntook {time.perf_counter() - began:.0f} s; load {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
