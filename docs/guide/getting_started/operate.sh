@@ -7,7 +7,7 @@ export RAY_AUTH_TOKEN_PATH="${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}"  # or
 # The loop, its code shipped to the workers, profiled into ./profile.
 chia run --working-dir . --profile profile loop.py
 
-# What the cluster has: nodes, free CPUs, chia's actors.
+# What the cluster has: nodes, free CPUs, chia's actors, the tasks running now.
 chia status
 
 # The profile: one row per function (profile/chia-report.html has the timeline).
@@ -17,5 +17,6 @@ chia profile summary profile
 rm -f hang.started
 chia run hang.py "$PWD/hang.started" 2>hang.log &
 until [ -s hang.started ]; do sleep 0.5; done
-chia cancel --all --yes --grace 5
+chia status                        # the task: function, node, state, age, the simulator's process tree
+chia cancel --all --yes --grace 5  # or only some: --tag 'sim_*', --function hang, --task ID (shows them, asks)
 wait $! || echo "hang.py ended: $(grep -o 'RuntimeError: the simulator was killed.*' hang.log | tail -n 1)"
