@@ -72,6 +72,8 @@ class RunOptions:
     cache_size: CacheSize | None
     profile_dir: Path | None
     num_cpus: int | None
+    strict: bool = False
+    """YAML keys naming no ChiaFunction raise (``Bypass(strict=True)``, ``start_cache(strict=True)``)."""
 
 
 def _run_script(script: Path, args: tuple[str, ...], setup: str) -> int:
@@ -134,7 +136,7 @@ def _setup_steps(options: RunOptions, progress: Callable[[str], None]) -> list[C
         validate_config(bypass_path)
 
         def activate_bypass() -> None:
-            Bypass(yaml_path=bypass_path)
+            Bypass(yaml_path=bypass_path, strict=options.strict)
             progress(f"bypass configured from {bypass_path}")
 
         steps.append(activate_bypass)
@@ -144,7 +146,13 @@ def _setup_steps(options: RunOptions, progress: Callable[[str], None]) -> list[C
             from chia.base.cache import start_cache
 
         def start_head_cache() -> None:
-            start_cache(size=size.size, cache_dir_path=str(cache_dir), units=size.units, yaml_path=bypass_path)
+            start_cache(
+                size=size.size,
+                cache_dir_path=str(cache_dir),
+                units=size.units,
+                yaml_path=bypass_path,
+                strict=options.strict,
+            )
             progress(f"cache at {cache_dir} ({size.size:g} {size.units})")
 
         steps.append(start_head_cache)

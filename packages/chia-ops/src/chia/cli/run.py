@@ -33,6 +33,11 @@ __all__ = ["run"]
     help="Profile the run: log, Chrome trace and summary go to this directory.",
 )
 @click.option("--num-cpus", type=click.IntRange(min=1), help="CPUs of the embedded Ray instance (default: all).")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="A --bypass YAML key naming no @ChiaFunction of the script is an error (UnknownFunctionError), not a warning.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -44,6 +49,7 @@ def run(
     cache_size: str | None,
     profile_dir: Path | None,
     num_cpus: int | None,
+    strict: bool,
 ) -> None:
     """Run SCRIPT [ARGS]... as __main__ with Ray, bypass, cache and profiling set up.
 
@@ -51,8 +57,12 @@ def run(
     started for the run and stopped after it. Options go before SCRIPT;
     everything after SCRIPT is passed to it. Exits with the script's code.
     The script finds Ray initialized (call ray.init() only when
-    not ray.is_initialized()).
+    not ray.is_initialized()). Bypass and cache keys that name no
+    @ChiaFunction are reported at the script's first chia_remote: a warning,
+    or with --strict an error raised there.
     """
+    if strict and bypass is None:
+        raise click.UsageError("--strict applies to the --bypass YAML: give --bypass too")
     if (cache_dir is None) != (cache_size is None):
         raise click.UsageError("--cache-dir and --cache-size go together")
     size: CacheSize | None = None
@@ -61,7 +71,7 @@ def run(
             size = parse_cache_size(cache_size)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--cache-size") from None
-    options = RunOptions(script, args, address, bypass, cache_dir, size, profile_dir, num_cpus)
+    options = RunOptions(script, args, address, bypass, cache_dir, size, profile_dir, num_cpus, strict)
     try:
         code = run_script(options, progress)
     except (ValueError, OSError, RuntimeError) as exc:
