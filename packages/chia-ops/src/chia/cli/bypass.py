@@ -76,6 +76,8 @@ def bypass_validate(file: Path, module: str | None) -> None:
         from chia.base.bypass import UnknownFunctionError, validate_config
     if not file.exists():
         raise CliError(f"bypass config {str(file)!r} does not exist", ExitCode.NOT_FOUND)
+    if file.is_dir():
+        raise click.BadParameter(f"{str(file)!r} is a directory, not a YAML file", param_hint="FILE")
     try:
         validate_config(str(file))
     except (ValueError, OSError) as exc:
