@@ -22,12 +22,17 @@ def simulate(config: int, cores: int, *, verbose: bool = False) -> tuple[str, in
 
 
 @ChiaFunction(num_cpus=0)
+def sweep_point(config: int, cores: int, *, seed: int, verbose: bool = False) -> tuple[str, int]:
+    return "real", config * cores * seed
+
+
+@ChiaFunction(num_cpus=0)
 def build(config: int) -> str:
     return f"built {config}"
 
 
-def good_provider(tag: str | None, data_path: str | None, config: int, cores: int, **kwargs: Any) -> tuple[str, int]:
-    return "replayed", config
+def good_provider(tag: str | None, data_path: str | None, *args: Any, **kwargs: Any) -> tuple[str, Any]:
+    return "replayed", args
 
 
 def unknown_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
@@ -103,23 +108,38 @@ def test_set_provider_follows_the_strict_setting(write_yaml: WriteYaml) -> None:
 
 
 def test_a_provider_that_cannot_take_the_call_is_refused_with_the_convention(write_yaml: WriteYaml) -> None:
-    bypass = Bypass(write_yaml("bypass:\n  simulate: true\n"))
+    bypass = Bypass(write_yaml("bypass:\n  sweep_point: true\n"))
     with pytest.raises(TypeError) as caught:
-        bypass.set_provider("simulate", lambda tag, data_path: None)
+        bypass.set_provider("sweep_point", lambda tag, data_path: None)
     message = str(caught.value)
     assert "provider(tag, data_path, *args, **kwargs)" in message
-    assert "provider(tag, data_path, config, cores)" in message
-    assert f"{__name__}.simulate(config, cores, *, verbose=False)" in message
-    with pytest.raises(TypeError, match=r"condition.*cannot take its calls"):
-        bypass.set_cond("simulate", lambda tag: True)
-    assert bypass.get_state()["providers"] == {}
+    assert "provider(tag, data_path, config, cores, seed=seed)" in message
+    assert f"{__name__}.sweep_point(config, cores, *, seed, verbose=False)" in message
+    assert "(tag, data_path) refuses that (too many positional arguments)" in message
+    with pytest.raises(TypeError, match=r"condition.*cannot take its calls.*unexpected keyword argument 'seed'"):
+        bypass.set_cond("sweep_point", lambda tag, data_path, config, cores: True)
+    assert bypass.get_state()["providers"] == {} and bypass.get_state()["conds"] == {}
 
 
 def test_providers_that_take_the_call_are_accepted(write_yaml: WriteYaml) -> None:
-    bypass = Bypass(write_yaml("bypass:\n  simulate: true\n  not_defined_yet: true\n"))
-    bypass.set_provider("simulate", good_provider)
-    bypass.set_provider("simulate", lambda tag, data_path, *args, **kwargs: None)
-    bypass.set_provider("simulate", lambda tag, data_path, config, cores, extra=0: None)
+    bypass = Bypass(write_yaml("bypass:\n  sweep_point: true\n  not_defined_yet: true\n"))
+    bypass.set_provider("sweep_point", good_provider)
+    bypass.set_provider("sweep_point", lambda tag, data_path, config, cores, seed, extra=0: None)
+    bypass.set_provider(f"{__name__}.sweep_point", lambda tag, data_path, a, b, **kw: None)
     bypass.set_provider("not_defined_yet", lambda tag, data_path, anything: None)  # only (tag, data_path) is known
     with pytest.raises(TypeError, match="cannot take its calls"):
         bypass.set_provider("not_defined_yet", lambda: None)
+
+
+def test_a_name_several_functions_share_accepts_a_provider_fitting_one(write_yaml: WriteYaml) -> None:
+    def define() -> None:
+        @ChiaFunction(num_cpus=0)
+        def sweep_point(x: int) -> int:  # another function of the same __name__, defined last
+            return x
+
+    define()
+    bypass = Bypass(write_yaml("bypass:\n  sweep_point: true\n"))
+    bypass.set_provider("sweep_point", lambda tag, data_path, config, cores, seed: None)  # fits this module's
+    bypass.set_provider("sweep_point", lambda tag, data_path, x: None)  # fits the other one
+    with pytest.raises(TypeError, match="cannot take its calls"):
+        bypass.set_provider("sweep_point", lambda tag, data_path, a, b, c, d, e: None)  # fits neither

@@ -211,16 +211,14 @@ def report_unconfigured(path: str | None, kind: str, name: str, rules: Mapping[s
     warnings.warn(f"{where}: {message}", UnknownFunctionWarning, stacklevel=_user_stacklevel())
 
 
-def _target(name: str) -> KnownFunction | None:
-    """The known function ``name`` designates: its qualname, else the latest defined with that ``__name__``."""
-    latest = None
+def _candidates(name: str) -> list[KnownFunction]:
+    """The known functions ``name`` may designate: the one of that qualname, else all of that ``__name__``, latest first."""
+    known = known_functions()
+    exact = [function for function in known if function.qualname == name]
+    if exact:
+        return exact
     short = name.rpartition(".")[2]
-    for function in known_functions():
-        if function.qualname == name:
-            return function
-        if function.name in (name, short):
-            latest = function
-    return latest
+    return [function for function in reversed(known) if function.name == short]
 
 
 def _plain(signature: inspect.Signature) -> str:
@@ -230,37 +228,54 @@ def _plain(signature: inspect.Signature) -> str:
     return str(signature.replace(parameters=params, return_annotation=empty))
 
 
+def _required(signature: inspect.Signature) -> tuple[list[str], list[str]]:
+    """The required positional and keyword-only parameter names of ``signature``."""
+    positional = [
+        p.name
+        for p in signature.parameters.values()
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    keyword = [p.name for p in signature.parameters.values() if p.default is p.empty and p.kind is p.KEYWORD_ONLY]
+    return positional, keyword
+
+
 def check_callable_signature(kind: str, name: str, function: Callable[..., Any], display: str) -> None:
     """Refuse a provider or condition that cannot take ``(tag, data_path, *args, **kwargs)`` of ``name``'s calls.
 
-    Checked: a call of the bypassed function (the latest ``@ChiaFunction``
-    of that name) with its required arguments, positional ones passed
-    positionally. A function not defined yet leaves only ``(tag,
+    Checked: a call of the bypassed function with its required arguments,
+    positional ones passed positionally. When several ``@ChiaFunction`` functions
+    share the name (and ``name`` is not a ``module.qualname``), fitting one
+    of them is enough. A function not defined yet leaves only ``(tag,
     data_path)`` to check; a callable without a signature is not checked.
     """
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):
         return
-    target = _target(name)
-    positional: list[str] = []
-    keyword: list[str] = []
-    if target is not None and target.signature is not None:
-        for p in target.signature.parameters.values():
-            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                positional.append(p.name)
-            elif p.default is p.empty and p.kind is p.KEYWORD_ONLY:
-                keyword.append(p.name)
-    try:
-        if target is None or target.signature is None:
+    targets = [target for target in _candidates(name) if target.signature is not None]
+    if not targets:
+        try:
             signature.bind_partial(None, None)
-        else:
+        except TypeError as exc:
+            raise TypeError(
+                f"bypass {kind} {display} for function {name!r} cannot take its calls: a {kind} is called as "
+                f"{kind}(tag, data_path, *args, **kwargs); {display}{_plain(signature)} refuses that ({exc})"
+            ) from None
+        return
+    refusal = None
+    for target in targets:
+        assert target.signature is not None
+        positional, keyword = _required(target.signature)
+        try:
             signature.bind(None, None, *positional, **dict.fromkeys(keyword))
-    except TypeError as exc:
-        call_args = ", ".join(["tag", "data_path", *positional, *(f"{k}={k}" for k in keyword)])
-        function_text = f"{target.qualname}{_plain(target.signature)}" if target and target.signature else repr(name)
-        raise TypeError(
-            f"bypass {kind} {display} for function {name!r} cannot take its calls: a {kind} is called as "
-            f"{kind}(tag, data_path, *args, **kwargs) with the arguments of {function_text}, e.g. "
-            f"{kind}({call_args}); {display}{_plain(signature)} refuses that ({exc})"
-        ) from None
+            return
+        except TypeError as exc:
+            refusal = refusal or (target, target.signature, positional, keyword, exc)
+    assert refusal is not None
+    target, target_signature, positional, keyword, exc = refusal
+    call_args = ", ".join(["tag", "data_path", *positional, *(f"{k}={k}" for k in keyword)])
+    raise TypeError(
+        f"bypass {kind} {display} for function {name!r} cannot take its calls: a {kind} is called as "
+        f"{kind}(tag, data_path, *args, **kwargs) with the arguments of {target.qualname}{_plain(target_signature)}, "
+        f"e.g. {kind}({call_args}); {display}{_plain(signature)} refuses that ({exc})"
+    ) from None
