@@ -29,6 +29,12 @@ if __name__ == "__main__":
 """
 
 
+@pytest.fixture
+def with_bypass() -> None:
+    """The ``chia bypass``/``chia run --bypass`` tests need chia-bypass-cache (the ``[bypass]`` extra)."""
+    pytest.importorskip("chia.base.bypass", reason="chia-bypass-cache is not installed")
+
+
 def write_loop(tmp_path: Path) -> Path:
     """A loop file with a module name of its own (imported in this process)."""
     loop = tmp_path / f"loop_{uuid.uuid4().hex[:10]}.py"
@@ -36,6 +42,7 @@ def write_loop(tmp_path: Path) -> Path:
     return loop
 
 
+@pytest.mark.usefixtures("with_bypass")
 def test_validate_module_fails_on_a_key_naming_no_function_of_the_loop(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -52,6 +59,7 @@ def test_validate_module_fails_on_a_key_naming_no_function_of_the_loop(
     assert f"(loop: {loop})" in err
 
 
+@pytest.mark.usefixtures("with_bypass")
 def test_validate_module_accepts_keys_of_the_loop_by_name_and_qualname(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -62,6 +70,7 @@ def test_validate_module_accepts_keys_of_the_loop_by_name_and_qualname(
     assert capsys.readouterr().out == f"{config}: valid for {loop}\n"
 
 
+@pytest.mark.usefixtures("with_bypass")
 def test_validate_module_by_module_name(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -74,6 +83,7 @@ def test_validate_module_by_module_name(
     assert "--module 'no_such_loop_module': no module of that name" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("with_bypass")
 def test_validate_module_that_is_missing_or_fails_to_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "chia.yaml"
     config.write_text("bypass:\n  simulate: true\n")
@@ -93,6 +103,7 @@ def test_run_strict_needs_a_bypass_file(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_tools_serve_is_the_serve_program_under_its_documented_name(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("chia.base.tools.serve", reason="chia-tools is not installed (the [tools] extra)")
     assert main(["tools", "serve", "--help"]) == ExitCode.OK
     out = capsys.readouterr().out
     assert out.startswith("usage: chia tools serve ") and "--find-free-port" in out
