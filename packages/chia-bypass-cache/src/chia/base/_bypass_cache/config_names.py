@@ -262,20 +262,19 @@ def check_callable_signature(kind: str, name: str, function: Callable[..., Any],
                 f"{kind}(tag, data_path, *args, **kwargs); {display}{_plain(signature)} refuses that ({exc})"
             ) from None
         return
-    refusal = None
+    refusals: list[tuple[KnownFunction, inspect.Signature, list[str], list[str], TypeError]] = []
     for target in targets:
         assert target.signature is not None
         positional, keyword = _required(target.signature)
         try:
             signature.bind(None, None, *positional, **dict.fromkeys(keyword))
             return
-        except TypeError as exc:
-            refusal = refusal or (target, target.signature, positional, keyword, exc)
-    assert refusal is not None
-    target, target_signature, positional, keyword, exc = refusal
+        except TypeError as refused:
+            refusals.append((target, target.signature, positional, keyword, refused))
+    target, target_signature, positional, keyword, reason = refusals[0]  # the latest defined
     call_args = ", ".join(["tag", "data_path", *positional, *(f"{k}={k}" for k in keyword)])
     raise TypeError(
         f"bypass {kind} {display} for function {name!r} cannot take its calls: a {kind} is called as "
         f"{kind}(tag, data_path, *args, **kwargs) with the arguments of {target.qualname}{_plain(target_signature)}, "
-        f"e.g. {kind}({call_args}); {display}{_plain(signature)} refuses that ({exc})"
+        f"e.g. {kind}({call_args}); {display}{_plain(signature)} refuses that ({reason})"
     ) from None
