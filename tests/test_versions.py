@@ -184,7 +184,10 @@ def test_bump_rewrites_extras_keeping_their_extras_and_markers(tmp_path: Path) -
 def test_bump_past_one_moves_the_upper_bound_to_the_next_major(tree: Path) -> None:
     result = bump(tree, "chia-tools", "1.0.0")
     assert result.returncode == 0, result.stderr
-    assert requirements_on(tree, "chia-tools") == {"chia": ["chia-tools>=1.0.0,<2"]}
+    assert requirements_on(tree, "chia-tools") == {
+        "chia": ["chia-tools>=1.0.0,<2"],
+        "chia-ops": ["chia-tools>=1.0.0,<2", "chia-tools>=1.0.0,<2"],  # its [tools] and [all] extras
+    }
     assert range_problems(tree) == []
 
 

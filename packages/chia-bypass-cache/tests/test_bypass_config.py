@@ -86,6 +86,8 @@ def test_empty_file_and_sections_are_valid(write_yaml: WriteYaml) -> None:
         ("bypass:\n  off: true\n", None, None, "quote the name"),
         ("bypass:\n  f: true\n  f: false\n", None, None, "duplicate key 'f'"),
         ("bypass: [unclosed\n", None, None, "is not valid YAML"),
+        ("!!set {a, b}: x\n", None, None, "found a set as a key"),
+        ("bypass:\n  ? {f: 1}\n  : true\n", None, None, "found a dict as a key"),
     ],
 )
 def test_invalid_files_name_file_function_and_key(

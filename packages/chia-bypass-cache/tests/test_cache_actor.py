@@ -16,7 +16,7 @@ import ray
 from ray.actor import ActorHandle
 
 from chia.base._bypass_cache.cache_store import QUARANTINE_DIR, entry_file_name
-from chia.base.cache import SECRET_ENV, UNITS, get_active_cache, is_cached, start_cache, stop_cache
+from chia.base.cache import SECRET_ENV, UNITS, CacheDirectoryError, get_active_cache, is_cached, start_cache, stop_cache
 from chia.base.ChiaFunction import chia_actor, get
 
 WriteYaml = Callable[..., str]
@@ -151,8 +151,11 @@ def test_damaged_file_is_a_miss_and_moved_aside(
 def test_directory_problems_raise_and_leave_no_actor(namespace: str, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(OSError, match="file"):
+    with pytest.raises(CacheDirectoryError, match=r"'.*/file' is a file; remove '.*/file'"):
         start_cache(1, str(blocker / "cache"), units="MB", namespace=namespace)
+    assert get_active_cache(namespace) is None
+    with pytest.raises(CacheDirectoryError, match="virtual filesystem"):
+        start_cache(1, "/proc/chia-cache", units="MB", namespace=namespace)
     assert get_active_cache(namespace) is None
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import pickle
 import stat
 import threading
 from pathlib import Path
@@ -19,6 +21,7 @@ from chia.base._bypass_cache.cache_store import (
     LOCK_NAME,
     QUARANTINE_DIR,
     TMP_PREFIX,
+    CacheDirectoryError,
     EntryStore,
     entry_file_name,
 )
@@ -324,10 +327,46 @@ def test_one_store_per_directory(tmp_path: Path) -> None:
         EntryStore(str(tmp_path), 100, lock_wait=0.2)
 
 
-def test_directory_that_is_a_file_is_refused(tmp_path: Path) -> None:
+def test_directory_that_is_a_file_is_refused_naming_it_and_the_fix(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
-    with pytest.raises((NotADirectoryError, FileExistsError)):
+    with pytest.raises(CacheDirectoryError, match=r"'.*/file': is a file; remove it or choose another") as caught:
         EntryStore(str(tmp_path / "file"), 100)
+    assert caught.value.errno == errno.ENOTDIR and caught.value.filename == str(tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_a_file_above_the_directory_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("x")
+    with pytest.raises(CacheDirectoryError, match=r"'.*/data' is a file; remove '.*/data'"):
+        EntryStore(str(tmp_path / "data" / "cache" / "deeper"), 100)
+    assert os.listdir(tmp_path) == ["data"]
+
+
+def test_a_directory_on_a_virtual_filesystem_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CacheDirectoryError, match=r"'/proc/chia-cache/c'.*virtual filesystem.*writable local disk"):
+        EntryStore("/proc/chia-cache/c", 100)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through chmod: the permission check cannot fail")
+def test_a_directory_without_write_permission_is_refused(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        with pytest.raises(CacheDirectoryError, match=r"is not writable by this process.*chmod u\+w") as caught:
+            EntryStore(str(locked / "cache"), 100)
+        assert caught.value.errno == errno.EACCES
+        assert os.listdir(locked) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_cache_directory_error_survives_pickling_with_its_message(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CacheDirectoryError) as caught:
+        EntryStore(str(tmp_path / "file"), 100)
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert type(copy) is CacheDirectoryError
+    assert (str(copy), copy.errno, copy.filename) == (str(caught.value), errno.ENOTDIR, str(tmp_path / "file"))
 
 
 def test_generation_stamps_change_with_the_entry_and_are_seen_by_readers(tmp_path: Path) -> None:

@@ -50,7 +50,12 @@ def chia_without(absent: str, *args: str, cwd: Path) -> subprocess.CompletedProc
     )
 
 
-DISTRIBUTION_OF_EXTRA = {"cache": "chia-bypass-cache", "bypass": "chia-bypass-cache", "kv": "chia-placement"}
+DISTRIBUTION_OF_EXTRA = {
+    "cache": "chia-bypass-cache",
+    "bypass": "chia-bypass-cache",
+    "kv": "chia-placement",
+    "tools": "chia-tools",
+}
 
 
 @pytest.mark.parametrize(
@@ -60,6 +65,7 @@ DISTRIBUTION_OF_EXTRA = {"cache": "chia-bypass-cache", "bypass": "chia-bypass-ca
         ("chia cache", "cache", "chia.base.cache", ["cache", "clear", "--yes"]),
         ("chia bypass", "bypass", "chia.base.bypass", ["bypass", "validate", "chia.yaml"]),
         ("chia kv", "kv", "chia.base.chia_kv_store", ["kv", "list", "--name", "k", "--namespace", "n"]),
+        ("chia tools serve", "tools", "chia.base.tools", ["tools", "serve", "chia.base.tools.BashTool:BashTool", "b"]),
         ("chia run --bypass", "bypass", "chia.base.bypass", ["run", "--bypass", "chia.yaml", "loop.py"]),
         (
             "chia run --cache-dir",
@@ -84,9 +90,10 @@ def test_a_missing_distribution_is_one_line_naming_the_extra(
 
 
 def test_commands_that_need_no_extra_work_without_them(tmp_path: Path) -> None:
-    every_optional = "chia.base.cache,chia.base.bypass,chia.base.chia_kv_store"
+    every_optional = "chia.base.cache,chia.base.bypass,chia.base.chia_kv_store,chia.base.tools"
     helped = chia_without(every_optional, "--help", cwd=tmp_path)
-    assert helped.returncode == 0 and all(f"  {group} " in helped.stdout for group in ("cache", "bypass", "kv"))
+    groups = ("cache", "bypass", "kv", "tools")
+    assert helped.returncode == 0 and all(f"  {group} " in helped.stdout for group in groups)
     kv_help = chia_without(every_optional, "kv", "set", "--help", cwd=tmp_path)
     assert kv_help.returncode == 0 and "--if-version N" in kv_help.stdout
     summary = chia_without(every_optional, "profile", "summary", str(tmp_path), cwd=tmp_path)

@@ -25,6 +25,14 @@ YAML format (the ``cache:`` section of the same file is read by
       # not listed = not bypassed
 
 A ``module.qualname`` key wins over a ``__name__`` key for the same function.
+
+A key that names no ``@ChiaFunction`` (a typo: ``simulat``) is reported with
+the closest known names as an :class:`UnknownFunctionWarning`, or with
+``strict=True`` as an :class:`UnknownFunctionError`. Keys are checked when the
+configuration becomes active and, for names not defined yet (a loop run by
+``chia run`` defines its functions after the bypass is set up), again at the
+first ``chia_remote`` after it: what is still unknown then is reported there,
+before that call is dispatched (strict: that call raises).
 Nested dispatch (a bypassed function called with ``chia_remote`` inside a
 remote task) is bypassed too: workers load the same state, once per version.
 """
@@ -46,6 +54,15 @@ from chia.base._bypass_cache import bypass_sync
 from chia.base._bypass_cache.bypass_config import BypassConfigError, BypassRule, load_config, lookup_rule
 from chia.base._bypass_cache.bypass_files import real_roots
 from chia.base._bypass_cache.cache_write import NAMESPACE_KEY, WRITE_KEY
+from chia.base._bypass_cache.config_names import (
+    UnknownFunctionError,
+    UnknownFunctionWarning,
+    check_callable_signature,
+    check_keys,
+    check_keys_later,
+    configured,
+    report_unconfigured,
+)
 from chia.base._bypass_cache.state import live_state
 from chia.base.cache import get_active_cache
 from chia.base.dispatch_hooks import CACHE_HIT, DispatchCall, current_call
@@ -56,7 +73,15 @@ if TYPE_CHECKING:
 
     from chia.base._bypass_cache.bypass_server import BypassServer
 
-__all__ = ["Bypass", "BypassConfigError", "CacheReplay", "get_active_bypass", "validate_config"]
+__all__ = [
+    "Bypass",
+    "BypassConfigError",
+    "CacheReplay",
+    "UnknownFunctionError",
+    "UnknownFunctionWarning",
+    "get_active_bypass",
+    "validate_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,16 +90,23 @@ _SECTION = "bypass"
 _SECTION_ORDER = 0
 
 
-def validate_config(yaml_path: str | os.PathLike[str]) -> None:
+def validate_config(yaml_path: str | os.PathLike[str], *, check_names: bool = False) -> None:
     """Check a bypass/cache YAML file without a cluster. Stable.
 
     Raises :class:`BypassConfigError` (a ``ValueError``) whose message names
     the file, the function and the key at fault: a document that is not a
     mapping, an unknown key, a non-boolean ``bypass``/``cache``, an invalid
-    ``tags`` regex, a ``data`` path that does not exist. A missing YAML file
+    ``tags`` regex, a ``data`` path that is too long. A missing YAML file
     raises ``FileNotFoundError``.
+
+    With ``check_names=True`` every key of both sections must also name a
+    ``@ChiaFunction`` defined in this process (import the loop first):
+    :class:`UnknownFunctionError` lists those that do not, each with the
+    closest known names (what ``chia bypass validate --module`` does).
     """
-    load_config(yaml_path)
+    config = load_config(yaml_path)
+    if check_names:
+        check_keys(config.path or os.fspath(yaml_path), {"bypass": config.bypass, "cache": config.cache}, strict=True)
 
 
 def get_active_bypass() -> Bypass | None:
@@ -288,6 +320,13 @@ class Bypass:
 
     ``allowed_roots`` adds directories or files the :meth:`file_server` may
     read, besides the YAML file's directory and the listed data paths.
+
+    ``bypass:`` keys that name no ``@ChiaFunction`` known by the first
+    ``chia_remote`` after construction warn (:class:`UnknownFunctionWarning`,
+    with the closest known names); so does :meth:`set_provider` for a name the
+    YAML does not configure. ``strict=True`` raises
+    :class:`UnknownFunctionError` instead (from that ``chia_remote``, or from
+    ``set_provider``).
     """
 
     def __init__(
@@ -295,6 +334,7 @@ class Bypass:
         yaml_path: str | os.PathLike[str] | None = None,
         *,
         allowed_roots: Iterable[str | os.PathLike[str]] = (),
+        strict: bool = False,
     ) -> None:
         self._lock = threading.Lock()
         self._yaml_path: str | None = None
@@ -305,6 +345,7 @@ class Bypass:
         self._replays: dict[tuple[Callable[..., Any], str | None], _Replay] = {}
         self._file_server: ActorProxy[BypassServer] | None = None
         self._is_active = False
+        self._strict = strict
         extra_roots = [os.path.abspath(os.fspath(root)) for root in allowed_roots]
         if yaml_path is not None:
             config = load_config(yaml_path)
@@ -315,6 +356,7 @@ class Bypass:
             extra_roots += [rule.data_abspath for rule in config.bypass.values() if rule.data_abspath is not None]
         self._roots = real_roots(extra_roots)
         self._is_active = any(rule.enabled for rule in self._rules.values())
+        check_keys_later(self._yaml_path or "Bypass()", "bypass", self._rules, strict=strict)
         state = live_state.bypass
         with state.active_lock:
             state.active = self
@@ -344,7 +386,10 @@ class Bypass:
         ``tag`` is the caller's ``_chia_tag`` (str or None), ``data_path``
         the YAML ``data`` field as an absolute path (or None), and
         ``*args, **kwargs`` the original arguments. The provider must pickle
-        (``TypeError`` here otherwise).
+        and take that call (``TypeError`` here otherwise, showing the
+        expected convention). A ``func_name`` the YAML does not configure
+        warns (:class:`UnknownFunctionWarning`; ``UnknownFunctionError`` with
+        ``strict=True``).
         """
         self._register(self._providers, "provider", func_name, provider)
 
@@ -403,6 +448,9 @@ class Bypass:
             raise TypeError(f"bypass {kind} needs a function name (str), got {func_name!r}")
         if not callable(function):
             raise TypeError(f"bypass {kind} for {func_name!r} must be callable, got {function!r}")
+        check_callable_signature(kind, func_name, function, _callable_name(function))
+        if not configured(self._rules, func_name):
+            report_unconfigured(self._yaml_path, kind, func_name, self._rules, strict=self._strict)
         _dump_callable(kind, func_name, function)
         with self._lock:
             registry[func_name] = function
@@ -584,6 +632,7 @@ class Bypass:
         bypass._lock = threading.Lock()
         bypass._providers, bypass._conds, bypass._rules = {}, {}, {}
         bypass._is_active = False
+        bypass._strict = False
         bypass.load_state(state)
         return bypass
 

@@ -57,13 +57,24 @@ from chia.base._bypass_cache import bypass_sync
 from chia.base._bypass_cache.bypass_config import cache_rules_from_dict, load_config, lookup_rule
 from chia.base._bypass_cache.cache_actor import CACHE_ACTOR_CLASS, SECRET_ENV, Cache, secret_from_env
 from chia.base._bypass_cache.cache_memo import fast_handle
+from chia.base._bypass_cache.cache_store import CacheDirectoryError
 from chia.base._bypass_cache.cache_write import CACHE_ACTOR_NAME, SECTION, CacheWriteThrough, install, uninstall
+from chia.base._bypass_cache.config_names import check_keys_later
 from chia.base._bypass_cache.state import live_state
 
 if TYPE_CHECKING:
     from ray.actor import ActorProxy
 
-__all__ = ["SECRET_ENV", "UNITS", "Cache", "get_active_cache", "is_cached", "start_cache", "stop_cache"]
+__all__ = [
+    "SECRET_ENV",
+    "UNITS",
+    "Cache",
+    "CacheDirectoryError",
+    "get_active_cache",
+    "is_cached",
+    "start_cache",
+    "stop_cache",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +148,8 @@ def start_cache(
     units: str = "B",
     yaml_path: str | os.PathLike[str] | None = None,
     namespace: str | None = None,
+    *,
+    strict: bool = False,
 ) -> ActorProxy[Cache]:
     """Create (or find) the head-pinned cache actor and return its handle. Idempotent. Stable.
 
@@ -156,6 +169,15 @@ def start_cache(
             automatic write-through (validated here, see
             :func:`chia.base.bypass.validate_config`).
         namespace: Ray namespace of the named actor.
+        strict: a ``cache:`` key that names no ``@ChiaFunction`` raises
+            :class:`chia.base.bypass.UnknownFunctionError` instead of warning
+            :class:`chia.base.bypass.UnknownFunctionWarning`. Keys are checked
+            now and, for functions not defined yet, at the first
+            ``chia_remote`` after this call (as :class:`chia.base.bypass.Bypass` does).
+
+    A directory that cannot hold the cache (a file, a read-only or virtual
+    filesystem, no write permission) raises :class:`CacheDirectoryError`
+    naming it and the fix, before anything is created.
 
     A second call finds the running actor (a warning is logged when its
     directory or budget differ from the request).
@@ -164,6 +186,8 @@ def start_cache(
     directory = os.path.abspath(os.path.expanduser(os.fspath(cache_dir_path)))
     config = load_config(yaml_path) if yaml_path is not None else None
     rules = config.cache if config is not None else {}
+    if config is not None and config.path is not None:
+        check_keys_later(config.path, "cache", rules, strict=strict)
     resolved = namespace if namespace is not None else ray.get_runtime_context().namespace
     secret = secret_from_env()
     deadline = time.monotonic() + _NAME_WAIT_SECONDS

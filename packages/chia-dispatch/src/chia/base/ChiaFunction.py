@@ -471,6 +471,7 @@ class _ChiaWrappedImpl(Generic[P, R]):
         name = getattr(fn, "__name__", repr(fn))
         signature = _signature_of(fn)
         remote = _ray_remote(_make_task_body(fn, name, qualname, signature=signature), self._options, qualname)
+        seam.note_function(name, qualname, signature)
         self._dispatcher = _Dispatcher(fn, self._options, remote, reserved.NONE, signature=signature)
         self._pickled_fn: bytes | None = None
         self._pickling = False

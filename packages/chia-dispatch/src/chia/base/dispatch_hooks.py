@@ -25,6 +25,11 @@ extra. Three kinds of extension exist:
   (once per wrapper set), so a call ships only its tag and hook context, and
   only when it has them: keep context values plain (str, int, float, bool).
 
+:func:`known_functions` lists the ``@ChiaFunction`` functions this process has
+defined so far (name, ``module.qualname``, signature), so a configuration
+can be checked against the functions it names; recording them costs only at
+decoration.
+
 Example: count the remote calls of every function and log each value::
 
     from collections import Counter
@@ -54,9 +59,11 @@ from chia.base._dispatch.seam import (
     CallWrapper,
     DispatchCall,
     DispatchHook,
+    KnownFunction,
     add_call_wrapper,
     add_dispatch_hook,
     current_call,
+    known_functions,
 )
 
 __all__ = [
@@ -67,7 +74,9 @@ __all__ = [
     "CallWrapper",
     "DispatchCall",
     "DispatchHook",
+    "KnownFunction",
     "add_call_wrapper",
     "add_dispatch_hook",
     "current_call",
+    "known_functions",
 ]

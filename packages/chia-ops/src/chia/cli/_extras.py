@@ -1,7 +1,8 @@
 """The optional distributions behind chia-ops' extras, and the error naming the extra to install.
 
 Owns which extra brings which distribution (``chia-ops[cache]`` and
-``chia-ops[bypass]``: chia-bypass-cache; ``chia-ops[kv]``: chia-placement) and
+``chia-ops[bypass]``: chia-bypass-cache; ``chia-ops[kv]``: chia-placement;
+``chia-ops[tools]``: chia-tools) and
 :func:`needs`, which turns the import of a missing one into a one-line error.
 The commands import the distributions themselves, typed, inside ``with needs(...)``.
 """
@@ -34,6 +35,7 @@ class Extra:
 CACHE = Extra("cache", "chia-bypass-cache", ("chia.base.cache",))
 BYPASS = Extra("bypass", "chia-bypass-cache", ("chia.base.bypass",))
 KV = Extra("kv", "chia-placement", ("chia.base.chia_kv_store",))
+TOOLS = Extra("tools", "chia-tools", ("chia.base.tools", "chia.base.tools.serve"))
 
 
 @contextmanager

@@ -83,6 +83,8 @@ class RunOptions:
     num_cpus: int | None
     working_dir: Path | None = None
     py_modules: tuple[Path, ...] = ()
+    strict: bool = False
+    """YAML keys naming no ChiaFunction raise (``Bypass(strict=True)``, ``start_cache(strict=True)``)."""
 
     def runtime_env(self) -> dict[str, Any] | None:
         """The job's Ray runtime_env that ships the loop's code to workers (None: nothing to ship)."""
@@ -160,7 +162,7 @@ def _setup_steps(options: RunOptions, progress: Callable[[str], None]) -> list[S
         validate_config(bypass_path)
 
         def activate_bypass() -> None:
-            Bypass(yaml_path=bypass_path)
+            Bypass(yaml_path=bypass_path, strict=options.strict)
             progress(f"bypass configured from {bypass_path}")
             return None  # the bypass lives in this process and ends with it
 
@@ -180,6 +182,7 @@ def _setup_steps(options: RunOptions, progress: Callable[[str], None]) -> list[S
                     units=size.units,
                     yaml_path=bypass_path,
                     namespace=namespace,
+                    strict=options.strict,
                 )
             except BlockingIOError as exc:  # a cache actor chia run did not start holds the directory
                 raise RuntimeError(

@@ -23,6 +23,7 @@ from chia.cli.kv import kv
 from chia.cli.profile import profile
 from chia.cli.run import run
 from chia.cli.status import status
+from chia.cli.tools import tools
 
 __all__ = ["cli", "main"]
 
@@ -33,7 +34,7 @@ def cli() -> None:
     """Run chia loop scripts and steer a running chia cluster."""
 
 
-for _command in (run, status, profile, bypass, kv, cache, cancel):
+for _command in (run, status, profile, bypass, kv, cache, cancel, tools):
     cli.add_command(_command)
 
 

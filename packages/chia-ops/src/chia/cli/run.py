@@ -45,6 +45,11 @@ __all__ = ["run"]
     type=click.Path(exists=True, path_type=Path),
     help="Ship this package directory or module file to every worker (Ray runtime_env py_modules); repeatable.",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="A --bypass YAML key naming no @ChiaFunction of the script is an error (UnknownFunctionError), not a warning.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -58,6 +63,7 @@ def run(
     num_cpus: int | None,
     working_dir: Path | None,
     py_modules: tuple[Path, ...],
+    strict: bool,
 ) -> None:
     """Run SCRIPT [ARGS]... as __main__ with Ray, bypass, cache and profiling set up.
 
@@ -66,8 +72,12 @@ def run(
     everything after SCRIPT is passed to it. Exits with the script's code.
     The script finds Ray initialized (call ray.init() only when
     not ray.is_initialized()); --working-dir and --py-module ship its code
-    to workers on other machines.
+    to workers on other machines. Bypass and cache keys that name no
+    @ChiaFunction are reported at the script's first chia_remote: a warning,
+    or with --strict an error raised there.
     """
+    if strict and bypass is None:
+        raise click.UsageError("--strict applies to the --bypass YAML: give --bypass too")
     if (cache_dir is None) != (cache_size is None):
         raise click.UsageError("--cache-dir and --cache-size go together")
     size: CacheSize | None = None
@@ -76,7 +86,9 @@ def run(
             size = parse_cache_size(cache_size)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--cache-size") from None
-    options = RunOptions(script, args, address, bypass, cache_dir, size, profile_dir, num_cpus, working_dir, py_modules)
+    options = RunOptions(
+        script, args, address, bypass, cache_dir, size, profile_dir, num_cpus, working_dir, py_modules, strict
+    )
     try:
         code = run_script(options, progress)
     except (ValueError, OSError, RuntimeError) as exc:

@@ -204,8 +204,13 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: Any, deep: bool = 
         key = loader.construct_object(key_node, deep=deep)
         try:
             duplicate = key in mapping
-        except TypeError:
-            duplicate = False
+        except TypeError:  # a set or a mapping used as a key: YAML allows it, a dict cannot hold it
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found a {type(key).__name__} as a key; keys are function names or section names",
+                key_node.start_mark,
+            ) from None
         if duplicate:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping",
@@ -223,7 +228,8 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 def load_config(yaml_path: str | os.PathLike[str]) -> ChiaConfig:
     """Parse and validate ``yaml_path``; raise :class:`BypassConfigError` on any problem.
 
-    A missing YAML file raises ``FileNotFoundError`` naming it. ``data``
+    A missing YAML file raises ``FileNotFoundError`` naming it; a directory
+    or an unreadable file, :class:`BypassConfigError`. ``data``
     paths are kept as written; a relative one names a file relative to this
     process's working directory, which need not exist yet. Unknown top-level
     sections and unknown per-function keys load (ignored), unless one is a
@@ -237,9 +243,13 @@ def load_config(yaml_path: str | os.PathLike[str]) -> ChiaConfig:
     except FileNotFoundError:
         raise FileNotFoundError(f"bypass/cache config file {path!r} does not exist") from None
     except yaml.YAMLError as exc:
-        raise BypassConfigError(path, f"is not valid YAML: {exc}") from None
+        raise BypassConfigError(path, f"is not valid YAML: {' '.join(str(exc).split())}") from None
     except UnicodeDecodeError as exc:
         raise BypassConfigError(path, f"is not UTF-8 text: {exc}") from None
+    except IsADirectoryError:
+        raise BypassConfigError(path, "is a directory; give the YAML file in it") from None
+    except OSError as exc:
+        raise BypassConfigError(path, f"cannot be read: {exc.strerror or exc}") from None
     if document is None:
         document = {}
     if not isinstance(document, dict):

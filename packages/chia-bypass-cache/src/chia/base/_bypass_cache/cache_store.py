@@ -11,6 +11,7 @@ Runs without Ray; values stay opaque bytes here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import hmac
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 
 from chia.base._bypass_cache.cache_generation import GENERATION_NAME, GenerationTable, Stamp
 
-__all__ = ["FORMAT_VERSION", "EntryStore", "entry_file_name"]
+__all__ = ["FORMAT_VERSION", "CacheDirectoryError", "EntryStore", "entry_file_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,69 @@ LOCK_WAIT_SECONDS = 30.0
 INDEX_SLACK_RECORDS = 4096
 _OWN_NAMES = frozenset({INDEX_NAME, LOCK_NAME, QUARANTINE_DIR, GENERATION_NAME})
 _MAX_TAG_BYTES = 1 << 20
+
+
+class CacheDirectoryError(OSError):
+    """The cache directory cannot be used; the message names the path and the fix. Stable.
+
+    An ``OSError`` with the errno of the cause (``ENOTDIR`` a file is in the
+    way, ``EROFS`` read-only filesystem, ``EACCES`` not writable, ``ENOENT``
+    a virtual or vanished filesystem...) and ``filename`` the path at fault.
+    Raised before anything is created in or under the directory.
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+_FIX = "choose a cache_dir_path (chia run --cache-dir) on a writable local disk of the head node"
+
+
+def _directory_error(code: int, path: str, problem: str, fix: str = _FIX) -> CacheDirectoryError:
+    return CacheDirectoryError(code, f"cache directory {path!r}: {problem}; {fix}", path)
+
+
+def check_cache_directory(directory: str) -> None:
+    """Refuse a directory that cannot hold the cache, creating nothing.
+
+    Walks up to the nearest existing path: it must be a directory, on a
+    writable, real (not virtual, such as /proc) filesystem, and writable by
+    this process.
+    """
+    existing = directory
+    while not os.path.lexists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            break
+        existing = parent
+    try:
+        info = os.stat(existing)
+    except OSError as exc:  # a dangling symlink, or a path component that is a file
+        code = exc.errno or errno.ENOENT
+        raise _directory_error(code, directory, f"{existing!r} cannot be used ({os.strerror(code)})") from None
+    if not stat.S_ISDIR(info.st_mode):
+        what = "is a file" if stat.S_ISREG(info.st_mode) else "is not a directory"
+        if existing == directory:
+            raise _directory_error(errno.ENOTDIR, directory, what, "remove it or choose another cache_dir_path")
+        raise _directory_error(
+            errno.ENOTDIR, directory, f"{existing!r} {what}", f"remove {existing!r} or choose another cache_dir_path"
+        )
+    filesystem = os.statvfs(existing)
+    if filesystem.f_flag & os.ST_RDONLY:
+        raise _directory_error(errno.EROFS, directory, f"{existing!r} is on a read-only filesystem")
+    if filesystem.f_blocks == 0:
+        raise _directory_error(
+            errno.ENOENT,
+            directory,
+            f"{existing!r} is on a virtual filesystem (such as /proc or /sys) that holds no files",
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise _directory_error(
+            errno.EACCES,
+            directory,
+            f"{existing!r} is not writable by this process (uid {os.geteuid()})",
+            f"chmod u+w it, or {_FIX}",
+        )
 
 
 def _write_record(name: str, size: int, tag: str) -> bytes:
@@ -174,10 +238,13 @@ class EntryStore:
     # --- setup ------------------------------------------------------------------------
 
     def _prepare_directory(self) -> None:
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        check_cache_directory(self.directory)
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            code = exc.errno or errno.EIO
+            raise _directory_error(code, self.directory, f"cannot be created ({os.strerror(code)})") from None
         info = os.stat(self.directory)
-        if not stat.S_ISDIR(info.st_mode):
-            raise NotADirectoryError(f"cache directory {self.directory!r} is not a directory")
         if info.st_mode & 0o077:
             logger.warning(
                 "cache directory %s is accessible by other users (mode %o); cache entries are pickles, "
@@ -185,7 +252,11 @@ class EntryStore:
                 self.directory,
                 stat.S_IMODE(info.st_mode),
             )
-        os.makedirs(self._quarantine, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(self._quarantine, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            code = exc.errno or errno.EIO
+            raise _directory_error(code, self.directory, f"cannot hold files ({os.strerror(code)})") from None
 
     def _lock_directory(self, wait: float) -> int:
         # A killed cache actor's lock goes with its process; a live one keeps it.

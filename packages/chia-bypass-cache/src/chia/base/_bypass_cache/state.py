@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from chia.base._bypass_cache.bypass_sync import DriverServer, LoadedSnapshot, Section, SyncToken
     from chia.base._bypass_cache.cache_actor import Cache
     from chia.base._bypass_cache.cache_memo import Memo
+    from chia.base._bypass_cache.config_names import PendingNames
     from chia.base.bypass import Bypass
 
 __all__ = ["BypassState", "CacheState", "LiveState", "TaskContext", "live_state"]
@@ -70,6 +71,11 @@ class BypassState:
     version: int = 0
     """The last snapshot version published (the server ignores versions it has seen)."""
     runtime: RuntimeContext | None = None
+    # --- driver side: YAML keys to check at the first dispatch (config_names)
+    pending_names: dict[str, PendingNames] = field(default_factory=dict)
+    """By section: the keys that named no known ChiaFunction when the section became active."""
+    remove_names_hook: Callable[[], None] | None = None
+    """Removes the one-shot hook that checks ``pending_names`` at the first dispatch."""
     # --- worker side
     loaded: dict[str, LoadedSnapshot] = field(default_factory=dict)
     """The latest snapshot loaded from each server (by actor name)."""
@@ -87,7 +93,7 @@ class BypassState:
         publication must come after them); a new Ray session starts a new one.
         """
         with self.active_lock, self.lock:
-            for remove in (self.remove_hook, self.remove_wrapper):
+            for remove in (self.remove_hook, self.remove_wrapper, self.remove_names_hook):
                 if remove is not None:
                     remove()
             self.active = None
@@ -99,6 +105,8 @@ class BypassState:
             self.token_checked = 0.0
             self.remove_hook = None
             self.remove_wrapper = None
+            self.pending_names.clear()
+            self.remove_names_hook = None
             self.loaded.clear()
             self.server_handles.clear()
             self.worker_hook_installed = False

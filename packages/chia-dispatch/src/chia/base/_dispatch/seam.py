@@ -10,6 +10,7 @@ callbacks waiting for ``get``. Users import the public names from
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import threading
@@ -223,6 +224,48 @@ def current_call() -> CallInfo | None:
     context, and local calls while wrappers are registered).
     """
     return task_local.call
+
+
+# --- the ChiaFunctions this process has defined (read only by configuration checks) ---
+
+
+@dataclass(frozen=True, slots=True)
+class KnownFunction:
+    """A ``@ChiaFunction`` defined (or imported) in this process. Stable.
+
+    ``name`` is its ``__name__`` and ``qualname`` its ``"module.qualname"``:
+    the two spellings a bypass/cache YAML key may use. ``signature`` is the
+    undecorated function's (``None`` for callables without one).
+    """
+
+    name: str
+    qualname: str
+    signature: inspect.Signature | None
+
+
+# Keyed by qualname: a redefinition replaces (and moves to the end) the earlier entry.
+_known: dict[str, KnownFunction] = {}
+
+
+def note_function(name: str, qualname: str, signature: inspect.Signature | None) -> None:
+    """Record a ChiaFunction at its decoration (never on the dispatch path)."""
+    with _lock:
+        _known.pop(qualname, None)
+        _known[qualname] = KnownFunction(name, qualname, signature)
+
+
+def known_functions() -> tuple[KnownFunction, ...]:
+    """Every ``@ChiaFunction`` defined or imported in this process so far, oldest first. Stable.
+
+    A function defined again under the same ``module.qualname`` (a reloaded
+    module, a test redefining it) appears once, as its latest definition.
+    Configuration checks use it (chia-bypass-cache warns about YAML keys
+    that name none of them)::
+
+        names = {f.name for f in known_functions()} | {f.qualname for f in known_functions()}
+    """
+    with _lock:
+        return tuple(_known.values())
 
 
 # --- resolve callbacks: ref id -> callbacks, bounded --------------------------
