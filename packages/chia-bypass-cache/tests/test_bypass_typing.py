@@ -69,11 +69,14 @@ def test_public_names_are_exported() -> None:
         "Bypass",
         "BypassConfigError",
         "CacheReplay",
+        "UnknownFunctionError",
+        "UnknownFunctionWarning",
         "get_active_bypass",
         "validate_config",
     }
     assert set(cache_module.__all__) == {
         "Cache",
+        "CacheDirectoryError",
         "SECRET_ENV",
         "UNITS",
         "get_active_cache",
@@ -88,6 +91,7 @@ def test_public_names_are_exported() -> None:
         "units",
         "yaml_path",
         "namespace",
+        "strict",
     ]
     assert list(inspect.signature(Bypass.is_bypassed).parameters) == ["self", "func_name", "tag", "args", "kwargs"]
 

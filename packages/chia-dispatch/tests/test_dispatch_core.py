@@ -6,6 +6,7 @@ import inspect
 import os
 import pickle
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
@@ -147,7 +148,8 @@ def test_a_method_using_super_in_a_class_pickled_by_value_runs_remotely() -> Non
     derived = Derived()
     assert derived.describe() == "derived of base"
     assert get(derived.describe.chia_remote(derived)) == "derived of base"
-    assert ray.cloudpickle.loads(ray.cloudpickle.dumps(derived)).describe() == "derived of base"
+    dumps: Callable[[Any], bytes] = ray.cloudpickle.dumps
+    assert ray.cloudpickle.loads(dumps(derived)).describe() == "derived of base"
 
 
 def test_options_merge_over_decorator_options() -> None:
@@ -286,7 +288,8 @@ def raises_ray_s_cancel_race_message() -> None:
 def test_ray_s_deferred_sigint_failure_reads_as_the_cancel_it_is() -> None:
     # Ray's own failure when a cancel lands while the worker defers SIGINT: no frame of the task's code.
     cause = TypeError("'Handlers' object is not callable")
-    ray_s = ray.exceptions.RayTaskError("busy_tree", "TypeError: 'Handlers' object is not callable", cause)
+    task_error: Callable[..., ray.exceptions.RayTaskError] = ray.exceptions.RayTaskError
+    ray_s = task_error("busy_tree", "TypeError: 'Handlers' object is not callable", cause)
     assert _is_deferred_sigint_failure(ray_s)
     # The same message raised by the task's own code is the task's error, shown as such by get.
     with pytest.raises(TypeError, match="'Handlers' object is not callable") as raised:

@@ -7,6 +7,7 @@ user runs it, or in this process where only the answer to a question matters.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from collections.abc import Callable
@@ -51,7 +52,7 @@ def start_trees(*calls: tuple[str, Any, dict[str, Any]]) -> list[Any]:
     refs = [fn.options(_chia_tag=tag, **options).chia_remote(tag) for tag, fn, options in calls]
     task_ids = [ref.task_id().hex() for ref in refs]
     for tag, _, _ in calls:
-        wait_until(lambda tag=tag: tagged_pids(f"{tag}-grandchild"), message=f"the tree of {tag} to start")
+        wait_until(functools.partial(tagged_pids, f"{tag}-grandchild"), message=f"the tree of {tag} to start")
     wait_until(lambda: set(task_ids) <= set(tracked_tasks()), message="the registry to track the trees")
     address = ray.get_runtime_context().gcs_address
     wait_until(  # workers report task events to Ray's state API about once a second
