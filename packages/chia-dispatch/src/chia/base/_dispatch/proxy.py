@@ -83,7 +83,8 @@ class DispatchProxy:
             handle: Any = fn.options(**layered) if layered else fn  # type: ignore[attr-defined]
             return await self._own(lambda: handle.chia_remote(*args, **call_kwargs))
         if isinstance(fn, ray.remote_function.RemoteFunction):
-            remote: Any = fn.options(**layered) if layered else fn
+            with_options: Callable[..., Any] = fn.options  # typed from Ray 2.60 on, untyped before
+            remote: Any = with_options(**layered) if layered else fn
         elif callable(fn):
             remote = ray.remote(**layered)(fn) if layered else ray.remote(fn)
         else:
