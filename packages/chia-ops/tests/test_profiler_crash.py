@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from chia.trace import export
@@ -23,6 +24,7 @@ from chia_testing.ray_start import StartedCluster
 DRIVER = textwrap.dedent(
     """
     import sys
+    import time
 
     import ray
 
@@ -41,7 +43,7 @@ DRIVER = textwrap.dedent(
     index = 0
     while True:
         get(step.chia_remote(index, _chia_tag=f"c{index}"))
-        print(index, flush=True)
+        print(index, time.time(), flush=True)
         index += 1
     """
 )
@@ -74,6 +76,7 @@ def test_a_killed_drivers_profile_holds_the_calls_it_finished(cluster: StartedCl
             message="the running driver's first 20 calls in its profile on disk",
         )
         assert driver.poll() is None, "the driver loops until killed"
+        killed_at = time.time()
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=60)
     finally:
@@ -81,10 +84,13 @@ def test_a_killed_drivers_profile_holds_the_calls_it_finished(cluster: StartedCl
             os.kill(driver.pid, signal.SIGKILL)
             driver.wait(timeout=60)
     assert driver.stdout is not None
-    printed = driver.stdout.read().split()
+    printed = [line.split() for line in driver.stdout.read().splitlines()]
     assert len(printed) >= 20
     data = export.load_profile(log_dir)  # whatever instant the kill hit, the log loads
     tags = {call.tag for call in data.calls if call.status == "ok"}
     assert first <= tags
+    # Every call the driver saw finish more than a second before the kill is in the profile.
+    settled = {f"c{index}" for index, finished_at in printed if float(finished_at) < killed_at - 1.0}
+    assert settled <= tags, sorted(settled - tags)
     assert all(call.function.endswith("step") for call in data.calls)
     assert len(data.sessions) == 1

@@ -147,3 +147,14 @@ def test_comparison_rows_ratios_and_units(tmp_path: Path) -> None:
     only_b = compare.compare(export.load_profile(write(tmp_path / "c", chain_rows()[:2])), b)
     side = next(row for row in only_b if row.function == "m.side")
     assert (side.a.count, side.p50_ratio, side.to_json()["p50_a_ms"]) == (0, None, None)
+
+
+def test_calls_below_the_clock_resolution_compare_as_equal() -> None:
+    instant = export.CallStats(count=4, total=0.0, p50=0.0, p95=0.0)
+    same = compare.FunctionComparison("m.tiny", "real", instant, instant)
+    assert (same.p50_ratio, same.p95_ratio) == (1.0, 1.0)
+    slower = compare.FunctionComparison(
+        "m.tiny", "real", instant, export.CallStats(count=4, total=0.4, p50=0.1, p95=0.1)
+    )
+    assert slower.p50_ratio is None  # no finite ratio over zero
+    assert compare.FunctionComparison("m.none", "real", export.CallStats(), instant).p50_ratio is None

@@ -38,8 +38,11 @@ COMPARISON_COLUMNS = (
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or a <= 0:
+    """B over A; 1.0 when both are zero (calls shorter than the log's time resolution), None when undefined."""
+    if a is None or b is None:
         return None
+    if a <= 0:
+        return 1.0 if b <= 0 else None
     return b / a
 
 
