@@ -20,24 +20,14 @@ import asyncio
 import statistics
 import time
 from types import SimpleNamespace
-from typing import Any
 
 import ray
 from fastmcp import Client
-from tools_mcp import EchoTool, percentile
+from tools_mcp import EchoTool, percentile, timed_calls
 
 from chia.base.tools._mcp_client import ToolSessions
 from chia.models.openai_compat import OpenAICompatLLM, _run_tool_call
 from chia.models.scripted import Reply, ScriptedChatServer
-
-
-async def bare_calls(client: Client[Any], n: int) -> list[float]:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        await client.call_tool("echo", {"x": 1})
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 async def loop_calls(sessions: ToolSessions, n: int) -> list[float]:
@@ -54,12 +44,12 @@ async def loop_calls(sessions: ToolSessions, n: int) -> list[float]:
 async def bench(url: str, calls: int, rounds: int, warmup: int) -> dict[str, list[list[float]]]:
     results: dict[str, list[list[float]]] = {"bare": [], "loop": []}
     async with Client(url) as client, ToolSessions({"bench": {"url": url, "headers": {}}}, 600) as sessions:
-        await bare_calls(client, warmup)
+        await timed_calls(client, warmup)
         await loop_calls(sessions, warmup)
         for index in range(rounds):
             order = ["bare", "loop"] if index % 2 == 0 else ["loop", "bare"]
             for side in order:
-                samples = await (bare_calls(client, calls) if side == "bare" else loop_calls(sessions, calls))
+                samples = await (timed_calls(client, calls) if side == "bare" else loop_calls(sessions, calls))
                 results[side].append(samples)
     return results
 
