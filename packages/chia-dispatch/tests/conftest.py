@@ -1,8 +1,17 @@
-"""Fixtures for chia-dispatch tests: the two local Ray cluster shapes they run on (loopback).
+"""Fixtures for chia-dispatch tests: one local Ray cluster on loopback for the whole package.
 
-``ray.init`` costs seconds, so a cluster is kept between tests; the two
-fixtures are function-scoped because tests of one file alternate shapes, and
-the running cluster is swapped only when the next test asks for the other.
+Starting a Ray node costs seconds of CPU, so the package's tests share one
+cluster that has every node they need, started once:
+
+- ``head``: 2 CPUs, custom resource ``head``, the dashboard (Ray's state API,
+  behind chia_wait's stuck-task detection); its GCS never declares a raylet
+  dead while the wedged-raylet test holds one stopped;
+- ``node_b``: 1 CPU, a LAN node (custom resources ``node_b`` and ``lan``);
+- ``tun``: 1 CPU, resource ``tun``, labelled tunneled (``chia/tunneled``);
+- ``envtun``: 1 CPU, resource ``envtun``, its raylet started with the tunnel
+  variables (``TUNNEL_VALUES``), so it is recognised as tunneled from its
+  environment alone.
+
 The shared support (``wait_until``, the ``tagged`` fixture, test modules
 shipped to workers by value) comes from chia-testing.
 """
@@ -11,25 +20,20 @@ from __future__ import annotations
 
 from chia_testing.cluster import ClusterShape, cluster_fixture
 
-TWO_NODES = ClusterShape(
-    "chia-dispatch two nodes",
-    {
-        "head": {"num_cpus": 2, "resources": {"head": 1}},
-        "node_b": {"num_cpus": 1, "resources": {"node_b": 1}},
-    },
-)
+#: The environment of a node reached through a tunnel (chia.base.dispatch_proxy.TUNNEL_ENV).
+TUNNEL_VALUES = {"CHIA_TOOL_RELAY_HOST": "127.0.0.1", "CHIA_TOOL_ADVERTISE_HOST": "127.0.0.1"}
 
-# Fixtures of test_cancel_*, test_wait_* and test_proxy_* (issue 3).
-TUNNELED_NODES = ClusterShape(
-    "chia-dispatch tunneled",
+DISPATCH_NODES = ClusterShape(
+    "chia-dispatch: head, LAN node_b, labelled tunneled node tun, env-marked tunneled node envtun",
     {
         # The GCS must not declare a SIGSTOPped raylet dead during the wedged-raylet test.
         "head": {"num_cpus": 2, "resources": {"head": 1}, "_system_config": {"health_check_failure_threshold": 1000}},
-        "lan": {"num_cpus": 1, "resources": {"lan": 1}},
+        "node_b": {"num_cpus": 1, "resources": {"node_b": 1, "lan": 1}},
         "tun": {"num_cpus": 1, "resources": {"tun": 1}, "labels": {"chia/tunneled": "true"}},
+        "envtun": {"num_cpus": 1, "resources": {"envtun": 1}},
     },
-    dashboard=True,  # Ray's state API, behind chia_wait's stuck-task detection
+    dashboard=True,
+    node_env={"envtun": TUNNEL_VALUES},
 )
 
-two_node_cluster = cluster_fixture(TWO_NODES, scope="function")
-tunneled_cluster = cluster_fixture(TUNNELED_NODES, scope="function")
+cluster = cluster_fixture(DISPATCH_NODES)

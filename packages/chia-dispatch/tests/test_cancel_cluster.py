@@ -23,7 +23,7 @@ from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.pid_registry import TrackedTask, cancel_tasks, chia_cancel, kill_all_tracked, tracked_tasks
 from chia_testing import tagged_pids, wait_until
 
-pytestmark = pytest.mark.usefixtures("two_node_cluster")
+pytestmark = pytest.mark.usefixtures("cluster")
 
 # Three sleepers per tree: a child, a grandchild and a setsid daemon (argv[0] = <tag>-...).
 TREE = (
@@ -177,7 +177,7 @@ def test_chia_cancel_is_reexported_from_chia_function() -> None:
     assert "chia_cancel" in chia_function_module.__all__
 
 
-def test_registry_lives_on_the_head_and_forgets_tasks_when_they_end(two_node_cluster: Any) -> None:
+def test_registry_lives_on_the_head_and_forgets_tasks_when_they_end(cluster: Any) -> None:
     refs = [spawn_and_return.options(resources={node: 0.01}).chia_remote(3) for node in ("head", "node_b")] * 10
     assert get(refs) == [[0, 0, 0]] * 20
     registry = get_registry()
@@ -185,14 +185,14 @@ def test_registry_lives_on_the_head_and_forgets_tasks_when_they_end(two_node_clu
     # each node's reaper, which a loaded 2-core CI machine (two suites side by side) can delay past 60 s.
     wait_until(lambda: ray.get(registry.tracked.remote()) == {}, timeout=180, message="an empty registry")
     info = ray._private.state.actors(actor_id=registry._actor_id.hex())
-    assert info["Address"]["NodeID"] == two_node_cluster.node_ids["head"]
+    assert info["Address"]["NodeID"] == cluster.node_ids["head"]
     assert info["Name"] == job_actors.registry_name(ray.get_runtime_context().get_job_id())
 
 
-def test_tracked_entries_carry_pid_and_start_time(two_node_cluster: Any, tagged: Any) -> None:
+def test_tracked_entries_carry_pid_and_start_time(cluster: Any, tagged: Any) -> None:
     ref, tag = _start_trees(tagged, "node_b", foreground_new_session=True)
     registry = get_registry()
-    task_id, node_b = ref.task_id().hex(), two_node_cluster.node_ids["node_b"]
+    task_id, node_b = ref.task_id().hex(), cluster.node_ids["node_b"]
 
     def tracked() -> Any:
         return ray.get(registry.tracked.remote()).get(task_id, {}).get(node_b, [])
@@ -206,9 +206,9 @@ def test_tracked_entries_carry_pid_and_start_time(two_node_cluster: Any, tagged:
     assert task_id not in ray.get(registry.tracked.remote())
 
 
-def test_tracked_tasks_and_cancel_tasks_work_by_task_id(two_node_cluster: Any, tagged: Any) -> None:
+def test_tracked_tasks_and_cancel_tasks_work_by_task_id(cluster: Any, tagged: Any) -> None:
     ref, tag = _start_trees(tagged, "node_b", foreground_new_session=False)
-    task_id, node_b = ref.task_id().hex(), two_node_cluster.node_ids["node_b"]
+    task_id, node_b = ref.task_id().hex(), cluster.node_ids["node_b"]
     # Both direct children reported: the whole tree, the setsid daemons too (found by the task's marker).
     wait_until(lambda: len(tracked_tasks().get(task_id, TrackedTask("", "")).processes) >= 8, message="the tree")
     task = tracked_tasks()[task_id]
@@ -255,9 +255,9 @@ def test_kill_all_tracked_kills_every_tracked_tree_of_the_job(tagged: Any) -> No
 
 @pytest.mark.parametrize("all_jobs", [False, True])
 def test_kill_all_tracked_kills_subprocesses_whose_spawn_is_not_reported_yet(
-    two_node_cluster: Any, tagged: Any, all_jobs: bool
+    cluster: Any, tagged: Any, all_jobs: bool
 ) -> None:
-    node_b = two_node_cluster.node_ids["node_b"]
+    node_b = cluster.node_ids["node_b"]
     assert get(spawn_and_return.options(resources={"node_b": 0.01}).chia_remote(1)) == [0]
     job_hex = ray.get_runtime_context().get_job_id()
     reaper = job_actors.reaper_name(job_hex, node_b)
@@ -293,10 +293,10 @@ DRIVER = textwrap.dedent(
 )
 
 
-def test_a_driver_stopped_with_sigterm_leaves_no_tracked_subprocess(two_node_cluster: Any, tagged: Any) -> None:
+def test_a_driver_stopped_with_sigterm_leaves_no_tracked_subprocess(cluster: Any, tagged: Any) -> None:
     tag = tagged.new_tag("chia-driver")
     driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, two_node_cluster.cluster.address, TREE.format(tag=tag)],
+        [sys.executable, "-c", DRIVER, cluster.cluster.address, TREE.format(tag=tag)],
         stdout=subprocess.PIPE,
         text=True,
     )

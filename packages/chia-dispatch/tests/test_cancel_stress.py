@@ -16,7 +16,7 @@ from ray.exceptions import TaskCancelledError, WorkerCrashedError
 from chia.base.ChiaFunction import ChiaFunction, chia_cancel, get
 from chia_testing import wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("two_node_cluster")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("cluster")]
 
 CANCELS = 210
 THREADS = 3  # one per CPU of the cluster

@@ -11,7 +11,7 @@ from chia.base import ChiaFunction as chia_function
 from chia.base.pid_registry import PidRegistryActor, chia_cancel, kill_all_tracked
 
 
-@pytest.mark.usefixtures("two_node_cluster")
+@pytest.mark.usefixtures("cluster")
 def test_cancel_signatures_are_pinned() -> None:
     assert_type(kill_all_tracked(), int)
     assert_type(kill_all_tracked(1.0, all_jobs=True), int)

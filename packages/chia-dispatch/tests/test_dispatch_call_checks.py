@@ -19,7 +19,7 @@ from chia.base import dispatch_hooks
 from chia.base.ChiaFunction import ChiaCallRemote, ChiaFunction, chia_actor, get
 from chia.base.dispatch_hooks import CallInfo, DispatchCall
 
-pytestmark = pytest.mark.usefixtures("two_node_cluster")
+pytestmark = pytest.mark.usefixtures("cluster")
 
 
 @ChiaFunction(num_cpus=0)

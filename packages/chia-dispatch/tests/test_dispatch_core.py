@@ -24,7 +24,7 @@ from chia.base.ChiaFunction import (
     get,
 )
 
-pytestmark = pytest.mark.usefixtures("two_node_cluster")
+pytestmark = pytest.mark.usefixtures("cluster")
 
 
 @ChiaFunction(num_cpus=1)
@@ -162,9 +162,9 @@ def test_options_merge_over_decorator_options() -> None:
     assert dict(add.chia_options) == {"num_cpus": 1}
 
 
-def test_options_chain_and_layer(two_node_cluster: Any) -> None:
+def test_options_chain_and_layer(cluster: Any) -> None:
     chained = whoami.options(num_cpus=0).options(resources={"node_b": 0.1}).options(_chia_tag="t")
-    assert {node for _, node in get([chained.chia_remote() for _ in range(3)])} == {two_node_cluster.node_ids["node_b"]}
+    assert {node for _, node in get([chained.chia_remote() for _ in range(3)])} == {cluster.node_ids["node_b"]}
     assert get(add.options(num_cpus=0.5).options(num_cpus=1).chia_remote(1, 2)) == 3
 
 
@@ -181,9 +181,9 @@ def test_decorated_functions_pickle_with_the_standard_library() -> None:
     assert copy(1) == 2 and get(copy.chia_remote(2)) == 3
 
 
-def test_custom_resources_are_honoured_across_nodes(two_node_cluster: Any) -> None:
-    node_b = two_node_cluster.node_ids["node_b"]
-    head = two_node_cluster.node_ids["head"]
+def test_custom_resources_are_honoured_across_nodes(cluster: Any) -> None:
+    node_b = cluster.node_ids["node_b"]
+    head = cluster.node_ids["head"]
     assert set(get([on_node_b.chia_remote() for _ in range(5)])) == {node_b}
     pinned = whoami.options(num_cpus=0, resources={"head": 0.1})
     assert {node for _, node in get([pinned.chia_remote() for _ in range(5)])} == {head}

@@ -15,7 +15,7 @@ import ray
 from chia.base import chia_wait as chia_wait_module
 from chia.base.ChiaFunction import ChiaCallRemote, ChiaFunction, TrackedRef, chia_wait, get
 
-pytestmark = pytest.mark.usefixtures("two_node_cluster")
+pytestmark = pytest.mark.usefixtures("cluster")
 
 
 @ChiaFunction(num_cpus=0)
@@ -65,11 +65,11 @@ def test_chiacallremote_takes_func_by_keyword() -> None:
     assert get(ChiaCallRemote(add, 2, y=3)) == 5
 
 
-def test_chiafunction_decorator_object_offers_options(two_node_cluster: object) -> None:
+def test_chiafunction_decorator_object_offers_options(cluster: object) -> None:
     decorator = ChiaFunction(num_cpus=0).options(resources={"node_b": 1})
     pinned = decorator(node_of.__wrapped__)
     assert dict(pinned.chia_options) == {"num_cpus": 0, "resources": {"node_b": 1}}
-    clusters = two_node_cluster
+    clusters = cluster
     assert get(pinned.chia_remote()) == clusters.node_ids["node_b"]  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="not_an_option"):
         ChiaFunction().options(not_an_option=1)(add.__wrapped__)

@@ -21,7 +21,7 @@ from chia.base import dispatch_hooks
 from chia.base.ChiaFunction import ChiaFunction, chia_actor, get
 from chia.base.dispatch_hooks import CallInfo, DispatchCall
 
-pytestmark = pytest.mark.usefixtures("two_node_cluster")
+pytestmark = pytest.mark.usefixtures("cluster")
 
 
 def journal(path: str, event: str) -> None:

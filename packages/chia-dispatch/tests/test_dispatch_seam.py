@@ -15,7 +15,7 @@ from chia.base import dispatch_hooks
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.dispatch_hooks import CallInfo, DispatchCall
 
-pytestmark = pytest.mark.usefixtures("two_node_cluster")
+pytestmark = pytest.mark.usefixtures("cluster")
 
 
 @ChiaFunction(num_cpus=0, resources={"node_b": 1})
@@ -79,7 +79,7 @@ def test_hook_sees_the_call_and_can_observe_resolution(removers: list[Callable[[
     assert dict(call.options) == {"num_cpus": 0, "resources": {"node_b": 1}}
 
 
-def test_hook_replaces_dispatch_with_same_options(removers: list[Callable[[], None]], two_node_cluster: Any) -> None:
+def test_hook_replaces_dispatch_with_same_options(removers: list[Callable[[], None]], cluster: Any) -> None:
     def bypass_like(call: DispatchCall) -> Any:
         if call.name != "real_work":
             return None
@@ -88,7 +88,7 @@ def test_hook_replaces_dispatch_with_same_options(removers: list[Callable[[], No
     removers.append(dispatch_hooks.add_dispatch_hook(bypass_like))
     value, node = get(cast(Any, real_work.chia_remote(9)))
     assert value == "replaced 9"
-    assert node == two_node_cluster.node_ids["node_b"]
+    assert node == cluster.node_ids["node_b"]
 
 
 def test_first_hook_returning_a_ref_wins_in_priority_order(removers: list[Callable[[], None]]) -> None:

@@ -19,7 +19,7 @@ from chia.base.ChiaFunction import ChiaFunction, chia_actor, get
 from chia.base.dispatch_hooks import DispatchCall
 from chia_testing import wait_until
 
-pytestmark = pytest.mark.usefixtures("tunneled_cluster")
+pytestmark = pytest.mark.usefixtures("cluster")
 
 
 @ChiaFunction(num_cpus=0)

@@ -39,7 +39,7 @@ class Tool:
         return x * 2
 
 
-@pytest.mark.usefixtures("two_node_cluster")
+@pytest.mark.usefixtures("cluster")
 def test_public_signatures_are_pinned() -> None:
     as_protocol: ChiaWrapped[[int, str], float] = f
     assert as_protocol is f

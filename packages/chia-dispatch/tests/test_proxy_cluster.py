@@ -17,7 +17,7 @@ from chia.base.ChiaFunction import ChiaFunction, chia_cancel, get
 from chia.base.dispatch_proxy import should_proxy
 from chia_testing import tagged_pids, wait_until
 
-pytestmark = pytest.mark.usefixtures("tunneled_cluster")
+pytestmark = pytest.mark.usefixtures("cluster")
 
 
 @ChiaFunction(num_cpus=0)
@@ -113,12 +113,12 @@ def test_the_driver_never_relays() -> None:
     assert relayed_count() == before
 
 
-def test_the_proxy_is_pinned_to_the_head_and_counts(tunneled_cluster: Any) -> None:
+def test_the_proxy_is_pinned_to_the_head_and_counts(cluster: Any) -> None:
     get(nested_add_one.options(resources={"tun": 0.01}).chia_remote("lan", 1))
     proxy = job_actors.lookup(job_actors.proxy_name(ray.get_runtime_context().get_job_id()))
     assert proxy is not None
     info = ray._private.state.actors(actor_id=proxy._actor_id.hex())
-    assert info["Address"]["NodeID"] == tunneled_cluster.node_ids["head"]
+    assert info["Address"]["NodeID"] == cluster.node_ids["head"]
     stats = ray.get(proxy.stats.remote())
     assert stats["relayed"] >= 1 and stats["in_flight"] == 0
 
@@ -164,9 +164,9 @@ DRIVER = textwrap.dedent(
 )
 
 
-def test_one_proxy_per_job_removed_when_the_job_ends(tunneled_cluster: Any) -> None:
+def test_one_proxy_per_job_removed_when_the_job_ends(cluster: Any) -> None:
     driver = subprocess.run(
-        [sys.executable, "-c", DRIVER, tunneled_cluster.cluster.address],
+        [sys.executable, "-c", DRIVER, cluster.cluster.address],
         capture_output=True,
         text=True,
         timeout=300,

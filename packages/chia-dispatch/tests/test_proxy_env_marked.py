@@ -16,23 +16,7 @@ import ray
 
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.dispatch_proxy import TUNNEL_ENV, DispatchProxy, get_dispatch_proxy, should_proxy
-from chia_testing.cluster import ClusterShape, LoopbackCluster, cluster_fixture
-
-TUNNEL_VALUES = {"CHIA_TOOL_RELAY_HOST": "127.0.0.1", "CHIA_TOOL_ADVERTISE_HOST": "127.0.0.1"}
-
-
-ENV_MARKED_NODES = ClusterShape(
-    "head, node lan and node envtun whose raylet was started with the tunnel variables",
-    {
-        "head": {"num_cpus": 2, "resources": {"head": 1}},
-        "lan": {"num_cpus": 1, "resources": {"lan": 1}},
-        "envtun": {"num_cpus": 1, "resources": {"envtun": 1}},
-    },
-    node_env={"envtun": TUNNEL_VALUES},
-)
-
-
-env_marked_cluster = cluster_fixture(ENV_MARKED_NODES, scope="function")
+from chia_testing.cluster import LoopbackCluster
 
 
 @ChiaFunction(num_cpus=0)
@@ -57,10 +41,10 @@ def relayed_count() -> int:
     return stats["relayed"]
 
 
-def test_only_the_envtun_node_carries_the_variables(env_marked_cluster: LoopbackCluster) -> None:
-    for name in ("head", "lan", "envtun"):
+def test_only_the_envtun_node_carries_the_variables(cluster: LoopbackCluster) -> None:
+    for name in ("head", "node_b", "tun", "envtun"):
         node, marked = get(node_env.options(resources={name: 0.01}).chia_remote())
-        assert node == env_marked_cluster.node_ids[name]
+        assert node == cluster.node_ids[name]
         assert marked is (name == "envtun")
 
 
@@ -75,7 +59,7 @@ def test_only_the_envtun_node_carries_the_variables(env_marked_cluster: Loopback
     ],
 )
 def test_env_marked_node_is_relayed_exactly_when_unreachable(
-    env_marked_cluster: LoopbackCluster, source: str, target: str, relayed: bool
+    cluster: LoopbackCluster, source: str, target: str, relayed: bool
 ) -> None:
     before = relayed_count()
     value, decided = get(nested_add_one.options(resources={source: 0.01}).chia_remote(target, 41))
@@ -93,17 +77,14 @@ def plain_node() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def test_get_dispatch_proxy_submits_from_the_head(env_marked_cluster: LoopbackCluster) -> None:
+def test_get_dispatch_proxy_submits_from_the_head(cluster: LoopbackCluster) -> None:
     proxy = get_dispatch_proxy()
     assert proxy is get_dispatch_proxy() or proxy == get_dispatch_proxy()
     assert ray.get(proxy.submit.remote(add_one, (1,))) == 2
     assert ray.get(proxy.submit.remote(add_one, (), {"x": 2}, {"resources": {"envtun": 0.01}})) == 3
-    assert (
-        ray.get(proxy.submit.remote(raw_node, options={"resources": {"lan": 0.01}}))
-        == env_marked_cluster.node_ids["lan"]
-    )
+    assert ray.get(proxy.submit.remote(raw_node, options={"resources": {"lan": 0.01}})) == cluster.node_ids["node_b"]
     assert (
         ray.get(proxy.submit.remote(plain_node, options={"resources": {"envtun": 0.01}}))
-        == (env_marked_cluster.node_ids["envtun"])
+        == (cluster.node_ids["envtun"])
     )
     assert callable(DispatchProxy.submit)

@@ -153,7 +153,7 @@ def stuck_answer(refs: Callable[[], list[Any]]) -> Callable[[], stuck.ClusterSna
     return answer
 
 
-@pytest.mark.usefixtures("tunneled_cluster")
+@pytest.mark.usefixtures("cluster")
 def test_stuck_refs_are_cancelled_resubmitted_and_mutated_in_place(source: FakeSource) -> None:
     stuck = TrackedRef(never_schedulable(1), functools.partial(echo.chia_remote, 1), label="one")
     healthy = TrackedRef(never_schedulable(2), None, label="two")  # pending, never reported as stuck
@@ -168,7 +168,7 @@ def test_stuck_refs_are_cancelled_resubmitted_and_mutated_in_place(source: FakeS
     ray.cancel(healthy.object_ref, force=True)
 
 
-@pytest.mark.usefixtures("tunneled_cluster")
+@pytest.mark.usefixtures("cluster")
 def test_max_retries_is_honoured_then_a_single_warning(source: FakeSource, caplog: pytest.LogCaptureFixture) -> None:
     submissions: list[Any] = []
 
@@ -187,7 +187,7 @@ def test_max_retries_is_honoured_then_a_single_warning(source: FakeSource, caplo
     ray.cancel(tracked.object_ref, force=True)
 
 
-@pytest.mark.usefixtures("tunneled_cluster")
+@pytest.mark.usefixtures("cluster")
 def test_the_cause_of_a_stuck_task_is_recorded_where_chia_status_reads_it(source: FakeSource) -> None:
     tracked = TrackedRef(never_schedulable(5), None, label="left")
     source.answer = stuck_answer(lambda: [tracked.object_ref])
@@ -204,7 +204,7 @@ def test_the_cause_of_a_stuck_task_is_recorded_where_chia_status_reads_it(source
     ray.cancel(tracked.object_ref, force=True)
 
 
-@pytest.mark.usefixtures("tunneled_cluster")
+@pytest.mark.usefixtures("cluster")
 def test_without_retry_cancel_on_stuck_resolves_the_ref_as_cancelled(source: FakeSource) -> None:
     tracked = TrackedRef(never_schedulable(4), functools.partial(echo.chia_remote, 4))
     source.answer = stuck_answer(lambda: [tracked.object_ref])
@@ -214,7 +214,7 @@ def test_without_retry_cancel_on_stuck_resolves_the_ref_as_cancelled(source: Fak
         get(tracked.ref)
 
 
-@pytest.mark.usefixtures("tunneled_cluster")
+@pytest.mark.usefixtures("cluster")
 def test_missing_or_failing_evidence_never_resubmits(source: FakeSource, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
 
@@ -232,7 +232,7 @@ def test_missing_or_failing_evidence_never_resubmits(source: FakeSource, monkeyp
     ray.cancel(tracked.object_ref, force=True)
 
 
-@pytest.mark.usefixtures("tunneled_cluster")
+@pytest.mark.usefixtures("cluster")
 def test_evidence_older_than_the_deadline_is_not_used(source: FakeSource) -> None:
     tracked = TrackedRef(never_schedulable(6), functools.partial(echo.chia_remote, 6))
     early = stuck_answer(lambda: [tracked.object_ref])()  # taken before the ref was overdue

@@ -13,7 +13,7 @@ from chia.base._dispatch import stuck
 from chia.base.chia_wait import TrackedRef, chia_wait
 from chia.base.ChiaFunction import ChiaFunction, ObjectRefCallback, get
 
-pytestmark = pytest.mark.usefixtures("tunneled_cluster")
+pytestmark = pytest.mark.usefixtures("cluster")
 
 
 @ChiaFunction(num_cpus=0)

@@ -13,7 +13,7 @@ from chia.base.chia_wait import Sweep, SweepStatus, TrackedRef, chia_wait
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.dispatch_hooks import DispatchCall
 
-pytestmark = pytest.mark.usefixtures("two_node_cluster")
+pytestmark = pytest.mark.usefixtures("cluster")
 
 
 @ChiaFunction(num_cpus=0)

@@ -17,7 +17,7 @@ def one() -> int:
     return 1
 
 
-@pytest.mark.usefixtures("tunneled_cluster")
+@pytest.mark.usefixtures("cluster")
 def test_chia_wait_signature_is_pinned() -> None:
     tracked = TrackedRef(one.chia_remote(), one.chia_remote, label="one")
     assert_type(tracked.ref, ObjectRef[Any] | ObjectRefCallback)

@@ -16,7 +16,7 @@ from chia.base._dispatch import stuck
 from chia.base.chia_wait import TrackedRef, chia_wait
 from chia.base.ChiaFunction import ChiaFunction, get
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("tunneled_cluster")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("cluster")]
 
 PENDING_TIMEOUT = 8.0
 
@@ -26,9 +26,9 @@ def where(value: int) -> tuple[int, str]:
     return value, ray.get_runtime_context().get_node_id()
 
 
-def test_a_task_stranded_on_a_wedged_raylet_is_detected_and_resubmitted(tunneled_cluster: Any) -> None:
-    lan_id = tunneled_cluster.node_ids["lan"]
-    lan = next(node for node in tunneled_cluster.cluster.list_all_nodes() if node.node_id == lan_id)
+def test_a_task_stranded_on_a_wedged_raylet_is_detected_and_resubmitted(cluster: Any) -> None:
+    lan_id = cluster.node_ids["node_b"]
+    lan = next(node for node in cluster.cluster.list_all_nodes() if node.node_id == lan_id)
     raylet = lan.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process
     stuck._querier = None  # a fresh querier on the real state API
     pin_to_head = where.options(resources={"head": 0.01})
@@ -45,7 +45,7 @@ def test_a_task_stranded_on_a_wedged_raylet_is_detected_and_resubmitted(tunneled
         assert tracked.retries == 1
         assert detected_after <= 2 * PENDING_TIMEOUT, f"detected after {detected_after:.1f} s"
         assert ready == [tracked] and pending == []
-        assert get(tracked.ref) == (7, tunneled_cluster.node_ids["head"])
+        assert get(tracked.ref) == (7, cluster.node_ids["head"])
     finally:
         os.kill(raylet.pid, signal.SIGCONT)
     # Once resumed, the node serves tasks again.

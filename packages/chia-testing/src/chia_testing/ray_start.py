@@ -38,6 +38,7 @@ __all__ = ["StartedCluster", "enable_token_auth", "loopback_ray_bin", "start_clu
 
 _RAY = str(Path(sys.executable).with_name("ray"))
 _START_TIMEOUT_S = 300.0
+_TERM_GRACE_S = 2.0
 
 # `ray start --address` refuses a second node while RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 # (the tests' setting, which keeps Ray on loopback) and, allowed, rewrites 127.0.0.1
@@ -116,12 +117,14 @@ def stop_started_cluster(tmp_root: Path) -> None:
 
     if ray.is_initialized():
         ray.shutdown()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    # A test cluster holds nothing worth a graceful stop: the GCS and raylets
+    # often outlive SIGTERM by 15 s and more, so they get a short grace.
+    for sig, grace in ((signal.SIGTERM, _TERM_GRACE_S), (signal.SIGKILL, 15.0)):
         for pid in _pids_under(tmp_root):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         with contextlib.suppress(AssertionError):
-            wait_until(lambda: not _pids_under(tmp_root), timeout=15, message=f"the processes under {tmp_root} to exit")
+            wait_until(lambda: not _pids_under(tmp_root), timeout=grace, message=f"the processes under {tmp_root} to exit")
     shutil.rmtree(tmp_root, ignore_errors=True)
 
 
