@@ -25,6 +25,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import ray  # noqa: E402
 
+from chia.cli._cluster import route_ray_messages_to_stderr  # noqa: E402
 from chia.trace import profiler  # noqa: E402
 
 CHIA = str(Path(sys.executable).with_name("chia"))
@@ -32,7 +33,13 @@ CHIA = str(Path(sys.executable).with_name("chia"))
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[StartedCluster]:
-    """The session cluster; a collector a test left running is stopped before the cluster goes."""
+    """The session cluster; a collector a test left running is stopped before the cluster goes.
+
+    This process's driver sends Ray's own messages (autoscaler tips, warnings)
+    to stderr, as ``chia`` does: commands run in-process by ``CliRunner``
+    capture stdout, and a message landing there mid-command broke a ``--json``.
+    """
+    route_ray_messages_to_stderr()
     started = start_cluster({"head": 2, "node_b": 1})
     try:
         yield started
