@@ -37,13 +37,12 @@ from ray.cluster_utils import Cluster
 
 from chia_testing._ports import LOOPBACK, free_port
 from chia_testing.plugin import CLUSTER_SHAPE_ATTRIBUTE
+from chia_testing.ray_start import STARTS, STARTUP_TIMEOUTS  # also: the dashboard modules' startup limit
 
 #: Seconds to wait for every node to register with the GCS (Ray's default of 30 is short on a busy 2-core machine).
 NODES_REGISTER_TIMEOUT = 120.0
 
 _MANAGED_KEYS = ("include_dashboard", "dashboard_port")
-_RAYLET_TIMEOUT = "timed out during startup"
-_STARTS = 3  # a start whose node misses Ray's fixed registration limit is tried again, twice at most
 
 logger = logging.getLogger(__name__)
 
@@ -139,12 +138,12 @@ class _Clusters:
         self.stop()
         if ray.is_initialized():  # a connection this module did not make, e.g. ray.init(address="local")
             ray.shutdown()
-        for attempt in range(1, _STARTS + 1):
+        for attempt in range(1, STARTS + 1):
             try:
                 self.current = _start(shape)
                 break
             except Exception as error:  # Ray raises a bare Exception when a raylet misses its fixed 30 s to register
-                if _RAYLET_TIMEOUT not in str(error) or attempt == _STARTS:
+                if attempt == STARTS or not any(text in str(error) for text in STARTUP_TIMEOUTS):
                     raise
                 logger.warning("%s: a node missed Ray's startup limit (a loaded machine); starting again", shape.name)
         assert self.current is not None
