@@ -193,10 +193,21 @@ def start_ray() -> Cluster | None:
         probe.bind(("127.0.0.1", 0))
         dashboard_port = probe.getsockname()[1]
     head = {"num_cpus": 0, "include_dashboard": True, "dashboard_port": dashboard_port}
-    cluster = Cluster(initialize_head=True, head_node_args=head)
-    cluster.add_node(num_cpus=1)
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
+    # Ray gives a starting node a fixed 30 s to register (and the dashboard's modules
+    # 30 s to start, raised here); a busy machine can miss that: start again, twice at most.
+    os.environ.setdefault("RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT", "180")
+    for attempt in (1, 2, 3):
+        cluster = Cluster(initialize_head=True, head_node_args=head)
+        try:
+            cluster.add_node(num_cpus=1)
+            cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+            break
+        except Exception as error:  # Ray raises a bare Exception for a node that missed its startup limit
+            cluster.shutdown()  # type: ignore[no-untyped-call]  # Ray leaves it unannotated
+            if attempt == 3 or "timed out during startup" not in str(error):
+                raise
+            print("a node missed Ray's startup limit (a busy machine); starting the cluster again", flush=True)
     ray.init(address=cluster.address, namespace="chia_demo", log_to_driver=False)
     return cluster
 
