@@ -15,7 +15,8 @@ import pytest
 import ray
 from ray.actor import ActorHandle
 
-from chia.base._bypass_cache.cache_store import QUARANTINE_DIR, entry_file_name
+from chia.base._bypass_cache.cache_log import RECORD, segment_name
+from chia.base._bypass_cache.cache_store import QUARANTINE_DIR
 from chia.base.cache import SECRET_ENV, UNITS, CacheDirectoryError, get_active_cache, is_cached, start_cache, stop_cache
 from chia.base.ChiaFunction import chia_actor, get
 
@@ -130,16 +131,16 @@ def test_values_of_every_size_round_trip_and_survive_restart(namespace: str, tmp
     assert ray.get(handle.read.remote("v")) == (True, value)
 
 
-def test_damaged_file_is_a_miss_and_moved_aside(
+def test_damaged_record_is_a_miss_and_copied_aside(
     namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     directory = tmp_path / "cache"
     handle = start_cache(1, str(directory), units="MB", namespace=namespace)
-    ray.get(handle.write.remote("t", "precious"))
+    ray.get(handle.write.remote("t", "precious"))  # the first record of the log
     ray.get(handle.write.remote("u", "fine"))
-    path = directory / entry_file_name(b"t")
+    path = directory / segment_name(1)
     data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
+    data[RECORD.size + len("t") + 3] ^= 0xFF  # inside the pickled value
     path.write_bytes(bytes(data))
     assert ray.get(handle.read.remote("t")) == (False, None)
     assert ray.get(handle.read.remote("u")) == (True, "fine")
