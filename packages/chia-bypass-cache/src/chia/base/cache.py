@@ -56,8 +56,8 @@ import ray.exceptions
 from chia.base._bypass_cache import bypass_sync
 from chia.base._bypass_cache.bypass_config import cache_rules_from_dict, load_config, lookup_rule
 from chia.base._bypass_cache.cache_actor import CACHE_ACTOR_CLASS, SECRET_ENV, Cache, secret_from_env
+from chia.base._bypass_cache.cache_directory import CacheDirectoryError
 from chia.base._bypass_cache.cache_memo import fast_handle
-from chia.base._bypass_cache.cache_store import CacheDirectoryError
 from chia.base._bypass_cache.cache_write import CACHE_ACTOR_NAME, SECTION, CacheWriteThrough, install, uninstall
 from chia.base._bypass_cache.config_names import check_keys_later
 from chia.base._bypass_cache.state import live_state

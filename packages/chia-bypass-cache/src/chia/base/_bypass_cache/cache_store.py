@@ -13,11 +13,8 @@ migrated at its first start. Runs without Ray; values stay opaque bytes here.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import logging
 import os
-import stat
 import threading
 import time
 from collections import OrderedDict
@@ -31,6 +28,7 @@ from chia.base._bypass_cache.cache_checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
+from chia.base._bypass_cache.cache_directory import LOCK_NAME, CacheDirectoryError, lock_directory, prepare_directory
 from chia.base._bypass_cache.cache_generation import GENERATION_NAME, GenerationTable, Stamp
 from chia.base._bypass_cache.cache_legacy import LEGACY_INDEX_NAME, is_legacy_name, legacy_order, read_legacy_entry
 from chia.base._bypass_cache.cache_log import (
@@ -47,11 +45,10 @@ from chia.base._bypass_cache.cache_log import (
     tag_hash,
 )
 
-__all__ = ["CacheDirectoryError", "EntryStore", "check_cache_directory"]
+__all__ = ["LOCK_NAME", "QUARANTINE_DIR", "CacheDirectoryError", "EntryStore"]
 
 logger = logging.getLogger(__name__)
 
-LOCK_NAME = "lock"
 QUARANTINE_DIR = "quarantine"
 LOCK_WAIT_SECONDS = 30.0
 # A new segment is started once the active one holds this many bytes.
@@ -61,69 +58,6 @@ CHECKPOINT_RECORDS = 4096
 # Segments are compacted once dead records take more than the live ones and at least this much.
 COMPACT_MIN_DEAD_BYTES = 4 << 20
 _OWN_NAMES = frozenset({LOCK_NAME, QUARANTINE_DIR, GENERATION_NAME, CHECKPOINT_NAME})
-
-
-class CacheDirectoryError(OSError):
-    """The cache directory cannot be used; the message names the path and the fix. Stable.
-
-    An ``OSError`` with the errno of the cause (``ENOTDIR`` a file is in the
-    way, ``EROFS`` read-only filesystem, ``EACCES`` not writable, ``ENOENT``
-    a virtual or vanished filesystem...) and ``filename`` the path at fault.
-    Raised before anything is created in or under the directory.
-    """
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
-_FIX = "choose a cache_dir_path (chia run --cache-dir) on a writable local disk of the head node"
-
-
-def _directory_error(code: int, path: str, problem: str, fix: str = _FIX) -> CacheDirectoryError:
-    return CacheDirectoryError(code, f"cache directory {path!r}: {problem}; {fix}", path)
-
-
-def check_cache_directory(directory: str) -> None:
-    """Refuse a directory that cannot hold the cache, creating nothing.
-
-    Walks up to the nearest existing path: it must be a directory, on a
-    writable, real (not virtual, such as /proc) filesystem, and writable by
-    this process.
-    """
-    existing = directory
-    while not os.path.lexists(existing):
-        parent = os.path.dirname(existing)
-        if parent == existing:
-            break
-        existing = parent
-    try:
-        info = os.stat(existing)
-    except OSError as exc:  # a dangling symlink, or a path component that is a file
-        code = exc.errno or errno.ENOENT
-        raise _directory_error(code, directory, f"{existing!r} cannot be used ({os.strerror(code)})") from None
-    if not stat.S_ISDIR(info.st_mode):
-        what = "is a file" if stat.S_ISREG(info.st_mode) else "is not a directory"
-        if existing == directory:
-            raise _directory_error(errno.ENOTDIR, directory, what, "remove it or choose another cache_dir_path")
-        raise _directory_error(
-            errno.ENOTDIR, directory, f"{existing!r} {what}", f"remove {existing!r} or choose another cache_dir_path"
-        )
-    filesystem = os.statvfs(existing)
-    if filesystem.f_flag & os.ST_RDONLY:
-        raise _directory_error(errno.EROFS, directory, f"{existing!r} is on a read-only filesystem")
-    if filesystem.f_blocks == 0:
-        raise _directory_error(
-            errno.ENOENT,
-            directory,
-            f"{existing!r} is on a virtual filesystem (such as /proc or /sys) that holds no files",
-        )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise _directory_error(
-            errno.EACCES,
-            directory,
-            f"{existing!r} is not writable by this process (uid {os.geteuid()})",
-            f"chmod u+w it, or {_FIX}",
-        )
 
 
 def _let_readers_in() -> None:
@@ -174,8 +108,8 @@ class EntryStore:
         # Before the index exists: the checkpoint's table and the records after it.
         self._early_checkpoint: Checkpoint | None = None
         self._early_tail: dict[str, Location | None] = {}
-        self._prepare_directory()
-        self._lock_fd = self._lock_directory(lock_wait)
+        prepare_directory(directory, self._quarantine)
+        self._lock_fd = lock_directory(directory, lock_wait)
         try:
             self._generations = GenerationTable(directory)
         except BaseException:
@@ -228,44 +162,6 @@ class EntryStore:
         return self._log_bytes
 
     # --- setup ------------------------------------------------------------------------
-
-    def _prepare_directory(self) -> None:
-        check_cache_directory(self.directory)
-        try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            code = exc.errno or errno.EIO
-            raise _directory_error(code, self.directory, f"cannot be created ({os.strerror(code)})") from None
-        info = os.stat(self.directory)
-        if info.st_mode & 0o077:
-            logger.warning(
-                "cache directory %s is accessible by other users (mode %o); cache entries are pickles, "
-                "loading them runs code: chmod 700 it",
-                self.directory,
-                stat.S_IMODE(info.st_mode),
-            )
-        try:
-            os.makedirs(self._quarantine, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            code = exc.errno or errno.EIO
-            raise _directory_error(code, self.directory, f"cannot hold files ({os.strerror(code)})") from None
-
-    def _lock_directory(self, wait: float) -> int:
-        # A killed cache actor's lock goes with its process; a live one keeps it.
-        fd = os.open(os.path.join(self.directory, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise BlockingIOError(
-                        f"cache directory {self.directory!r} is in use by another cache actor; "
-                        "use one cache per directory"
-                    ) from None
-                time.sleep(0.05)
 
     def _warm_start(self) -> None:
         """Rebuild the index: the checkpoint, the records after it, then any old-format entries."""
