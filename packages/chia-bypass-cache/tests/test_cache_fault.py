@@ -33,8 +33,8 @@ from chia.base._bypass_cache.cache_store import EntryStore
 from chia.base.cache import get_active_cache, start_cache, stop_cache
 from chia_testing import wait_until
 
-STORE_KILLS = 20
-ACTOR_KILLS = 3
+STORE_KILLS = 15
+ACTOR_KILLS = 2
 WRITERS = 3
 WRITES_PER_WRITER = 25
 

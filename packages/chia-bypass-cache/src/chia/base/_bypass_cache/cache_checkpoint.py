@@ -37,7 +37,8 @@ _COLUMN_CODES = ("I", "Q", "Q", "I")
 _COLUMN_BYTES = (4, 8, 8, 4)
 _ROW_BYTES = sum(_COLUMN_BYTES)
 _HASH = struct.Struct("=I")
-_CHUNK = 8192
+# Entries are built (and tags unmarshalled) in chunks this long: each is one C call holding the GIL.
+_CHUNK = 2048
 
 
 def _no_pause() -> None:
@@ -74,11 +75,12 @@ class Checkpoint:
 
     def entries(self, pause: Callable[[], None] = _no_pause) -> OrderedDict[str, Location]:
         """Every entry, least recently used first; ``pause()`` runs between chunks (to let other threads in)."""
-        tags = marshal.loads(self.tags_blob)
+        chunks = marshal.loads(self.tags_blob)
         locations = zip(*self.columns, strict=True)
         entries: OrderedDict[str, Location] = OrderedDict()
-        for start in range(0, len(tags), _CHUNK):
-            entries.update(zip(tags[start : start + _CHUNK], itertools.islice(locations, _CHUNK), strict=True))
+        for chunk in chunks:
+            tags = marshal.loads(chunk)
+            entries.update(zip(tags, itertools.islice(locations, len(tags)), strict=True))
             pause()
         return entries
 
@@ -110,7 +112,8 @@ def write_checkpoint(path: str, entries: OrderedDict[str, Location], position: t
     """Replace the checkpoint at ``path`` with ``entries`` (least recently used first) at ``position``."""
     columns = list(zip(*entries.values(), strict=True)) if entries else [(), (), (), ()]
     parts = [array(code, column).tobytes() for code, column in zip(_COLUMN_CODES, columns, strict=True)]
-    parts.append(marshal.dumps(list(entries)))
+    tags = list(entries)
+    parts.append(marshal.dumps([marshal.dumps(tags[start : start + _CHUNK]) for start in range(0, len(tags), _CHUNK)]))
     crc = 0
     for part in parts:
         crc = zlib.crc32(part, crc)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -57,6 +58,8 @@ SEGMENT_BYTES = 64 << 20
 CHECKPOINT_RECORDS = 4096
 # Segments are compacted once dead records take more than the live ones and at least this much.
 COMPACT_MIN_DEAD_BYTES = 4 << 20
+# The interpreter's thread switch interval while the index is built in the background.
+WARM_START_SWITCH_SECONDS = 0.0005
 _OWN_NAMES = frozenset({LOCK_NAME, QUARANTINE_DIR, GENERATION_NAME, CHECKPOINT_NAME})
 
 
@@ -128,12 +131,16 @@ class EntryStore:
             raise
 
     def _warm_start_in_background(self) -> None:
+        # Reads are served meanwhile by the thread that waits for the GIL: hand it over sooner than every 5 ms.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, WARM_START_SWITCH_SECONDS))
         try:
             self._warm_start()
         except BaseException as exc:  # raised again by every call that needs the index
             logger.exception("cache warm start of %s failed", self.directory)
             self._warm_start_error = exc
         finally:
+            sys.setswitchinterval(switch_interval)
             self._locatable.set()
             self._ready.set()
 
