@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -13,10 +14,22 @@ from typing import Any, cast
 
 import pytest
 import ray
+import ray.cloudpickle
 from ray.actor import ActorHandle
 
-from chia.base._bypass_cache.cache_store import QUARANTINE_DIR, entry_file_name
-from chia.base.cache import SECRET_ENV, UNITS, CacheDirectoryError, get_active_cache, is_cached, start_cache, stop_cache
+from chia.base._bypass_cache.cache_actor import _dumps
+from chia.base._bypass_cache.cache_log import RECORD, segment_name
+from chia.base._bypass_cache.cache_store import QUARANTINE_DIR
+from chia.base.cache import (
+    SECRET_ENV,
+    UNITS,
+    CacheDirectoryError,
+    _budget_bytes,
+    get_active_cache,
+    is_cached,
+    start_cache,
+    stop_cache,
+)
 from chia.base.ChiaFunction import chia_actor, get
 
 WriteYaml = Callable[..., str]
@@ -39,9 +52,13 @@ def test_units_are_binary_multiples() -> None:
 @pytest.mark.parametrize(
     ("units", "budget"), [("kb", 2048), ("KiB", 2048), ("kib", 2048), ("Mb", 2 << 20), ("gib", 2 << 30), ("b", 2)]
 )
-def test_units_are_case_insensitive_with_kib_and_kb(namespace: str, tmp_path: Path, units: str, budget: int) -> None:
-    handle = start_cache(2, str(tmp_path / "cache"), units=units, namespace=namespace)
-    assert ray.get(handle.get_config.remote())["budget_bytes"] == budget
+def test_units_are_case_insensitive_with_kib_and_kb(units: str, budget: int) -> None:
+    assert _budget_bytes(2, units) == budget  # what start_cache hands the actor (checked once through it below)
+
+
+def test_the_actor_keeps_the_budget_start_cache_computed(namespace: str, tmp_path: Path) -> None:
+    handle = start_cache(2, str(tmp_path / "cache"), units="kib", namespace=namespace)
+    assert ray.get(handle.get_config.remote())["budget_bytes"] == 2048
 
 
 @pytest.mark.parametrize(
@@ -116,30 +133,31 @@ def test_lru_budget_and_oversized_values(namespace: str, tmp_path: Path) -> None
     assert ray.get(handle.keys.remote())[-1] == "k29"  # nothing evicted for the refused value
 
 
-@pytest.mark.parametrize("size", [1 << 10, 1 << 20, 32 << 20])
-def test_values_of_every_size_round_trip_and_survive_restart(namespace: str, tmp_path: Path, size: int) -> None:
-    value = os.urandom(size)
+def test_values_of_every_size_round_trip_and_survive_restart(namespace: str, tmp_path: Path) -> None:
+    values = {f"v{size}": os.urandom(size) for size in (1 << 10, 1 << 20, 32 << 20)}
     handle = start_cache(100, str(tmp_path / "cache"), units="MB", namespace=namespace)
-    ray.get(handle.write.remote("v", value))
-    assert ray.get(handle.read.remote("v")) == (True, value)
-    assert ray.get(handle.read.remote("v")) == (True, value)
+    for tag, value in values.items():
+        ray.get(handle.write.remote(tag, value))
+        assert ray.get(handle.read.remote(tag)) == (True, value)
+        assert ray.get(handle.read.remote(tag)) == (True, value)
     stop_cache(namespace)
     assert get_active_cache(namespace) is None
     handle = start_cache(100, str(tmp_path / "cache"), units="MB", namespace=namespace)
-    assert ray.get(handle.keys.remote()) == ["v"]
-    assert ray.get(handle.read.remote("v")) == (True, value)
+    assert ray.get(handle.keys.remote()) == list(values)
+    for tag, value in values.items():
+        assert ray.get(handle.read.remote(tag)) == (True, value)
 
 
-def test_damaged_file_is_a_miss_and_moved_aside(
+def test_damaged_record_is_a_miss_and_copied_aside(
     namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     directory = tmp_path / "cache"
     handle = start_cache(1, str(directory), units="MB", namespace=namespace)
-    ray.get(handle.write.remote("t", "precious"))
+    ray.get(handle.write.remote("t", "precious"))  # the first record of the log
     ray.get(handle.write.remote("u", "fine"))
-    path = directory / entry_file_name(b"t")
+    path = directory / segment_name(1)
     data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
+    data[RECORD.size + len("t") + 3] ^= 0xFF  # inside the pickled value
     path.write_bytes(bytes(data))
     assert ray.get(handle.read.remote("t")) == (False, None)
     assert ray.get(handle.read.remote("u")) == (True, "fine")
@@ -226,3 +244,16 @@ def test_reachable_from_another_job(namespace: str, tmp_path: Path, cluster: Any
     assert result.returncode == 0, result.stderr[-2000:]
     assert "(True, [1, 2, 3])" in result.stdout
     assert ray.get(handle.read.remote("from_other_job")) == (True, "hello")
+
+
+def test_values_are_stored_as_cloudpickle_would_store_them() -> None:
+    class Local:  # defined here: only cloudpickle can pickle it (by value)
+        def __init__(self) -> None:
+            self.ipc = 1.5
+
+    plain = {"metrics": {f"m{index}": index * 0.5 for index in range(50)}, "tags": ["a", ("b", None)], "raw": b"\0"}
+    cloudpickled = ray.cloudpickle.dumps(plain, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-untyped-call]  # Ray's is untyped
+    assert _dumps(plain) == cloudpickled
+    assert pickle.loads(_dumps([{1, 2}, 3j])) == [{1, 2}, 3j]
+    assert pickle.loads(_dumps({"result": Local()}))["result"].ipc == 1.5
+    assert pickle.loads(_dumps({"deep": [[[Local()]]]}))["deep"][0][0][0].ipc == 1.5

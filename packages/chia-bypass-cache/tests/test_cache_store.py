@@ -1,53 +1,59 @@
-"""The cache's on-disk store (no Ray): format, atomic writes, warm start, quarantine, budget."""
+"""The cache's on-disk store (no Ray): segment log, checkpoint, warm start, quarantine, budget, migration."""
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import hmac
 import logging
 import os
 import pickle
 import stat
+import struct
 import threading
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from chia.base._bypass_cache import cache_store
+from chia.base._bypass_cache.cache_checkpoint import CHECKPOINT_NAME, TMP_PREFIX, Checkpoint
 from chia.base._bypass_cache.cache_generation import GENERATION_NAME, GenerationView
-from chia.base._bypass_cache.cache_store import (
-    ENTRY_SUFFIX,
-    HEADER,
-    INDEX_NAME,
-    LOCK_NAME,
-    QUARANTINE_DIR,
-    TMP_PREFIX,
-    CacheDirectoryError,
-    EntryStore,
-    entry_file_name,
-)
+from chia.base._bypass_cache.cache_log import RECORD, segment_name
+from chia.base._bypass_cache.cache_store import LOCK_NAME, QUARANTINE_DIR, CacheDirectoryError, EntryStore
 
-
-def entry_path(directory: Path, tag: str) -> Path:
-    return directory / entry_file_name(tag.encode())
+FIRST_SEGMENT = segment_name(1)
 
 
 def quarantined(directory: Path) -> list[str]:
     return sorted(os.listdir(directory / QUARANTINE_DIR))
 
 
+def segments(directory: Path) -> list[str]:
+    return sorted(name for name in os.listdir(directory) if name.startswith("segment-"))
+
+
+def value(store: EntryStore, tag: str) -> bytes | None:
+    payload = store.get(tag)
+    return None if payload is None else bytes(payload)
+
+
 def test_put_get_round_trip_and_file_layout(tmp_path: Path) -> None:
     store = EntryStore(str(tmp_path / "c"), 10_000)
     assert store.put("iter0/opt 1", b"payload") == []
-    assert bytes(store.get("iter0/opt 1") or b"") == b"payload"
+    assert value(store, "iter0/opt 1") == b"payload"
     assert store.get("missing") is None
     assert "iter0/opt 1" in store and len(store) == 1
-    path = entry_path(tmp_path / "c", "iter0/opt 1")
-    data = path.read_bytes()
-    magic, version, flags, tag_len, payload_len, _crc = HEADER.unpack_from(data)
-    assert (magic, version, flags, tag_len, payload_len) == (b"CHIACACH", 1, 0, 11, 7)
-    assert store.total_bytes == len(data)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert not [name for name in os.listdir(tmp_path / "c") if name.startswith(TMP_PREFIX)]
+    assert sorted(os.listdir(tmp_path / "c")) == sorted(
+        [CHECKPOINT_NAME, FIRST_SEGMENT, GENERATION_NAME, LOCK_NAME, QUARANTINE_DIR]
+    )
+    data = (tmp_path / "c" / FIRST_SEGMENT).read_bytes()
+    magic, kind, flags, _reserved, tag_len, payload_len, _head_crc, _crc = RECORD.unpack_from(data)
+    assert (magic, kind, flags, tag_len, payload_len) == (b"CCL1", 1, 0, 11, 7)
+    assert store.total_bytes == len(data) == store.entry_size(7, "iter0/opt 1")
+    for name in (FIRST_SEGMENT, CHECKPOINT_NAME):
+        assert stat.S_IMODE((tmp_path / "c" / name).stat().st_mode) == 0o600
 
 
 def test_directory_is_created_private(tmp_path: Path) -> None:
@@ -78,77 +84,83 @@ def test_budget_holds_after_every_write_lru_first(tmp_path: Path) -> None:
         store.put(f"n{index}", b"y" * (index * 7 % 100))
         assert store.total_bytes <= store.budget_bytes
     assert store.evictions > 1
-    assert sorted(os.listdir(tmp_path)) == sorted(
-        [INDEX_NAME, "lock", GENERATION_NAME, QUARANTINE_DIR, *(entry_file_name(tag.encode()) for tag in store.tags())]
-    )
+    store.close()
+    assert EntryStore(str(tmp_path), 3 * one).tags() == store.tags()
 
 
 def test_value_larger_than_budget_is_refused_and_nothing_written(tmp_path: Path) -> None:
     store = EntryStore(str(tmp_path), 64)
     store.put("small", b"")
+    before = store.log_bytes
     with pytest.raises(ValueError, match=r"tag 'big' takes \d+ bytes, more than the whole cache budget of 64"):
         store.put("big", b"x" * 64)
     assert store.tags() == ["small"]
-    assert not entry_path(tmp_path, "big").exists()
+    assert store.log_bytes == before == (tmp_path / FIRST_SEGMENT).stat().st_size
 
 
 def test_overwrite_replaces_and_accounts(tmp_path: Path) -> None:
     store = EntryStore(str(tmp_path), 10_000)
     store.put("t", b"1" * 50)
     store.put("t", b"2" * 10)
-    assert bytes(store.get("t") or b"") == b"2" * 10
+    assert value(store, "t") == b"2" * 10
     assert store.total_bytes == store.entry_size(10, "t")
+    store.close()
+    assert value(EntryStore(str(tmp_path), 10_000), "t") == b"2" * 10
 
 
-def test_warm_start_uses_the_index_without_opening_entries(tmp_path: Path) -> None:
+def test_warm_start_reads_the_checkpoint_not_the_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", 10)
     store = EntryStore(str(tmp_path), 1 << 20)
     for index in range(50):
         store.put(f"t{index}", b"v%d" % index)
-    store.get("t0")  # recency is not persisted: order after restart is write order
+    store.get("t0")  # recency since the last checkpoint is not kept: t0 was read after it
     store.close()
-    # Overwrite every entry with same-sized garbage: a warm start that opened
-    # the entries would move them aside; one that reads the index does not.
-    for name in os.listdir(tmp_path):
-        if name.endswith(ENTRY_SUFFIX):
-            path = tmp_path / name
-            path.write_bytes(b"\0" * path.stat().st_size)
+    # Overwrite the records with same-sized garbage: a warm start that read them
+    # would find no records; one that reads the checkpoint finds every entry.
+    path = tmp_path / FIRST_SEGMENT
+    path.write_bytes(b"\0" * path.stat().st_size)
     restarted = EntryStore(str(tmp_path), 1 << 20)
     assert restarted.tags() == [f"t{index}" for index in range(50)]
     assert restarted.quarantined == 0
     assert restarted.total_bytes == store.total_bytes
     assert restarted.get("t7") is None  # the damage is caught when the entry is read
+    assert restarted.quarantined == 1 and "t7" not in restarted
 
 
-def test_entry_missing_from_the_index_is_recovered_from_its_header(tmp_path: Path) -> None:
+def test_records_after_the_checkpoint_are_replayed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", 3)
     store = EntryStore(str(tmp_path), 1 << 20)
-    store.put("indexed", b"1")
-    store.put("orphan", b"2")
+    for tag in ("a", "b", "c", "d"):  # a checkpoint after c; d only in the log
+        store.put(tag, tag.encode())
+    store.remove("b")  # after the checkpoint too
+    store.put("a", b"A")
     store.close()
-    # A crash between the rename and the index record: drop the last record.
-    index = tmp_path / INDEX_NAME
-    lines = index.read_bytes().splitlines(keepends=True)
-    index.write_bytes(b"".join(lines[:-1]))
     restarted = EntryStore(str(tmp_path), 1 << 20)
-    assert sorted(restarted.tags()) == ["indexed", "orphan"]
-    assert bytes(restarted.get("orphan") or b"") == b"2"
+    assert restarted.tags() == ["c", "d", "a"]
+    assert [value(restarted, tag) for tag in ("a", "b", "c", "d")] == [b"A", None, b"c", b"d"]
 
 
-def test_partial_index_record_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_record_cut_short_by_a_kill_is_cut_off(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = EntryStore(str(tmp_path), 1 << 20)
-    store.put("abcdef", b"1")
+    store.put("kept", b"1")
+    store.put("torn", b"2" * 100)
     store.close()
-    index = tmp_path / INDEX_NAME
-    index.write_bytes(index.read_bytes()[:-6])  # cut inside the hex tag
-    restarted = EntryStore(str(tmp_path), 1 << 20)
-    assert restarted.tags() == ["abcdef"]
-    assert bytes(restarted.get("abcdef") or b"") == b"1"
-    restarted.put("next", b"2")
+    path = tmp_path / FIRST_SEGMENT
+    os.truncate(path, path.stat().st_size - 30)  # the writer died inside its last write
+    with caplog.at_level(logging.INFO):
+        restarted = EntryStore(str(tmp_path), 1 << 20)
+    assert restarted.tags() == ["kept"]
+    assert "unfinished last record" in caplog.text
+    restarted.put("next", b"3")
     restarted.close()
-    assert sorted(EntryStore(str(tmp_path), 1 << 20).tags()) == ["abcdef", "next"]
+    again = EntryStore(str(tmp_path), 1 << 20)
+    assert again.tags() == ["kept", "next"]
+    assert (value(again, "kept"), value(again, "next")) == (b"1", b"3")
+    assert again.quarantined == 0
 
 
 def test_any_tag_survives_restart(tmp_path: Path) -> None:
-    tags = ["plain", "with\nnewline", "back\\slash\\n", "tab\there", "ünïcode ✓", " spaced ", "E\tfake record"]
+    tags = ["plain", "with\nnewline", "back\\slash\\n", "tab\there", "ünïcode ✓", " spaced ", "E\tfake record", ""]
     store = EntryStore(str(tmp_path), 1 << 20)
     for index, tag in enumerate(tags):
         store.put(tag, b"%d" % index)
@@ -158,70 +170,77 @@ def test_any_tag_survives_restart(tmp_path: Path) -> None:
     expected = [tag for tag in tags if tag != "tab\there"]
     assert restarted.tags() == expected
     for tag in expected:
-        assert bytes(restarted.get(tag) or b"") == b"%d" % tags.index(tag)
+        assert value(restarted, tag) == b"%d" % tags.index(tag)
     assert restarted.quarantined == 0
 
 
 def test_leftover_temporary_files_are_removed(tmp_path: Path) -> None:
     EntryStore(str(tmp_path), 100).close()
-    leftover = tmp_path / f"{TMP_PREFIX}123-0"
-    leftover.write_bytes(b"half a write")
+    leftover = tmp_path / f"{TMP_PREFIX}{CHECKPOINT_NAME}-123"
+    leftover.write_bytes(b"half a checkpoint")
     store = EntryStore(str(tmp_path), 100)
     assert not leftover.exists()
     assert len(store) == 0 and quarantined(tmp_path) == []
 
 
+def _flip_payload(data: bytearray, start: int) -> None:
+    data[start + RECORD.size + len(b"victim") + 3] ^= 0xFF
+
+
+def _foreign_magic(data: bytearray, start: int) -> None:
+    data[start : start + 4] = b"XXXX"
+
+
+def _other_tag(data: bytearray, start: int) -> None:
+    data[start + RECORD.size] ^= 0x01  # "victim" -> "wictim": caught by the header's checksum
+
+
 @pytest.mark.parametrize(
     ("damage", "reason"),
-    [
-        (lambda data: data[:-3], "truncated"),
-        (lambda data: data[:-1] + bytes([data[-1] ^ 0xFF]), "checksum mismatch"),
-        (lambda data: b"NOTCACHE" + data[8:], "bad magic"),
-        (lambda data: data + b"junk", "trailing bytes"),
-        (lambda data: data[:10], "truncated"),
-    ],
-    ids=["truncated", "flipped-bit", "foreign-magic", "trailing", "header-cut"],
+    [(_flip_payload, "checksum mismatch"), (_foreign_magic, "bad magic"), (_other_tag, "header checksum mismatch")],
+    ids=["flipped-bit", "foreign-magic", "other-tag"],
 )
-def test_damaged_entries_are_moved_aside_never_served(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: object, reason: str
+def test_damaged_records_are_copied_aside_never_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: Callable[[bytearray, int], None], reason: str
 ) -> None:
     store = EntryStore(str(tmp_path), 1 << 20)
-    store.put("victim", b"precious value")
     store.put("fine", b"ok")
-    path = entry_path(tmp_path, "victim")
-    path.write_bytes(damage(path.read_bytes()))  # type: ignore[operator]
+    start = store.log_bytes
+    store.put("victim", b"precious value")
+    path = tmp_path / FIRST_SEGMENT
+    data = bytearray(path.read_bytes())
+    damage(data, start)
+    path.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
         assert store.get("victim") is None
     assert reason in caplog.text and str(path) in caplog.text
-    assert "victim" not in store and not path.exists()
+    assert "victim" not in store
     assert len(quarantined(tmp_path)) == 1 and store.quarantined == 1
-    assert bytes(store.get("fine") or b"") == b"ok"
+    assert value(store, "fine") == b"ok"
     store.close()
     assert EntryStore(str(tmp_path), 1 << 20).tags() == ["fine"]
 
 
-def test_damaged_orphans_and_foreign_files_are_moved_aside_at_start(
+def test_foreign_files_and_a_damaged_checkpoint_are_moved_aside_at_start(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = EntryStore(str(tmp_path), 1 << 20)
     store.put("keep", b"1")
+    store.put("gone", b"2")
+    store.remove("gone")
+    store._checkpoint()  # the entries are in the checkpoint, and the log still has every record
     store.close()
     (tmp_path / "notes.txt").write_text("not ours")
-    (tmp_path / entry_file_name(b"forged")).write_bytes(b"garbage that is no cache entry at all, really")
+    checkpoint = tmp_path / CHECKPOINT_NAME
+    data = bytearray(checkpoint.read_bytes())
+    data[-1] ^= 0xFF
+    checkpoint.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
         restarted = EntryStore(str(tmp_path), 1 << 20)
-    assert restarted.tags() == ["keep"]
+    assert restarted.tags() == ["keep"]  # the whole log replayed
+    assert value(restarted, "keep") == b"1"
     assert len(quarantined(tmp_path)) == 2
-    assert "foreign file" in caplog.text and "bad magic" in caplog.text
-
-
-def test_entry_renamed_to_another_tag_is_not_served(tmp_path: Path) -> None:
-    store = EntryStore(str(tmp_path), 1 << 20)
-    store.put("a", b"value of a")
-    store.put("b", b"value of b")
-    entry_path(tmp_path, "a").replace(entry_path(tmp_path, "b"))
-    assert store.get("b") is None
-    assert len(quarantined(tmp_path)) == 1
+    assert "foreign file" in caplog.text and "replaying the whole log" in caplog.text
 
 
 def test_signed_store_refuses_unsigned_and_foreign_signed_entries(
@@ -241,12 +260,12 @@ def test_signed_store_refuses_unsigned_and_foreign_signed_entries(
     assert "unsigned" in caplog.text and "bad signature" in caplog.text
     assert "s3cret" not in caplog.text
     signed.put("mine", b"3")
-    assert bytes(signed.get("mine") or b"") == b"3"
+    assert value(signed, "mine") == b"3"
     signed.close()
     assert EntryStore(str(tmp_path), 1 << 20, secret=b"s3cret").tags() == ["mine"]
 
 
-def test_remove_clear_and_journal_survive_restart(tmp_path: Path) -> None:
+def test_remove_clear_and_the_log_survive_restart(tmp_path: Path) -> None:
     store = EntryStore(str(tmp_path), 1 << 20)
     for tag in ("a", "b", "c"):
         store.put(tag, tag.encode())
@@ -254,22 +273,31 @@ def test_remove_clear_and_journal_survive_restart(tmp_path: Path) -> None:
     store.close()
     store = EntryStore(str(tmp_path), 1 << 20)
     assert store.tags() == ["a", "c"]
-    assert store.clear() == 2 and store.total_bytes == 0
+    assert store.clear() == 2 and store.total_bytes == 0 == store.log_bytes
+    store.put("after", b"x")
     store.close()
-    assert len(EntryStore(str(tmp_path), 1 << 20)) == 0
+    restarted = EntryStore(str(tmp_path), 1 << 20)
+    assert restarted.tags() == ["after"]
+    assert segments(tmp_path) == [segment_name(2)]  # the flushed segment is gone
 
 
-def test_index_is_compacted_while_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache_store, "INDEX_SLACK_RECORDS", 10)
+def test_dead_records_are_compacted_while_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_store, "COMPACT_MIN_DEAD_BYTES", 1000)
+    monkeypatch.setattr(cache_store, "SEGMENT_BYTES", 2000)
     store = EntryStore(str(tmp_path), 1 << 20)
-    store.put("other", b"o")
-    for round_index in range(100):
-        store.put("same", b"%d" % round_index)
-    assert len((tmp_path / INDEX_NAME).read_bytes().splitlines()) <= 2 * 2 + 10
+    store.put("other", b"o" * 100)
+    for round_index in range(300):
+        store.put("same", b"%03d" % round_index * 30)
+        store.put(f"evicted{round_index}", b"e")
+        store.remove(f"evicted{round_index}")
+        assert store.log_bytes <= 2 * store.total_bytes + 1000 + 2000
+    on_disk = sum((tmp_path / name).stat().st_size for name in segments(tmp_path))
+    assert on_disk == store.log_bytes
+    assert store.tags() == ["other", "same"]
     store.close()
     restarted = EntryStore(str(tmp_path), 1 << 20)
     assert restarted.tags() == ["other", "same"]
-    assert bytes(restarted.get("same") or b"") == b"99"
+    assert (value(restarted, "other"), value(restarted, "same")) == (b"o" * 100, b"299" * 30)
 
 
 def test_smaller_budget_at_restart_evicts_oldest(tmp_path: Path) -> None:
@@ -281,34 +309,38 @@ def test_smaller_budget_at_restart_evicts_oldest(tmp_path: Path) -> None:
     assert EntryStore(str(tmp_path), 2 * size).tags() == ["b", "c"]
 
 
-def test_background_warm_start_serves_reads_before_the_index_is_loaded(
+def test_background_warm_start_serves_reads_before_the_index_is_built(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", 2)
     store = EntryStore(str(tmp_path), 1 << 20)
     store.put("a", b"1")
-    store.put("damaged", b"2")
+    store.put("damaged", b"2")  # both in the checkpoint
+    store.put("late", b"3")  # after it
     store.close()
-    path = entry_path(tmp_path, "damaged")
-    path.write_bytes(path.read_bytes()[:-1])
+    path = tmp_path / FIRST_SEGMENT
+    data = bytearray(path.read_bytes())
+    data[store.entry_size(1, "a") + store.entry_size(1, "damaged") - 1] ^= 0xFF
+    path.write_bytes(bytes(data))
     gate = threading.Event()
-    warm_start = EntryStore._warm_start
+    entries = Checkpoint.entries
 
-    def held_back(self: EntryStore) -> None:
+    def held_back(self: Checkpoint, pause: Callable[[], None]) -> object:
         gate.wait()
-        warm_start(self)
+        return entries(self, pause)
 
-    monkeypatch.setattr(EntryStore, "_warm_start", held_back)
+    monkeypatch.setattr(Checkpoint, "entries", held_back)
     early = EntryStore(str(tmp_path), 1 << 20, background=True)
+    assert value(early, "a") == b"1" and "a" in early and value(early, "late") == b"3"
     assert not early.ready
-    assert bytes(early.get("a") or b"") == b"1" and "a" in early
     assert early.get("damaged") is None and early.get("missing") is None and "missing" not in early
     gate.set()
-    assert early.tags() == ["a", "damaged"]  # waits for the index
+    assert early.tags() == ["a", "damaged", "late"]  # waits for the index
     assert early.ready and early.quarantined == 0
-    assert early.get("damaged") is None  # with the index loaded, a damaged entry is moved aside
-    assert early.tags() == ["a"] and early.quarantined == 1
-    early.put("b", b"3")
-    assert early.total_bytes == early.entry_size(1, "a") + early.entry_size(1, "b")
+    assert early.get("damaged") is None  # with the index built, a damaged entry is moved aside
+    assert early.tags() == ["a", "late"] and early.quarantined == 1
+    early.put("b", b"4")
+    assert early.total_bytes == sum(early.entry_size(1, tag) for tag in ("a", "late", "b"))
 
 
 def test_failed_background_warm_start_is_raised_by_later_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -319,6 +351,63 @@ def test_failed_background_warm_start_is_raised_by_later_calls(tmp_path: Path, m
     store = EntryStore(str(tmp_path), 100, background=True)
     with pytest.raises(PermissionError, match="index unreadable"):
         store.tags()
+    with pytest.raises(PermissionError, match="index unreadable"):
+        store.get("any")
+
+
+# --- directories of the one-file-per-entry format (chia-bypass-cache 0.1) -------------------------
+
+
+def old_entry(directory: Path, tag: str, payload: bytes, secret: bytes | None = None) -> Path:
+    """Write ``tag``'s entry as the 0.1 cache did: header, tag, optional HMAC, payload, in its own file."""
+    tag_bytes = tag.encode()
+    header = struct.pack(
+        "<8sHHIQI", b"CHIACACH", 1, 0 if secret is None else 1, len(tag_bytes), len(payload),
+        zlib.crc32(payload, zlib.crc32(tag_bytes)),
+    )  # fmt: skip
+    mac = b"" if secret is None else hmac.new(secret, header + tag_bytes + payload, hashlib.sha256).digest()
+    path = directory / (hashlib.sha256(tag_bytes).hexdigest()[:40] + ".entry")
+    path.write_bytes(header + tag_bytes + mac + payload)
+    return path
+
+
+def test_a_directory_of_the_old_format_is_migrated_with_its_order(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tmp_path.chmod(0o700)
+    values = {tag: pickle.dumps({"metric": index}) for index, tag in enumerate(["b", "a", "line\nbreak", "orphan"])}
+    paths = [old_entry(tmp_path, tag, payload) for tag, payload in values.items()]
+    old_entry(tmp_path, "evicted", b"old")
+    damaged = old_entry(tmp_path, "damaged", b"value")
+    damaged.write_bytes(damaged.read_bytes()[:-1])
+    journal = "W\tx\t1\tb\nW\tx\t1\ta\nW\tx\t1\tline\\nbreak\nW\tx\t1\tevicted\nE\tevicted\nW\tx\t1\tdamaged\n"
+    (tmp_path / "index.log").write_text(journal)
+    (tmp_path / "lock").touch()
+    with caplog.at_level(logging.WARNING):
+        store = EntryStore(str(tmp_path), 1 << 20)
+    assert store.tags() == ["b", "a", "line\nbreak", "evicted", "orphan"]  # the journal's order, then the rest
+    for tag, payload in values.items():
+        assert value(store, tag) == payload
+    assert "truncated" in caplog.text and store.quarantined == 1
+    assert not [path for path in (*paths, tmp_path / "index.log") if path.exists()]
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".entry")]
+    store.close()
+    again = EntryStore(str(tmp_path), 1 << 20)
+    assert again.tags() == ["b", "a", "line\nbreak", "evicted", "orphan"]
+    assert value(again, "orphan") == values["orphan"]
+
+
+def test_signed_old_entries_migrate_and_unsigned_ones_are_refused(tmp_path: Path) -> None:
+    old_entry(tmp_path, "signed", b"1", secret=b"s3cret")
+    old_entry(tmp_path, "unsigned", b"2")
+    store = EntryStore(str(tmp_path), 1 << 20, secret=b"s3cret")
+    assert store.tags() == ["signed"]
+    assert value(store, "signed") == b"1" and store.quarantined == 1
+    store.close()
+    assert value(EntryStore(str(tmp_path), 1 << 20, secret=b"s3cret"), "signed") == b"1"
+
+
+# --- the directory ----------------------------------------------------------------------------------
 
 
 def test_one_store_per_directory(tmp_path: Path) -> None:

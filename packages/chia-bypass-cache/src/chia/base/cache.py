@@ -2,7 +2,7 @@
 
 A key/value store of pickled Python objects keyed by a string tag, kept by a
 detached Ray actor pinned to the head node, with an LRU byte budget, crash-safe
-files and an index-based warm start. It works with :mod:`chia.base.bypass`:
+on-disk storage (an append-only log of checksummed records) and a checkpointed warm start. It works with :mod:`chia.base.bypass`:
 
 * **Write is automatic.** A function marked ``cache: true`` in the YAML has
   the output of its real runs written to the cache, keyed by the call's
@@ -56,8 +56,8 @@ import ray.exceptions
 from chia.base._bypass_cache import bypass_sync
 from chia.base._bypass_cache.bypass_config import cache_rules_from_dict, load_config, lookup_rule
 from chia.base._bypass_cache.cache_actor import CACHE_ACTOR_CLASS, SECRET_ENV, Cache, secret_from_env
+from chia.base._bypass_cache.cache_directory import CacheDirectoryError
 from chia.base._bypass_cache.cache_memo import fast_handle
-from chia.base._bypass_cache.cache_store import CacheDirectoryError
 from chia.base._bypass_cache.cache_write import CACHE_ACTOR_NAME, SECTION, CacheWriteThrough, install, uninstall
 from chia.base._bypass_cache.config_names import check_keys_later
 from chia.base._bypass_cache.state import live_state
@@ -156,7 +156,7 @@ def start_cache(
     Call from the driver after ``ray.init()``. The actor is detached and
     named in ``namespace`` (default: the driver's), so workers of other jobs
     reach it with ``get_active_cache(namespace)``; :func:`stop_cache` tears
-    it down. Cross-run reuse comes from the files and the warm start.
+    it down. Cross-run reuse comes from the directory and the warm start.
 
     Args:
         size: budget, multiplied by ``UNITS[units]``; negative sizes raise

@@ -21,7 +21,7 @@ import secrets
 import struct
 import zlib
 
-__all__ = ["GENERATION_NAME", "GenerationTable", "GenerationView", "Stamp"]
+__all__ = ["GENERATION_NAME", "GenerationTable", "GenerationView", "Stamp", "slot_offset"]
 
 GENERATION_NAME = "generation"
 MAGIC = b"CHIAGEN1"
@@ -34,7 +34,8 @@ Stamp = tuple[int, int, int]
 """(incarnation, flush counter, slot counter) of one tag at one moment."""
 
 
-def _slot_offset(tag: str) -> int:
+def slot_offset(tag: str) -> int:
+    """Where ``tag``'s counter sits in the table."""
     # crc32, not hash(): every process must agree on the slot.
     return _HEAD.size + (zlib.crc32(tag.encode()) % SLOTS) * _COUNTER.size
 
@@ -56,7 +57,7 @@ class GenerationTable:
 
     def bump(self, tag: str) -> None:
         """Mark ``tag``'s entry as changed."""
-        offset = _slot_offset(tag)
+        offset = slot_offset(tag)
         _COUNTER.pack_into(self._map, offset, _COUNTER.unpack_from(self._map, offset)[0] + 1)
 
     def bump_all(self) -> None:
@@ -69,7 +70,7 @@ class GenerationTable:
         return (
             self.incarnation,
             _HEAD.unpack_from(self._map, 0)[2],
-            _COUNTER.unpack_from(self._map, _slot_offset(tag))[0],
+            _COUNTER.unpack_from(self._map, slot_offset(tag))[0],
         )
 
     def close(self) -> None:
@@ -95,8 +96,12 @@ class GenerationView:
 
     def stamp(self, tag: str) -> Stamp:
         """The counters ``tag``'s entry has now."""
+        return self.stamp_at(slot_offset(tag))
+
+    def stamp_at(self, slot: int) -> Stamp:
+        """The counters of the entries whose :func:`slot_offset` is ``slot``, now."""
         _, incarnation, flushes = _HEAD.unpack_from(self._map, 0)
-        return incarnation, flushes, _COUNTER.unpack_from(self._map, _slot_offset(tag))[0]
+        return incarnation, flushes, _COUNTER.unpack_from(self._map, slot)[0]
 
     def writer_alive(self) -> bool:
         """Whether a cache actor holds the directory lock (a killed one's lock went with its process)."""

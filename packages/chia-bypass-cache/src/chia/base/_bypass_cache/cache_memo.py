@@ -29,13 +29,15 @@ from typing import Any
 import ray
 import ray.actor
 
-from chia.base._bypass_cache.cache_generation import GenerationView, Stamp
+from chia.base._bypass_cache.cache_generation import GenerationView, Stamp, slot_offset
 from chia.base._bypass_cache.state import live_state
 
 __all__ = ["CacheHandle", "CacheMethod", "Memo", "Remembered", "ResidentHit", "fast_handle"]
 
 TOUCH_BATCH = 256
 TOUCH_SECONDS = 1.0
+# The actor's directory lock is checked at most this often per memo (a killed actor is noticed this late).
+ALIVE_SECONDS = 0.001
 
 
 @dataclass(slots=True)
@@ -50,6 +52,7 @@ class Remembered:
     ref: ray.ObjectRef[Any] | None
     stamp: Stamp
     size: int
+    slot: int
     source: bytes | ray.ObjectRef[Any] | None = None
 
     def value_ref(self) -> ray.ObjectRef[Any]:
@@ -72,6 +75,7 @@ class Memo:
     bytes: int = 0
     touched: list[str] = field(default_factory=list)
     last_touch: float = field(default_factory=time.monotonic)
+    alive_until: float = 0.0
 
     def forget(self, tag: str) -> None:
         """Drop ``tag``'s remembered hit, if any."""
@@ -137,10 +141,11 @@ def _remember(hit: ResidentHit) -> None:
         memo.forget(hit.tag)
         while memo.entries and memo.bytes + hit.size > memo.budget:
             memo.forget(next(iter(memo.entries)))
+        slot = slot_offset(hit.tag)
         if hit.ref is not None and not hit.pickled:
-            entry = Remembered(hit.ref, hit.stamp, hit.size)
+            entry = Remembered(hit.ref, hit.stamp, hit.size, slot)
         else:  # no ready value in the object store: a copy of our own, made at the first repeat hit
-            entry = Remembered(None, hit.stamp, hit.size, hit.payload if hit.ref is None else hit.ref)
+            entry = Remembered(None, hit.stamp, hit.size, slot, hit.payload if hit.ref is None else hit.ref)
         memo.entries[hit.tag] = entry
         memo.bytes += hit.size
 
@@ -155,17 +160,19 @@ def _lookup(actor_id: str, tag: str) -> tuple[ray.ObjectRef[Any] | None, list[st
         entry = memo.entries.get(tag)
         if entry is None:
             return None, []
-        if not memo.view.writer_alive():  # that actor is gone for good: so is its memo
-            memo.view.close()
-            state.memos[actor_id] = None
-            return None, []
-        if memo.view.stamp(tag) != entry.stamp:
+        now = time.monotonic()
+        if now > memo.alive_until:
+            if not memo.view.writer_alive():  # that actor is gone for good: so is its memo
+                memo.view.close()
+                state.memos[actor_id] = None
+                return None, []
+            memo.alive_until = now + ALIVE_SECONDS
+        if memo.view.stamp_at(entry.slot) != entry.stamp:
             memo.forget(tag)
             return None, []
         ref = entry.value_ref()
         memo.entries.move_to_end(tag)
         memo.touched.append(tag)
-        now = time.monotonic()
         if len(memo.touched) < TOUCH_BATCH and now - memo.last_touch < TOUCH_SECONDS:
             return ref, []
         touched, memo.touched, memo.last_touch = memo.touched, [], now
@@ -175,10 +182,11 @@ def _lookup(actor_id: str, tag: str) -> tuple[ray.ObjectRef[Any] | None, list[st
 class _MemoRead:
     """``handle.read``: ``.remote(tag)`` answers repeat hits from the memo, the rest from the actor."""
 
-    __slots__ = ("_handle",)
+    __slots__ = ("_actor_id", "_handle")
 
     def __init__(self, handle: CacheHandle) -> None:
         self._handle = handle
+        self._actor_id: str = handle._actor_id.hex()
 
     @property
     def _method(self) -> Any:
@@ -186,7 +194,7 @@ class _MemoRead:
 
     def remote(self, tag: str) -> ray.ObjectRef[Any]:
         if isinstance(tag, str):
-            ref, touched = _lookup(self._handle._actor_id.hex(), tag)
+            ref, touched = _lookup(self._actor_id, tag)
             if ref is not None:
                 if touched:
                     ray.actor.ActorHandle.__getattr__(self._handle, "touch_many").remote(touched)
@@ -235,7 +243,11 @@ class CacheHandle(ray.actor.ActorHandle):  # type: ignore[type-arg]
 
     @property
     def read(self) -> _MemoRead:
-        return _MemoRead(self)
+        # Made once per handle: a repeat hit costs a few microseconds, this would be one of them.
+        reader: _MemoRead | None = self.__dict__.get("_chia_memo_read")
+        if reader is None:
+            reader = self.__dict__["_chia_memo_read"] = _MemoRead(self)
+        return reader
 
     @property
     def actor(self) -> ray.actor.ActorHandle:  # type: ignore[type-arg]
