@@ -34,7 +34,15 @@ from typing import Any
 from chia_testing._poll import wait_until
 from chia_testing._ports import LOOPBACK, free_port
 
-__all__ = ["STARTS", "STARTUP_TIMEOUTS", "StartedCluster", "enable_token_auth", "loopback_ray_bin", "start_cluster", "stop_started_cluster"]
+__all__ = [
+    "STARTS",
+    "STARTUP_TIMEOUTS",
+    "StartedCluster",
+    "enable_token_auth",
+    "loopback_ray_bin",
+    "start_cluster",
+    "stop_started_cluster",
+]
 
 # A loaded 2-core machine needs more than Ray's 30 s for a dashboard's subprocess
 # modules to start; past it, `ray start --head` fails (seen in CI at load 30).
@@ -137,8 +145,6 @@ def stop_started_cluster(tmp_root: Path) -> None:
                 lambda: not _pids_under(tmp_root), timeout=grace, message=f"the processes under {tmp_root} to exit"
             )
     shutil.rmtree(tmp_root, ignore_errors=True)
-
-
 
 
 def start_cluster(nodes: Mapping[str, int], *, dashboard: bool = True) -> StartedCluster:
