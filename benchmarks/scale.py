@@ -30,6 +30,7 @@ benchmarks/README.md. Took 22 minutes on this 2-core machine at load 17-30
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import functools
 import math
@@ -42,7 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,14 @@ def timed(action: Callable[[], Any]) -> float:
     began = time.perf_counter()
     action()
     return time.perf_counter() - began
+
+
+@contextlib.contextmanager
+def section(name: str) -> Iterator[None]:
+    """Print how long a part of the run took (where the budget of 15 minutes goes)."""
+    began = time.perf_counter()
+    yield
+    print(f"  ({name}: {time.perf_counter() - began:.0f} s, load {os.getloadavg()[0]:.1f})", flush=True)
 
 
 def best_of(action: Callable[[], Any], repeat: int) -> float:
@@ -227,6 +236,11 @@ def cache_rows(sizes: list[int], root: Path, rows: dict[str, Row]) -> None:
     empty, full = root / "cache-empty", root / "cache-full"
     empty.mkdir(mode=0o700)
     value = pickle.dumps(b"v" * 256)  # entries hold pickles, as the actor stores them
+    # An empty directory's start, first read and memory: measured three times for all sizes (not per size:
+    # each start of a cache actor takes seconds here).
+    empties = [start_and_read(empty) for _ in range(3)]
+    base_wall = statistics.median(wall for wall, _, _ in empties)
+    base_rss = statistics.median(rss for _, _, rss in empties)
     filled = 0
     for size in sizes:
         store = EntryStore(str(full), 4 << 30)  # filled in this process: Ray's call rate would dominate
@@ -236,7 +250,6 @@ def cache_rows(sizes: list[int], root: Path, rows: dict[str, Row]) -> None:
         filled = size
         walls, indexes, memory = [], [], []
         for _ in range(3):
-            base_wall, _, base_rss = start_and_read(empty)
             wall, index_ms, rss = start_and_read(full)
             walls.append(wall - base_wall)
             indexes.append(index_ms / 1000)
@@ -323,15 +336,20 @@ def main() -> None:
     print(f"scale benchmark: sizes {sizes}, 2 CPUs; load {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="chia-scale-") as directory:
         root = Path(directory)
-        finished = dispatch_rows(sizes, root, rows)
+        with section("dispatch"):
+            finished = dispatch_rows(sizes, root, rows)
         blocker = never_returns.remote()
         pending: list[Any] = []
-        status_rows(sizes, blocker, pending, rows)
-        wait_rows(sizes, finished, pending, rows)
+        with section("chia status"):
+            status_rows(sizes, blocker, pending, rows)
+        with section("wait"):
+            wait_rows(sizes, finished, pending, rows)
         ray.cancel(blocker, force=True)
         del finished, pending
-        cache_rows(sizes, root, rows)
-        kv_rows(sizes, rows)
+        with section("cache"):
+            cache_rows(sizes, root, rows)
+        with section("kv"):
+            kv_rows(sizes, rows)
         shutil.rmtree(root, ignore_errors=True)
     ray.shutdown()
     header = " | ".join(f"{size:,}" for size in sizes)

@@ -134,6 +134,19 @@ def test_call_wrappers_run_on_workers_and_for_local_calls(
     ]
 
 
+@pytest.mark.parametrize("options", [{}, {"name": "own_name"}], ids=["tag in the task name", "explicit name"])
+def test_wrappers_see_the_tag_of_calls_without_context(
+    removers: list[Callable[[], None]], options: dict[str, Any]
+) -> None:
+    removers.append(dispatch_hooks.add_call_wrapper(journal_wrapper))  # a wrapper, no hook: no context
+    handle = report_current_call.options(**options)
+    tags = [None, "t1", "a[b]c]", "", "t2"]
+    refs = [handle.chia_remote(1)]
+    refs += [handle.options(_chia_tag=tag).chia_remote(1) for tag in tags[1:4]]
+    refs.append(handle.options(_chia_tag="t2", _chia_display_name="shown").chia_remote(1))
+    assert get(refs) == [("report_current_call", tag, True) for tag in tags]
+
+
 def test_nested_dispatch_carries_wrappers_to_the_inner_worker(
     removers: list[Callable[[], None]], tmp_path: Path
 ) -> None:

@@ -11,7 +11,7 @@ import ray
 
 from chia.base import dispatch_hooks
 from chia.base.ChiaFunction import ChiaFunction, get
-from chia.trace import export, log_metric, profiler
+from chia.trace import _recorder, export, log_metric, profiler
 
 
 @ChiaFunction(num_cpus=0, resources={"head": 0.01})
@@ -179,6 +179,19 @@ def test_a_profiled_run_takes_at_most_300_bytes_per_call_on_disk(cluster: Any, t
     assert len(data.calls) == 300 and sum(len(call.deps) for call in data.calls) == 150
     assert all(call.tag and call.args and call.node and call.worker and call.submitted for call in data.calls)
     assert Path(log).stat().st_size / len(data.calls) <= 300
+
+
+def test_a_burst_larger_than_a_batch_reaches_the_log_whole_and_in_order(cluster: Any, tmp_path: Path) -> None:
+    """Rows ship in bounded batches (never through the object store); none is lost or reordered."""
+    profiler.stop_collector()
+    profiler.start_collector(log_dir=tmp_path)
+    count = 3 * _recorder.ROWS_PER_BATCH + 7
+    for index in range(count):
+        profiler.log_event("burst", index=index)
+    log = profiler.stop_collector()
+    assert log is not None
+    data = export.load_profile(log)
+    assert [event.fields["index"] for event in data.events if event.name == "burst"] == list(range(count))
 
 
 def test_chrome_trace_has_node_and_worker_tracks_and_flow_arrows(data: export.ProfileData, cluster: Any) -> None:

@@ -19,6 +19,7 @@ import ray
 import ray.cloudpickle
 
 from chia.base._dispatch import pid_tracking, reserved, seam
+from chia.base._dispatch.named_submit import NamedSubmit
 from chia.base._dispatch.proxy import route as proxy_route
 from chia.base._dispatch.refs import ObjectRefCallback
 from chia.base._dispatch.registry import chia_cancel
@@ -170,13 +171,24 @@ def _export_signature(signature: inspect.Signature) -> inspect.Signature:
     Ray binds the arguments of every ``.remote()`` against the signature of
     the function it exports, so giving the task body this signature makes
     Ray's own call-site check (``TypeError: missing a required argument``)
-    cover chia calls at no extra cost.
+    cover chia calls at no extra cost. The plain export (no wrappers) takes
+    the function's signature unchanged: no call to it ships context, and Ray
+    binds nothing for a call without arguments to a function without
+    parameters.
     """
     params = list(signature.parameters.values())
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return signature
     ctx = inspect.Parameter(_CTX_KEYWORD, inspect.Parameter.KEYWORD_ONLY, default=None)
     return signature.replace(parameters=[*params, ctx])
+
+
+def _tag_from_task_name(label: str) -> str | None:
+    """The tag of the running task, read from its Ray task name ``label[tag]``."""
+    task_name = ray.get_runtime_context().get_task_name() or ""
+    if task_name.startswith(label) and task_name[len(label) : len(label) + 1] == "[" and task_name.endswith("]"):
+        return task_name[len(label) + 1 : -1]
+    return None
 
 
 def _make_task_body(
@@ -186,12 +198,18 @@ def _make_task_body(
     wrappers: tuple[CallWrapper, ...] = (),
     replaced: bool = False,
     signature: inspect.Signature | None = None,
+    *,
+    takes_context: bool = True,
+    tag_in_name: bool = False,
 ) -> Callable[..., Any]:
     """The function Ray exports: ``fn`` under the given call wrappers.
 
     Wrappers are part of the export (one export per function, options and
     wrapper set), so a call ships at most its tag, display name, setup and
-    hook context, as one small keyword argument, and only when it has them.
+    hook context, as one small keyword argument, and only when something on
+    the worker needs them: setup/cleanup always, the rest only for wrappers.
+    A body built ``tag_in_name`` serves calls whose only context is a tag,
+    and reads it back from the Ray task name (``name[tag]``) instead.
     """
 
     def chia_task(*args: Any, **kwargs: Any) -> Any:
@@ -201,7 +219,9 @@ def _make_task_body(
             if not wrappers and shipped is None:
                 result = fn(*args, **kwargs)
             else:
-                tag, context, display, around = shipped if shipped is not None else (None, _NO_CONTEXT, None, None)
+                if shipped is None:
+                    shipped = (_tag_from_task_name(name) if tag_in_name else None, _NO_CONTEXT, None, None)
+                tag, context, display, around = shipped
                 body = fn if around is None else functools.partial(around.run, fn)
                 if not wrappers:
                     result = body(*args, **kwargs)
@@ -218,7 +238,8 @@ def _make_task_body(
     chia_task.__name__ = name
     chia_task.__qualname__ = getattr(fn, "__qualname__", name)
     if signature is not None:
-        chia_task.__signature__ = _export_signature(signature)  # type: ignore[attr-defined]
+        exported = _export_signature(signature) if takes_context else signature
+        chia_task.__signature__ = exported  # type: ignore[attr-defined]
     return chia_task
 
 
@@ -262,6 +283,7 @@ class _Dispatcher:
         "_reserved",
         "_root",
         "_signature",
+        "_submitters",
         "_variants",
     )
 
@@ -274,6 +296,7 @@ class _Dispatcher:
         root: _Dispatcher | None = None,
         overrides: dict[str, Any] | None = None,
         signature: inspect.Signature | None = None,
+        submitters: dict[int, NamedSubmit] | None = None,
     ) -> None:
         self._fn = fn
         self._name: str = getattr(fn, "__name__", repr(fn))
@@ -286,14 +309,16 @@ class _Dispatcher:
         # ones (``.options(...)``) layer their overrides over the root's.
         self._root: _Dispatcher = self if root is None else root
         self._overrides: dict[str, Any] = overrides or {}
-        # Exports beyond the plain one, keyed by (replacement or None, wrappers).
-        self._variants: dict[tuple[Callable[..., Any] | None, tuple[CallWrapper, ...]], Any] = (
+        # Exports beyond the plain one, keyed by (replacement or None, wrappers, tag read from the task name).
+        self._variants: dict[tuple[Callable[..., Any] | None, tuple[CallWrapper, ...], bool], Any] = (
             {} if root is None else root._variants
         )
         self._reserved = preset  # reserved keywords given to .options(...)
         self._signature: inspect.Signature | None = signature if root is None else root._signature
         # An explicit ``name`` option is the user's task name: tags do not replace it.
         self._named_tasks = "name" not in self._options
+        # Per export (by id): its submission under these overrides, shared by handles with the same overrides.
+        self._submitters: dict[int, NamedSubmit] = {} if submitters is None else submitters
 
     def submit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         preset = self._reserved
@@ -308,37 +333,51 @@ class _Dispatcher:
                 except TypeError:
                     self.check_arguments(args, kwargs)  # say which call did not fit; else Ray's own error
                     raise
-            remote = self._named(self._root._remote, preset)
-            if preset.around is not None:
+            base = self._root._remote
+            if preset.around is not None:  # setup and cleanup run on the worker: they travel with the call
                 kwargs = {**kwargs, _CTX_KEYWORD: (preset.tag, _NO_CONTEXT, preset.display_name, preset.around)}
-            return self._send(remote, args, kwargs)
+                base = self._variant(None, ())
+            return self._send_named(base, preset.tag, preset.display_name, args, kwargs)
         return self._submit_hooked(preset, args, kwargs)
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Raise ``TypeError`` when the call's arguments do not fit the function."""
         _check_arguments(self._signature, self._qualname, args, kwargs)
 
-    def _named(self, base: Any, preset: reserved.Reserved) -> Any:
-        """``base`` (a root-level export) with this handle's overrides and the call's task name."""
-        name = reserved.task_name(self._name, preset) if self._named_tasks else None
-        if name is None:
-            if base is self._root._remote:
-                return self._remote
-            return base.options(**self._overrides) if self._overrides else base
-        return base.options(**self._overrides, name=name)
+    def _send_named(
+        self, base: Any, tag: str | None, display_name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Submit ``base`` (a root-level export) with this handle's overrides, under the call's task name."""
+        name = reserved.task_name(self._name, tag, display_name) if self._named_tasks else None
+        if name is None and base is self._root._remote:
+            return self._send(self._remote, args, kwargs)
+        submitter = self._submitters.get(id(base))
+        if submitter is None or submitter.remote_function is not base:
+            submitter = self._submitters[id(base)] = NamedSubmit(base, self._overrides)
+        if proxy_route.maybe and proxy_route.should_relay(self._options):
+            return self._send(submitter.handle(name), args, kwargs)
+        try:
+            return submitter.submit(name, args, kwargs)
+        except TypeError:
+            self._check_shipped_arguments(args, kwargs)
+            raise
 
     def _send(self, remote: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Submit, relayed through the job's dispatch proxy when this worker cannot reach the target."""
         if proxy_route.maybe and proxy_route.should_relay(self._options):
-            self.check_arguments(args, {k: v for k, v in kwargs.items() if k != _CTX_KEYWORD})
+            self._check_shipped_arguments(args, kwargs)
             ref = proxy_route.relay(remote, self._options, args, kwargs)
             if ref is not None:
                 return ref
         try:
             return remote.remote(*args, **kwargs)
         except TypeError:
-            self.check_arguments(args, {k: v for k, v in kwargs.items() if k != _CTX_KEYWORD})
+            self._check_shipped_arguments(args, kwargs)
             raise
+
+    def _check_shipped_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        """:meth:`check_arguments` of what a submission carries, less the context keyword chia adds."""
+        self.check_arguments(args, {k: v for k, v in kwargs.items() if k != _CTX_KEYWORD})
 
     def _submit_hooked(self, preset: reserved.Reserved, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # Before any hook: a call that cannot bind is neither bypassed, cached nor recorded.
@@ -374,22 +413,32 @@ class _Dispatcher:
         kwargs: dict[str, Any],
     ) -> Any:
         wrappers = seam.active_wrappers or seam.task_local.wrappers
-        base = self._root._remote if replacement is None and not wrappers else self._variant(replacement, wrappers)
         # Setup and cleanup belong to the real function: a replacement (bypass provider) runs without them.
         around = call._around if replacement is None else None
-        if call.tag is not None or call.context or call.display_name is not None or around is not None:
+        # What the worker needs: setup and cleanup; tag, display name and context only for its wrappers,
+        # and a lone tag not even then, when the task name carries it.
+        tag_in_name = bool(wrappers) and call.tag is not None and self._named_tasks
+        if around is not None or (
+            wrappers and (call.context or call.display_name is not None or (call.tag is not None and not tag_in_name))
+        ):
             kwargs = {**kwargs, _CTX_KEYWORD: (call.tag, call.context, call.display_name, around)}
-        remote = self._named(base, reserved.Reserved(call.tag, call.display_name))
-        ref = self._send(remote, args, kwargs)
+            base = self._variant(replacement, wrappers)
+        elif replacement is None and not wrappers:
+            base = self._root._remote
+        else:
+            base = self._variant(replacement, wrappers, tag_in_name=tag_in_name)
+        ref = self._send_named(base, call.tag, call.display_name, args, kwargs)
         for callback in call._submitted_callbacks:
             callback(ref)
         return ref
 
-    def _variant(self, replacement: Callable[..., Any] | None, wrappers: tuple[CallWrapper, ...]) -> Any:
-        """The root-level export of ``replacement`` (or the function) under ``wrappers``."""
-        key = (replacement, wrappers)
+    def _variant(
+        self, replacement: Callable[..., Any] | None, wrappers: tuple[CallWrapper, ...], *, tag_in_name: bool = False
+    ) -> Any:
+        """The root-level export of ``replacement`` (or the function) under ``wrappers``, taking context."""
+        key = (replacement, wrappers, tag_in_name)
         remote = self._variants.get(key)
-        if remote is None:  # exported once per replacement and wrapper set, with the decorator's options
+        if remote is None:  # exported once per replacement, wrapper set and tag source, with the decorator's options
             body = _make_task_body(
                 replacement or self._fn,
                 self._name,
@@ -397,6 +446,7 @@ class _Dispatcher:
                 wrappers,
                 replacement is not None,
                 self._signature if replacement is None else None,
+                tag_in_name=tag_in_name,
             )
             remote = _ray_remote(body, self._root._options, self._qualname)
             self._variants[key] = remote
@@ -407,7 +457,9 @@ class _Dispatcher:
         if not _RESERVED.isdisjoint(overrides):
             preset = reserved.take(overrides, preset, self._qualname)
         if not overrides:
-            return _Dispatcher(self._fn, self._options, self._remote, preset, self._root, self._overrides)
+            return _Dispatcher(
+                self._fn, self._options, self._remote, preset, self._root, self._overrides, submitters=self._submitters
+            )
         merged = {**self._overrides, **overrides}
         try:
             remote = self._root._remote.options(**merged)
@@ -470,7 +522,8 @@ class _ChiaWrappedImpl(Generic[P, R]):
         qualname = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
         name = getattr(fn, "__name__", repr(fn))
         signature = _signature_of(fn)
-        remote = _ray_remote(_make_task_body(fn, name, qualname, signature=signature), self._options, qualname)
+        body = _make_task_body(fn, name, qualname, signature=signature, takes_context=False)
+        remote = _ray_remote(body, self._options, qualname)
         seam.note_function(name, qualname, signature)
         self._dispatcher = _Dispatcher(fn, self._options, remote, reserved.NONE, signature=signature)
         self._pickled_fn: bytes | None = None
@@ -817,7 +870,11 @@ class _ChiaActorMethod:
 
     def _reserved_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         preset = reserved.take(kwargs, reserved.NONE, self._method_name)
-        name = None if "name" in self._overrides else reserved.task_name(self._method_name, preset)
+        name = (
+            None
+            if "name" in self._overrides
+            else reserved.task_name(self._method_name, preset.tag, preset.display_name)
+        )
         named = {**self._overrides, "name": name} if name is not None else self._overrides
         if preset.around is None:
             method = self._method.options(name=name) if name is not None else self._method

@@ -64,6 +64,15 @@ _UNSUBMITTED: Any = object()
 
 FLUSH_INTERVAL_S = 0.5
 MAX_BUFFERED_ROWS = 200_000
+ROWS_PER_BATCH = 250
+"""Rows per ``record`` call: a batch stays under Ray's inline-argument limit (100 KB), so it travels in
+the task itself, never through the object store (whose pages a producer that keeps putting big batches
+ends up holding resident, gigabytes of them over a long sweep)."""
+
+MAX_BATCHES_IN_FLIGHT = 16
+"""Batches shipped and not yet stored by the collector: beyond this the flusher waits for the oldest, so a
+collector that falls behind holds back this process's rows (bounded by :data:`MAX_BUFFERED_ROWS`) instead of
+Ray queueing ever more calls in it."""
 WORKER_IDLE_EXIT_S = 30.0
 """A worker's flusher stops (and unregisters the worker-side hook) after this long without events."""
 
@@ -107,6 +116,7 @@ class Recorder:
         self._collector: Any = None
         self._process: dict[str, Any] | None = None
         self._runtime = ray.get_runtime_context()
+        self._in_flight: deque[Any] = deque()  # refs of record calls not yet known stored
 
     # --- recording (hot path) ---------------------------------------------------
 
@@ -289,35 +299,58 @@ class Recorder:
         forget(self.session)
 
     def flush_now(self, *, final: bool = False) -> Any:
-        """Ship what is buffered now; returns the (unawaited) actor call ref, or None.
+        """Ship what is buffered now; returns the (unawaited) ref of the last actor call, or None.
 
-        Submit rows still waiting for their task id stay buffered (up to
+        Rows go in batches of at most :data:`ROWS_PER_BATCH`, with at most
+        :data:`MAX_BATCHES_IN_FLIGHT` unstored batches at a time (the collector
+        stores a process's batches in order, so the last ref stored means all
+        were). Submit rows still waiting for their task id stay buffered (up to
         :data:`SUBMIT_WAIT_S`) unless ``final``.
         """
         with self._flush_lock:
             count = len(self.rows)
             if not count and not self.dropped:
                 return None
-            process = self._process_fields()
-            resources = _ResourceCache()
-            rows = self.rows
-            batch = []
-            held: list[Sequence[Any]] = []
-            hold_after = None if final else time.time() - SUBMIT_WAIT_S
-            for _ in range(count):
-                row = rows.popleft()
-                if hold_after is not None and row[0] == SUBMIT and row[_TASK] is _UNSUBMITTED and row[4] > hold_after:
-                    held.append(row)
-                else:
-                    batch.append(_to_wire(row, resources))
-            rows.extendleft(reversed(held))
-            if not batch and not self.dropped:
-                return None
-            dropped, self.dropped = self.dropped, 0
             collector = self._collector_handle()
             if collector is None:
                 return None
-            return collector.record.remote(process, batch, dropped)
+            process = self._process_fields()
+            resources = _ResourceCache()
+            rows = self.rows
+            held: list[Sequence[Any]] = []
+            hold_after = None if final else time.time() - SUBMIT_WAIT_S
+            last = None
+            while count or self.dropped:
+                batch: list[tuple[Any, ...]] = []
+                while count and len(batch) < ROWS_PER_BATCH:
+                    row = rows.popleft()
+                    count -= 1
+                    if (
+                        hold_after is not None
+                        and row[0] == SUBMIT
+                        and row[_TASK] is _UNSUBMITTED
+                        and row[4] > hold_after
+                    ):
+                        held.append(row)
+                    else:
+                        batch.append(_to_wire(row, resources))
+                if not batch and not self.dropped:
+                    continue
+                dropped, self.dropped = self.dropped, 0
+                self._await_room()
+                last = collector.record.remote(process, batch, dropped)
+                self._in_flight.append(last)
+            rows.extendleft(reversed(held))
+            return last
+
+    def _await_room(self) -> None:
+        """Wait until fewer than :data:`MAX_BATCHES_IN_FLIGHT` batches are unstored (or the oldest failed)."""
+        in_flight = self._in_flight
+        while in_flight:
+            done, _ = ray.wait([in_flight[0]], timeout=0 if len(in_flight) < MAX_BATCHES_IN_FLIGHT else 30.0)
+            if not done and len(in_flight) < MAX_BATCHES_IN_FLIGHT:
+                return
+            in_flight.popleft()  # stored, failed, or not stored within 30 s: stop holding it
 
     def _collector_handle(self) -> Any:
         if self._collector is None:

@@ -138,8 +138,8 @@ def take(kwargs: dict[str, Any], current: Reserved, qualname: str) -> Reserved:
     return Reserved(tag, display, around)
 
 
-def task_name(label: str, reserved: Reserved) -> str | None:
+def task_name(label: str, tag: str | None, display_name: str | None) -> str | None:
     """The Ray task name of a call: ``display_name`` or ``label``, then ``[tag]``; None for the default."""
-    if reserved.tag is None:
-        return reserved.display_name
-    return f"{reserved.display_name or label}[{reserved.tag}]"
+    if tag is None:
+        return display_name
+    return f"{display_name or label}[{tag}]"
