@@ -24,7 +24,6 @@ import os
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,15 +35,13 @@ import ray
 from ray.cluster_utils import Cluster
 
 from chia_testing._ports import LOOPBACK, free_port
+from chia_testing._startup import with_startup_retries
 from chia_testing.plugin import CLUSTER_SHAPE_ATTRIBUTE
-from chia_testing.ray_start import STARTS, STARTUP_TIMEOUTS  # also: the dashboard modules' startup limit
 
 #: Seconds to wait for every node to register with the GCS (Ray's default of 30 is short on a busy 2-core machine).
 NODES_REGISTER_TIMEOUT = 120.0
 
 _MANAGED_KEYS = ("include_dashboard", "dashboard_port")
-
-logger = logging.getLogger(__name__)
 
 FixtureScope = Literal["session", "package", "module", "function"]
 
@@ -138,15 +135,7 @@ class _Clusters:
         self.stop()
         if ray.is_initialized():  # a connection this module did not make, e.g. ray.init(address="local")
             ray.shutdown()
-        for attempt in range(1, STARTS + 1):
-            try:
-                self.current = _start(shape)
-                break
-            except Exception as error:  # Ray raises a bare Exception when a raylet misses its fixed 30 s to register
-                if attempt == STARTS or not any(text in str(error) for text in STARTUP_TIMEOUTS):
-                    raise
-                logger.warning("%s: a node missed Ray's startup limit (a loaded machine); starting again", shape.name)
-        assert self.current is not None
+        self.current = with_startup_retries(lambda: _start(shape), shape.name)
         return self.current
 
     def stop(self) -> None:

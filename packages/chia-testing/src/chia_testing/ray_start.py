@@ -33,27 +33,11 @@ from typing import Any
 
 from chia_testing._poll import wait_until
 from chia_testing._ports import LOOPBACK, free_port
+from chia_testing._startup import with_startup_retries
 
-__all__ = [
-    "STARTS",
-    "STARTUP_TIMEOUTS",
-    "StartedCluster",
-    "enable_token_auth",
-    "loopback_ray_bin",
-    "start_cluster",
-    "stop_started_cluster",
-]
-
-# A loaded 2-core machine needs more than Ray's 30 s for a dashboard's subprocess
-# modules to start; past it, `ray start --head` fails (seen in CI at load 30).
-os.environ.setdefault("RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT", "180")
+__all__ = ["StartedCluster", "enable_token_auth", "loopback_ray_bin", "start_cluster", "stop_started_cluster"]
 
 _RAY = str(Path(sys.executable).with_name("ray"))
-
-#: A cluster start that misses one of Ray's fixed startup limits is tried again, twice at most.
-STARTS = 3
-#: What Ray says when a node or a dashboard module misses such a limit.
-STARTUP_TIMEOUTS = ("timed out during startup", "Timeout after", "failed to start")
 _START_TIMEOUT_S = 300.0
 _TERM_GRACE_S = 2.0
 
@@ -156,13 +140,7 @@ def start_cluster(nodes: Mapping[str, int], *, dashboard: bool = True) -> Starte
     environment (:func:`enable_token_auth`). A start that misses one of Ray's
     fixed startup limits (a loaded machine) is torn down and tried again.
     """
-    for attempt in range(1, STARTS + 1):
-        try:
-            return _start_once(nodes, dashboard=dashboard)
-        except RuntimeError as error:
-            if attempt == STARTS or not any(text in str(error) for text in STARTUP_TIMEOUTS):
-                raise
-    raise AssertionError("unreachable")
+    return with_startup_retries(lambda: _start_once(nodes, dashboard=dashboard), f"ray start cluster {list(nodes)}")
 
 
 def _start_once(nodes: Mapping[str, int], *, dashboard: bool) -> StartedCluster:
