@@ -34,7 +34,8 @@ def alive(pid: int) -> bool:
 def test_cancel_all_kills_tracked_subprocesses(cluster: Any, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     ref = run_sleeper.chia_remote(str(pid_file))
-    wait_until(pid_file.exists, message="the task to start its subprocess")
+    # write_text creates the file before it writes the pid: wait for the pid itself
+    wait_until(lambda: pid_file.exists() and pid_file.read_text() != "", message="the task to start its subprocess")
     pid = int(pid_file.read_text())
     assert alive(pid)
     result = CliRunner().invoke(cli, ["cancel", "--all", "--grace", "1"])
