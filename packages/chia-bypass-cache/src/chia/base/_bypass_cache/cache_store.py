@@ -127,6 +127,7 @@ class EntryStore:
         self._locatable = threading.Event()
         self._ready = threading.Event()
         self._build_now = threading.Event()  # a read was answered, or a call needs the index
+        self._closed = False
         self._warm_start_error: BaseException | None = None
         if not background:
             self._build_now.set()
@@ -196,10 +197,10 @@ class EntryStore:
         self._early_tail = dict(tail)
         if not legacy:
             self._locatable.set()
-            # Reads are answered from here on: the first one gets the process (and the GIL) to itself.
-            waiting = time.perf_counter()
-            self._build_now.wait(BUILD_AFTER_FIRST_READ_SECONDS)
-            began += time.perf_counter() - waiting  # warm_start_seconds is the work, not the wait
+            waited = self._wait_for_first_read()
+            if waited is None:  # closed before anything needed the index
+                return
+            began += waited  # warm_start_seconds is the work, not the wait
         # Readers are served meanwhile: let them in between chunks.
         entries = checkpoint.entries(pause=_let_readers_in) if checkpoint is not None else OrderedDict()
         for tag, location in tail:
@@ -208,11 +209,7 @@ class EntryStore:
                 entries[tag] = location
         self._entries = entries
         self._count_bytes()
-        for name in names:
-            if name.startswith(TMP_PREFIX):  # a checkpoint never renamed into place
-                self._unlink(os.path.join(self.directory, name))
-            elif segment_number(name) is None and name not in _OWN_NAMES and not is_legacy_name(name):
-                self._move_aside(name, "not a cache file (foreign file)")
+        self._tidy(names)
         self._since_checkpoint = len(tail)
         if legacy:
             self._migrate(names)
@@ -234,6 +231,20 @@ class EntryStore:
             self.directory,
             self.warm_start_seconds,
         )
+
+    def _tidy(self, names: Sequence[str]) -> None:
+        """Remove unfinished checkpoints and move foreign files aside."""
+        for name in names:
+            if name.startswith(TMP_PREFIX):  # a checkpoint never renamed into place
+                self._unlink(os.path.join(self.directory, name))
+            elif segment_number(name) is None and name not in _OWN_NAMES and not is_legacy_name(name):
+                self._move_aside(name, "not a cache file (foreign file)")
+
+    def _wait_for_first_read(self) -> float | None:
+        """Let the first read have the process (and the GIL) to itself: the seconds waited, None once closed."""
+        waiting = time.perf_counter()
+        self._build_now.wait(BUILD_AFTER_FIRST_READ_SECONDS)
+        return None if self._closed else time.perf_counter() - waiting
 
     def _load_checkpoint(self) -> Checkpoint | None:
         try:
@@ -422,6 +433,8 @@ class EntryStore:
 
     def close(self) -> None:
         """Release the segments, the generation table and the directory lock."""
+        self._closed = True
+        self._build_now.set()
         self._generations.close()
         for segment in self._segments.values():
             segment.close()
