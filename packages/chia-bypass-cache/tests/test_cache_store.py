@@ -343,6 +343,27 @@ def test_background_warm_start_serves_reads_before_the_index_is_built(
     assert early.total_bytes == sum(early.entry_size(1, tag) for tag in ("a", "late", "b"))
 
 
+@pytest.mark.parametrize("first_call", ["read", "write", "keys"])
+def test_background_index_is_built_after_the_first_read_or_when_a_call_needs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_call: str
+) -> None:
+    monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", 2)
+    store = EntryStore(str(tmp_path), 1 << 20)
+    for tag in ("a", "b", "c"):
+        store.put(tag, tag.encode() * 10)
+    store.close()
+    # Without a read or a call that needs the index, the build would wait this long: no call below does.
+    monkeypatch.setattr(cache_store, "BUILD_AFTER_FIRST_READ_SECONDS", 3600.0)
+    restarted = EntryStore(str(tmp_path), 1 << 20, background=True)
+    if first_call == "read":
+        assert value(restarted, "b") == b"b" * 10
+    elif first_call == "write":
+        restarted.put("d", b"d")
+    assert restarted.tags()[:3] == ["a", "b", "c"]
+    assert restarted.ready and restarted.quarantined == 0
+    restarted.close()
+
+
 def test_failed_background_warm_start_is_raised_by_later_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(self: EntryStore) -> None:
         raise PermissionError("index unreadable")

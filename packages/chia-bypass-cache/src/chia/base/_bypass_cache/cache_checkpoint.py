@@ -110,8 +110,9 @@ def read_checkpoint(path: str) -> Checkpoint | None:
 
 def write_checkpoint(path: str, entries: OrderedDict[str, Location], position: tuple[int, int]) -> None:
     """Replace the checkpoint at ``path`` with ``entries`` (least recently used first) at ``position``."""
-    columns = list(zip(*entries.values(), strict=True)) if entries else [(), (), (), ()]
-    parts = [array(code, column).tobytes() for code, column in zip(_COLUMN_CODES, columns, strict=True)]
+    rows = list(entries.values())
+    # One comprehension per column: about half the time of zip(*rows), which calls zip with every row.
+    parts = [array(code, [row[index] for row in rows]).tobytes() for index, code in enumerate(_COLUMN_CODES)]
     tags = list(entries)
     parts.append(marshal.dumps([marshal.dumps(tags[start : start + _CHUNK]) for start in range(0, len(tags), _CHUNK)]))
     crc = 0

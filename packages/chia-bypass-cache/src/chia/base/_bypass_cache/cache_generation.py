@@ -37,7 +37,11 @@ Stamp = tuple[int, int, int]
 def slot_offset(tag: str) -> int:
     """Where ``tag``'s counter sits in the table."""
     # crc32, not hash(): every process must agree on the slot.
-    return _HEAD.size + (zlib.crc32(tag.encode()) % SLOTS) * _COUNTER.size
+    return _hash_offset(zlib.crc32(tag.encode()))
+
+
+def _hash_offset(hashed: int) -> int:
+    return _HEAD.size + (hashed % SLOTS) * _COUNTER.size
 
 
 class GenerationTable:
@@ -57,7 +61,11 @@ class GenerationTable:
 
     def bump(self, tag: str) -> None:
         """Mark ``tag``'s entry as changed."""
-        offset = slot_offset(tag)
+        self.bump_hash(zlib.crc32(tag.encode()))
+
+    def bump_hash(self, hashed: int) -> None:
+        """Mark the entry whose tag's crc32 (the log's ``tag_hash``) is ``hashed`` as changed."""
+        offset = _hash_offset(hashed)
         _COUNTER.pack_into(self._map, offset, _COUNTER.unpack_from(self._map, offset)[0] + 1)
 
     def bump_all(self) -> None:

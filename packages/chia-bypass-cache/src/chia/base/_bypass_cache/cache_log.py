@@ -208,10 +208,16 @@ class Segment:
         """Append one record (``parts`` in one ``write``/``writev``); return its offset."""
         offset = self.size
         if sum(map(len, parts)) <= _JOIN_BELOW:  # joining small parts costs less than writev's vectors
-            views = [memoryview(b"".join(parts))]
+            joined = b"".join(parts)
+            total = len(joined)
+            written = os.write(self.fd, joined)
+            if written == total:  # the usual case: one write, nothing left
+                self.size = offset + total
+                return offset
+            views = [memoryview(joined)[written:]]
         else:
             views = [memoryview(part).cast("B") for part in parts if len(part)]
-        total = sum(view.nbytes for view in views)
+            total = sum(view.nbytes for view in views)
         while views:
             written = os.writev(self.fd, views)
             while views and written >= views[0].nbytes:

@@ -13,6 +13,7 @@ migrated at its first start. Runs without Ray; values stay opaque bytes here.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import sys
@@ -60,6 +61,11 @@ CHECKPOINT_RECORDS = 4096
 COMPACT_MIN_DEAD_BYTES = 4 << 20
 # The interpreter's thread switch interval while the index is built in the background.
 WARM_START_SWITCH_SECONDS = 0.0005
+# A background index build waits this long at most for the first read to be answered (or a call that needs
+# the index) before it starts: the first read then has the process to itself.
+BUILD_AFTER_FIRST_READ_SECONDS = 1.0
+# Live bytes per segment are summed one segment at a time (in C) up to this many segments.
+_COUNT_BY_SEGMENT = 8
 _OWN_NAMES = frozenset({LOCK_NAME, QUARANTINE_DIR, GENERATION_NAME, CHECKPOINT_NAME})
 
 
@@ -120,7 +126,11 @@ class EntryStore:
             raise
         self._locatable = threading.Event()
         self._ready = threading.Event()
+        self._build_now = threading.Event()  # a read was answered, or a call needs the index
+        self._closed = False
         self._warm_start_error: BaseException | None = None
+        if not background:
+            self._build_now.set()
         if background:
             threading.Thread(target=self._warm_start_in_background, name="chia-cache-warm-start", daemon=True).start()
             return
@@ -151,6 +161,7 @@ class EntryStore:
 
     def _index(self) -> OrderedDict[str, Location]:
         if not self._ready.is_set():
+            self._build_now.set()
             self._ready.wait()
         if self._warm_start_error is not None:
             raise self._warm_start_error
@@ -186,6 +197,10 @@ class EntryStore:
         self._early_tail = dict(tail)
         if not legacy:
             self._locatable.set()
+            waited = self._wait_for_first_read()
+            if waited is None:  # closed before anything needed the index
+                return
+            began += waited  # warm_start_seconds is the work, not the wait
         # Readers are served meanwhile: let them in between chunks.
         entries = checkpoint.entries(pause=_let_readers_in) if checkpoint is not None else OrderedDict()
         for tag, location in tail:
@@ -194,11 +209,7 @@ class EntryStore:
                 entries[tag] = location
         self._entries = entries
         self._count_bytes()
-        for name in names:
-            if name.startswith(TMP_PREFIX):  # a checkpoint never renamed into place
-                self._unlink(os.path.join(self.directory, name))
-            elif segment_number(name) is None and name not in _OWN_NAMES and not is_legacy_name(name):
-                self._move_aside(name, "not a cache file (foreign file)")
+        self._tidy(names)
         self._since_checkpoint = len(tail)
         if legacy:
             self._migrate(names)
@@ -220,6 +231,20 @@ class EntryStore:
             self.directory,
             self.warm_start_seconds,
         )
+
+    def _tidy(self, names: Sequence[str]) -> None:
+        """Remove unfinished checkpoints and move foreign files aside."""
+        for name in names:
+            if name.startswith(TMP_PREFIX):  # a checkpoint never renamed into place
+                self._unlink(os.path.join(self.directory, name))
+            elif segment_number(name) is None and name not in _OWN_NAMES and not is_legacy_name(name):
+                self._move_aside(name, "not a cache file (foreign file)")
+
+    def _wait_for_first_read(self) -> float | None:
+        """Let the first read have the process (and the GIL) to itself: the seconds waited, None once closed."""
+        waiting = time.perf_counter()
+        self._build_now.wait(BUILD_AFTER_FIRST_READ_SECONDS)
+        return None if self._closed else time.perf_counter() - waiting
 
     def _load_checkpoint(self) -> Checkpoint | None:
         try:
@@ -316,14 +341,15 @@ class EntryStore:
         (nothing is written then).
         """
         self._index()
-        size = self.entry_size(memoryview(payload).nbytes, tag)
+        tag_bytes = tag.encode()
+        size = record_length(len(tag_bytes), memoryview(payload).nbytes, self._signed)
         if size > self.budget_bytes:
             raise ValueError(
                 f"cache value for tag {tag!r} takes {size} bytes, more than the whole cache budget of "
                 f"{self.budget_bytes} bytes; start the cache with a larger size or cache smaller values"
             )
-        self._append_put(tag, payload)
-        evicted = self._enforce_budget(keep=tag)
+        self._append_put(tag, payload, tag_bytes, size)
+        evicted = self._enforce_budget(keep=tag) if self._total > self.budget_bytes else []
         self._after_records()
         return evicted
 
@@ -352,6 +378,13 @@ class EntryStore:
         self._locatable.wait()
         if self._ready.is_set():
             return self.get(tag)
+        try:
+            return self._early_lookup(tag)
+        finally:
+            self._build_now.set()  # the first read is answered: build the index now
+
+    def _early_lookup(self, tag: str) -> memoryview | None:
+        """What :meth:`_early_get` finds for ``tag``."""
         tag_bytes = tag.encode()
         if tag in self._early_tail:
             location = self._early_tail[tag]
@@ -400,6 +433,8 @@ class EntryStore:
 
     def close(self) -> None:
         """Release the segments, the generation table and the directory lock."""
+        self._closed = True
+        self._build_now.set()
         self._generations.close()
         for segment in self._segments.values():
             segment.close()
@@ -412,16 +447,29 @@ class EntryStore:
     # --- internals ----------------------------------------------------------------------
 
     def _count_bytes(self) -> None:
-        lost = [tag for tag, location in self._entries.items() if location[0] not in self._segments]
-        for tag in lost:
-            logger.warning("cache entry for tag %r: its segment is missing from %s; dropping it", tag, self.directory)
-            del self._entries[tag]
+        # One pass over the OrderedDict (its iteration is the slow part), then over plain lists.
+        rows = list(self._entries.values())
+        numbers = [row[0] for row in rows]
+        present = set(numbers)
+        if not present <= self._segments.keys():
+            lost = [tag for tag, location in self._entries.items() if location[0] not in self._segments]
+            for tag in lost:
+                logger.warning(
+                    "cache entry for tag %r: its segment is missing from %s; dropping it", tag, self.directory
+                )
+                del self._entries[tag]
+            rows = list(self._entries.values())
+            numbers = [row[0] for row in rows]
+            present = set(numbers)
+        lengths = [row[2] for row in rows]
         self._live = dict.fromkeys(self._segments, 0)
-        total = 0
-        for number, _offset, length, _hash in self._entries.values():
-            self._live[number] = self._live.get(number, 0) + length
-            total += length
-        self._total = total
+        if len(present) <= _COUNT_BY_SEGMENT:  # the usual case: one pass in C per segment
+            for number in present:
+                self._live[number] = sum(itertools.compress(lengths, map(number.__eq__, numbers)))
+        else:
+            for number, length in zip(numbers, lengths, strict=True):
+                self._live[number] += length
+        self._total = sum(lengths)
         self._log_bytes = sum(segment.size for segment in self._segments.values())
 
     def _writable(self, size: int) -> Segment:
@@ -447,10 +495,14 @@ class EntryStore:
         self._live[number] = 0
         return active
 
-    def _append_put(self, tag: str, payload: bytes | bytearray | memoryview) -> None:
-        tag_bytes = tag.encode()
+    def _append_put(
+        self, tag: str, payload: bytes | bytearray | memoryview, tag_bytes: bytes | None = None, size: int = 0
+    ) -> None:
+        """Append ``tag``'s record; ``tag_bytes`` and ``size`` (its :func:`record_length`) when the caller has them."""
+        if tag_bytes is None:
+            tag_bytes = tag.encode()
+            size = record_length(len(tag_bytes), memoryview(payload).nbytes, self._signed)
         parts = encode_record(PUT, tag_bytes, payload, self._secret)
-        size = record_length(len(tag_bytes), memoryview(payload).nbytes, self._signed)
         segment = self._writable(size)
         offset = segment.append(parts)
         self._log_bytes += size
@@ -458,10 +510,11 @@ class EntryStore:
         previous = self._entries.pop(tag, None)
         if previous is not None:
             self._forget(previous)
-        self._entries[tag] = (segment.number, offset, size, tag_hash(tag_bytes))
+        hashed = tag_hash(tag_bytes)
+        self._entries[tag] = (segment.number, offset, size, hashed)
         self._live[segment.number] += size
         self._total += size
-        self._generations.bump(tag)
+        self._generations.bump_hash(hashed)
 
     def _forget(self, location: Location) -> None:
         self._live[location[0]] -= location[2]
