@@ -34,8 +34,8 @@ def never_returns() -> None:
     time.sleep(3600)
 
 
-@ray.remote(num_cpus=0.01)
-def echo(value: Any) -> Any:
+@ray.remote(num_cpus=1)  # whole CPUs: a fractional request let Ray start dozens of workers, whose
+def echo(value: Any) -> Any:  # start-up and idle exits then ran during the timed waits
     return value
 
 

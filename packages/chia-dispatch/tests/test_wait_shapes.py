@@ -119,3 +119,35 @@ def test_nothing_is_resubmitted_on_a_healthy_busy_cluster(capsys: pytest.Capture
     assert resubmitted == [] and all(tr.retries == 0 for tr in tracked)
     assert stuck.querier().queries >= 1  # detection did run
     assert "chia_wait: 6/6 ready of 6" in capsys.readouterr().err
+
+
+@ray.remote(resources={"no_such_node": 1})
+def never_runs() -> Any:  # its refs stay pending
+    return None
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "R" * 3000 + "P" * 3000,  # the calls that finished first: one long run
+        "P" * 2000 + "R" * 2500 + "P",
+        "RP" * 1500,  # no runs at all
+        "RRRP" * 700 + "R" * 1100 + "PPR" * 300,
+        "P" * 4000 + "R",
+    ],
+    ids=["finished-prefix", "run-in-the-middle", "alternating", "mixed-runs", "last-only"],
+)
+def test_runs_of_ready_refs_partition_as_ray_wait_does(pattern: str) -> None:
+    pending_count = pattern.count("P")
+    blocked = never_runs.options(num_returns=pending_count).remote() if pending_count > 1 else [never_runs.remote()]
+    pending_refs = iter(blocked)
+    refs = [ray.put(index) if kind == "R" else next(pending_refs) for index, kind in enumerate(pattern)]
+    tracked = tracked_of(refs)
+    ready_count = pattern.count("R")
+    for num_returns in sorted({1, ready_count // 3 or 1, ready_count}):
+        ray_ready, ray_pending = ray.wait(refs, num_returns=num_returns, timeout=0)
+        ready, pending = chia_wait(tracked, num_returns=num_returns, timeout=0)
+        assert [tr.object_ref for tr in ready] == ray_ready
+        assert [tr.object_ref for tr in pending] == ray_pending
+        assert sorted(map(id, ready + pending)) == sorted(map(id, tracked))  # the very objects passed in
+    ray.cancel(blocked[0], force=True)

@@ -15,10 +15,11 @@ of a sweep across many ``chia_wait`` calls.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -152,27 +153,59 @@ def _wait_once(
         return [], list(tracked)
     if len(ready_refs) == len(refs):
         return list(tracked), []
-    # The ready refs are the very objects passed in, in input order: one identity
-    # walk partitions (hashing ObjectRefs costs more), stopping at the last ready one.
-    ready: list[TrackedRef] = []
-    pending: list[TrackedRef] = []
-    add_ready, add_pending = ready.append, pending.append
-    marks: Iterator[ObjectRef[Any] | None] = iter(ready_refs)
-    mark = next(marks)
-    for tr, ref in zip(tracked, refs, strict=False):
-        if ref is mark:
-            add_ready(tr)
-            mark = next(marks, None)
-            if mark is None:
-                pending += tracked[len(ready) + len(pending) :]
-                break
-        else:
-            add_pending(tr)
-    if len(ready) != len(ready_refs):  # new ref objects came back (Ray Client): match by value
+    try:
+        return _partition(tracked, refs, ready_refs)
+    except _NotTheSameObjects:  # new ref objects came back (Ray Client): match by value
         ready_set = set(ready_refs)
         ready = [tr for tr, ref in zip(tracked, refs, strict=False) if ref in ready_set]
         pending = [tr for tr, ref in zip(tracked, refs, strict=False) if ref not in ready_set]
-    return ready, pending
+        return ready, pending
+
+
+_LONGEST_RUN = 1024
+"""The most refs one slice comparison matches while :func:`_partition` follows the leading run of ready refs."""
+
+
+class _NotTheSameObjects(Exception):
+    """The ready refs are not the very objects passed in."""
+
+
+def _partition(
+    tracked: list[TrackedRef], refs: list[ObjectRef[Any]], ready_refs: list[ObjectRef[Any]]
+) -> tuple[list[TrackedRef], list[TrackedRef]]:
+    """Split ``tracked`` into ready and pending; ``ready_refs`` are objects of ``refs``, in input order.
+
+    A run of ready refs at the start (the calls that finished first, as a
+    sweep's refs usually are) is matched a growing slice at a time: a list
+    comparison, in C, that short-circuits on identity. The rest is one identity
+    walk (hashing ObjectRefs costs more), stopping at the last ready ref.
+    """
+    count = len(ready_refs)
+    head, step = 0, 1
+    while head < count and refs[head] is ready_refs[head]:
+        step = min(step * 2, _LONGEST_RUN, count - head)
+        if refs[head : head + step] == ready_refs[head : head + step]:
+            head += step
+        else:
+            head, step = head + 1, 1
+    ready = tracked[:head]
+    if head == count:
+        return ready, tracked[head:]
+    pending: list[TrackedRef] = []
+    add_ready, add_pending = ready.append, pending.append
+    marks = itertools.islice(ready_refs, head, None)
+    mark = next(marks)
+    for tr, ref in zip(itertools.islice(tracked, head, None), itertools.islice(refs, head, None), strict=False):
+        if ref is mark:
+            add_ready(tr)
+            next_mark = next(marks, None)
+            if next_mark is None:
+                pending += tracked[len(ready) + len(pending) :]
+                return ready, pending
+            mark = next_mark
+        else:
+            add_pending(tr)
+    raise _NotTheSameObjects
 
 
 def _check_wait_arguments(
