@@ -4,7 +4,9 @@ One local Ray session (2 CPUs, whole-CPU tasks). For each size N:
 
 * **dispatch, profiling off / on**: a sweep of N tagged calls (``chia_remote``
   of a whole-CPU no-op, a distinct ``_chia_tag`` each) submitted, then
-  gathered; calls per second, with and without the chia-ops collector;
+  gathered; calls per second, with and without the chia-ops collector, next to
+  the same sweep in raw Ray (``@ray.remote`` tasks named as tagged calls are),
+  which tells Ray's own growth from chia's;
 * **profile on disk** and **load_profile**: the profiled sweep's log, bytes
   per call and the seconds ``load_profile`` takes to read it;
 * **chia_wait** over N refs (half finished, half pending, stuck detection
@@ -70,6 +72,11 @@ def noop() -> None:
     return None
 
 
+@ray.remote(num_cpus=1)
+def raw_noop() -> None:
+    return None
+
+
 @ray.remote(num_cpus=0)
 def never_returns() -> None:
     time.sleep(3600)
@@ -128,11 +135,19 @@ def sweep(size: int) -> list[Any]:
     return refs
 
 
+def raw_sweep(size: int) -> None:
+    """The same sweep in raw Ray, every task named as a tagged call's is: how Ray itself grows."""
+    refs = [raw_noop.options(name=f"raw_noop[s{index}]").remote() for index in range(size)]
+    ray.get(refs)
+
+
 def dispatch_rows(sizes: list[int], root: Path, rows: dict[str, Row]) -> dict[int, list[Any]]:
     """Sweeps with profiling off and on; keeps the finished refs for the wait row."""
     finished: dict[int, list[Any]] = {}
     sweep(200)  # warm up: workers, the function's export
+    raw_sweep(200)
     for size in sizes:
+        rows["dispatch, raw Ray"].values[size] = timed(functools.partial(raw_sweep, size))
         began = time.perf_counter()
         finished[size] = sweep(size)
         seconds = time.perf_counter() - began
@@ -149,7 +164,8 @@ def dispatch_rows(sizes: list[int], root: Path, rows: dict[str, Row]) -> dict[in
         rows["load_profile"].values[size] = time.perf_counter() - began
         calls = len(profile.calls)
         print(
-            f"  dispatch {size:>7}: {size / seconds:7.0f} calls/s, profiled {size / profiled:7.0f} calls/s; "
+            f"  dispatch {size:>7}: raw Ray {size / rows['dispatch, raw Ray'].values[size]:7.0f} calls/s, "
+            f"chia {size / seconds:7.0f} calls/s, profiled {size / profiled:7.0f} calls/s; "
             f"profile {os.path.getsize(log) / max(calls, 1):.0f} B/call over {calls} calls, "
             f"load_profile {rows['load_profile'].values[size]:.2f} s",
             flush=True,
@@ -320,6 +336,7 @@ def main() -> None:
     rows = {
         name: Row(name, unit)
         for name, unit in (
+            ("dispatch, raw Ray", "calls/s"),
             ("dispatch", "calls/s"),
             ("dispatch profiled", "calls/s"),
             ("profile size", "B/call"),
