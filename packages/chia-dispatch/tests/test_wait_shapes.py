@@ -143,11 +143,18 @@ def test_runs_of_ready_refs_partition_as_ray_wait_does(pattern: str) -> None:
     pending_refs = iter(blocked)
     refs = [ray.put(index) if kind == "R" else next(pending_refs) for index, kind in enumerate(pattern)]
     tracked = tracked_of(refs)
+    position = {id(tr): index for index, tr in enumerate(tracked)}
     ready_count = pattern.count("R")
     for num_returns in sorted({1, ready_count // 3 or 1, ready_count}):
-        ray_ready, ray_pending = ray.wait(refs, num_returns=num_returns, timeout=0)
         ready, pending = chia_wait(tracked, num_returns=num_returns, timeout=0)
-        assert [tr.object_ref for tr in ready] == ray_ready
-        assert [tr.object_ref for tr in pending] == ray_pending
-        assert sorted(map(id, ready + pending)) == sorted(map(id, tracked))  # the very objects passed in
+        assert len(ready) == num_returns
+        assert all(pattern[position[id(tr)]] == "R" for tr in ready)
+        for part in (ready, pending):  # each in input order, the very objects passed in
+            places = [position[id(tr)] for tr in part]
+            assert places == sorted(places)
+        assert sorted(map(id, ready + pending)) == sorted(map(id, tracked))
+    # every ready ref asked for: exactly what ray.wait returns (with fewer, Ray picks which ones)
+    ray_ready, ray_pending = ray.wait(refs, num_returns=ready_count, timeout=0)
+    assert [tr.object_ref for tr in ready] == ray_ready
+    assert [tr.object_ref for tr in pending] == ray_pending
     ray.cancel(blocked[0], force=True)
