@@ -139,7 +139,8 @@ def never_runs() -> Any:  # its refs stay pending
 )
 def test_runs_of_ready_refs_partition_as_ray_wait_does(pattern: str) -> None:
     pending_count = pattern.count("P")
-    blocked = never_runs.options(num_returns=pending_count).remote() if pending_count > 1 else [never_runs.remote()]
+    runner: Any = never_runs.options(num_returns=pending_count + 1)  # one more: a list even for one pending ref
+    blocked: list[Any] = runner.remote()
     pending_refs = iter(blocked)
     refs = [ray.put(index) if kind == "R" else next(pending_refs) for index, kind in enumerate(pattern)]
     tracked = tracked_of(refs)
