@@ -302,10 +302,11 @@ class EntryStore:
             except RecordProblem as problem:
                 self._move_aside(name, str(problem))
                 continue
-            if self.entry_size(payload.nbytes, tag) > self.budget_bytes:
+            tag_bytes, size = self._record_size(tag, payload)
+            if size > self.budget_bytes:
                 logger.warning("cache entry %s (tag %r) is larger than the whole budget; not migrated", path, tag)
                 continue
-            self._append_put(tag, payload)
+            self._append_put(tag, payload, tag_bytes, size)
             migrated += 1
         logger.info(
             "cache %s: migrated %d entries of the one-file-per-entry format into the log", self.directory, migrated
@@ -334,6 +335,11 @@ class EntryStore:
         """Bytes an entry of this payload and tag takes on disk (what the budget counts)."""
         return record_length(len(tag.encode()), payload_len, self._signed)
 
+    def _record_size(self, tag: str, payload: bytes | bytearray | memoryview) -> tuple[bytes, int]:
+        """``tag`` encoded, and the bytes its record with ``payload`` takes (what :meth:`entry_size` says)."""
+        tag_bytes = tag.encode()
+        return tag_bytes, record_length(len(tag_bytes), memoryview(payload).nbytes, self._signed)
+
     def put(self, tag: str, payload: bytes | bytearray | memoryview) -> list[str]:
         """Store ``payload`` under ``tag``; return the tags evicted to keep the budget.
 
@@ -341,8 +347,7 @@ class EntryStore:
         (nothing is written then).
         """
         self._index()
-        tag_bytes = tag.encode()
-        size = record_length(len(tag_bytes), memoryview(payload).nbytes, self._signed)
+        tag_bytes, size = self._record_size(tag, payload)
         if size > self.budget_bytes:
             raise ValueError(
                 f"cache value for tag {tag!r} takes {size} bytes, more than the whole cache budget of "
@@ -458,9 +463,9 @@ class EntryStore:
                     "cache entry for tag %r: its segment is missing from %s; dropping it", tag, self.directory
                 )
                 del self._entries[tag]
-            rows = list(self._entries.values())
+            rows = [row for row in rows if row[0] in self._segments]
             numbers = [row[0] for row in rows]
-            present = set(numbers)
+            present &= self._segments.keys()
         lengths = [row[2] for row in rows]
         self._live = dict.fromkeys(self._segments, 0)
         if len(present) <= _COUNT_BY_SEGMENT:  # the usual case: one pass in C per segment
@@ -495,13 +500,8 @@ class EntryStore:
         self._live[number] = 0
         return active
 
-    def _append_put(
-        self, tag: str, payload: bytes | bytearray | memoryview, tag_bytes: bytes | None = None, size: int = 0
-    ) -> None:
-        """Append ``tag``'s record; ``tag_bytes`` and ``size`` (its :func:`record_length`) when the caller has them."""
-        if tag_bytes is None:
-            tag_bytes = tag.encode()
-            size = record_length(len(tag_bytes), memoryview(payload).nbytes, self._signed)
+    def _append_put(self, tag: str, payload: bytes | bytearray | memoryview, tag_bytes: bytes, size: int) -> None:
+        """Append ``tag``'s record; ``tag_bytes`` and ``size`` are what :meth:`_record_size` gives."""
         parts = encode_record(PUT, tag_bytes, payload, self._secret)
         segment = self._writable(size)
         offset = segment.append(parts)
