@@ -112,6 +112,7 @@ def test_actor_api_on_the_head_node(namespace: str, tmp_path: Path, cluster: Any
         "budget_bytes": 2048,
     }
     assert stats["bytes"] == ray.get(handle.size_bytes.remote())
+    assert isinstance(stats["open_ms"], int) and isinstance(stats["warm_start_ms"], int)  # timings in whole ms
     store = chia_actor(handle)
     assert get(store.flush.chia_remote()) == 1
     assert get(store.keys.chia_remote()) == []

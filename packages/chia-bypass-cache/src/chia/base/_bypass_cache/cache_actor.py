@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -156,10 +157,12 @@ class CacheActor:
         self._resident_budget = min(budget_bytes, self._object_store_bytes() // RESIDENT_SHARE_OF_OBJECT_STORE)
         if self._init_error is not None:
             return
+        opening = time.perf_counter()
         try:
             self._store = EntryStore(cache_dir, budget_bytes, None if secret is None else secret.value, background=True)
         except Exception as exc:  # reported by get_config() so start_cache can raise it
             self._init_error = exc
+        self._open_seconds = time.perf_counter() - opening
 
     @staticmethod
     def _object_store_bytes() -> int:
@@ -307,7 +310,7 @@ class CacheActor:
 
     @ray.method
     def stats(self) -> dict[str, int]:
-        """entries, bytes, budget_bytes, hits, misses, evictions, writes, quarantined, resident_*, warm_start_ms."""
+        """entries, bytes, budget_bytes, hits, misses, evictions, writes, quarantined, resident_*, open_ms, warm_start_ms."""
         store = self._opened
         return {
             "entries": len(store),
@@ -320,6 +323,7 @@ class CacheActor:
             "quarantined": store.quarantined,
             "resident_entries": len(self._resident),
             "resident_bytes": self._resident_bytes,
+            "open_ms": round(self._open_seconds * 1000),
             "warm_start_ms": round(store.warm_start_seconds * 1000),
         }
 
@@ -426,6 +430,7 @@ class Cache(CacheActor, metaclass=_CacheClass):
       entry), ``keys()`` (least recently used first), ``size_bytes()``.
     * ``get_config()``: functions (the ``cache:`` rules), directory, budget...
     * ``stats()``: entries, bytes, budget_bytes, hits, misses, evictions,
-      writes, quarantined, resident_entries, resident_bytes, warm_start_ms
+      writes, quarantined, resident_entries, resident_bytes, open_ms (how
+      long opening the directory held up the actor's start) and warm_start_ms
       (the index is loaded in the background: reads are served at once).
     """
