@@ -183,7 +183,16 @@ def test_registry_lives_on_the_head_and_forgets_tasks_when_they_end(cluster: Any
     registry = get_registry()
     # Bounded memory: every entry goes once its task's exit reports arrive. The reports travel through
     # each node's reaper, which a loaded 2-core CI machine (two suites side by side) can delay past 60 s.
-    wait_until(lambda: ray.get(registry.tracked.remote()) == {}, timeout=180, message="an empty registry")
+    left: list[Any] = []
+
+    def empty() -> bool:
+        left[:] = [ray.get(registry.tracked.remote())]
+        return left[0] == {}
+
+    try:
+        wait_until(empty, timeout=180, message="an empty registry")
+    except AssertionError as exc:  # say what stayed: which tasks, on which nodes
+        raise AssertionError(f"{exc}; still tracked: {left[0]!r}") from None
     info = ray._private.state.actors(actor_id=registry._actor_id.hex())
     assert info["Address"]["NodeID"] == cluster.node_ids["head"]
     assert info["Name"] == job_actors.registry_name(ray.get_runtime_context().get_job_id())
