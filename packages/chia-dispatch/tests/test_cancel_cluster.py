@@ -183,11 +183,12 @@ def test_registry_lives_on_the_head_and_forgets_tasks_when_they_end(cluster: Any
     registry = get_registry()
     # Bounded memory: every entry goes once its task's exit reports arrive. The reports travel through
     # each node's reaper, which a loaded 2-core CI machine (two suites side by side) can delay past 60 s.
-    left: list[Any] = []
+    left: list[dict[str, Any]] = []
 
     def empty() -> bool:
-        left[:] = [ray.get(registry.tracked.remote())]
-        return left[0] == {}
+        tracked: dict[str, Any] = ray.get(registry.tracked.remote())
+        left[:] = [tracked]
+        return not tracked
 
     try:
         wait_until(empty, timeout=180, message="an empty registry")
