@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -21,3 +22,8 @@ def sequential_rate(submit: Callable[[], Any], fetch: Callable[[Any], Any], n: i
     for _ in range(n):
         fetch(submit())
     return n / (time.perf_counter() - start)
+
+
+def paired_ratio(mine: Sequence[float], theirs: Sequence[float]) -> float:
+    """Median of the rounds' own ratios ``mine[i] / theirs[i]`` (both sides measured back to back in round i)."""
+    return statistics.median(a / b for a, b in zip(mine, theirs, strict=True))

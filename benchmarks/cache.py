@@ -55,6 +55,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray
+from _rates import paired_ratio  # benchmarks/ is on sys.path when run as a script
 
 from chia.base._bypass_cache.cache_store import EntryStore
 from chia.base.cache import start_cache, stop_cache
@@ -108,7 +109,7 @@ def read_hit(cache: Any, label: str, value: Any, repeat: int, rounds: int, pickl
         actor.append(median_seconds(lambda: ray.get(holder.get.remote()), repeat))
         trip.append(median_seconds(lambda: ray.get(holder.ping.remote()), repeat))
     p, h, a = statistics.median(plain), statistics.median(hit), statistics.median(actor)
-    paired = statistics.median(mine / theirs for mine, theirs in zip(hit, plain, strict=True))
+    paired = paired_ratio(hit, plain)
     print(
         f"  read hit {label:>18}: cache {h * 1e3:7.2f} ms   plain ray.get {p * 1e3:7.2f} ms   ratio {h / p:.2f} "
         f"(median of the rounds' ratios {paired:.2f})"
@@ -233,7 +234,7 @@ def write_rate(rounds: int, writes: int, directory: str) -> None:
             ray.get([actor.write.remote(f"r{round_index}-{index}", value) for index in range(writes)])
             samples.append(writes / (time.perf_counter() - began))
     rate, ceiling = statistics.median(rates), statistics.median(floor)
-    paired = statistics.median(mine / theirs for mine, theirs in zip(rates, floor, strict=True))
+    paired = paired_ratio(rates, floor)
     print(f"  writes of 256-byte values: {rate:8.0f} /s (median of {rounds}), each a record appended to the log")
     print(
         f"  {'':14} a plain Ray actor taking the same calls and doing nothing: {ceiling:8.0f} /s ({rate / ceiling:.2f}; "

@@ -31,7 +31,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray
-from _rates import batch_rate, sequential_rate  # benchmarks/ is on sys.path when run as a script
+from _rates import batch_rate, paired_ratio, sequential_rate  # benchmarks/ is on sys.path when run as a script
 
 from chia.base.ChiaFunction import ChiaFunction, get
 
@@ -91,13 +91,11 @@ def main() -> None:
     print(f"dispatch benchmark: {args.rounds} rounds, batch={args.batch}, sequential={args.sequential}, 2 CPUs{tagged}")
     for name, value in medians.items():
         print(f"  {name:<11} {value:10.0f} tasks/s (median)")
-    for kind, padding in (("batch", "     "), ("sequential", "")):
-        short = "seq" if kind == "sequential" else kind
-        chia, raw = results[f"chia {short}"], results[f"raw {short}"]
-        per_round = statistics.median(mine / theirs for mine, theirs in zip(chia, raw, strict=True))
+    for kind, side in (("batch:     ", "batch"), ("sequential:", "seq")):
+        chia, raw = results[f"chia {side}"], results[f"raw {side}"]
         print(
-            f"  ratio {label}/raw {kind}: {padding}{medians[f'chia {short}'] / medians[f'raw {short}']:.2f} "
-            f"(median of the rounds' ratios {per_round:.2f})"
+            f"  ratio {label}/raw {kind} {medians[f'chia {side}'] / medians[f'raw {side}']:.2f} "
+            f"(median of the rounds' ratios {paired_ratio(chia, raw):.2f})"
         )
     ray.shutdown()
 

@@ -26,6 +26,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray
+from _rates import paired_ratio  # benchmarks/ is on sys.path when run as a script
 
 from chia.base.chia_wait import TrackedRef, chia_wait
 
@@ -95,7 +96,7 @@ def main() -> None:
     print(f"wait benchmark: {len(refs)} refs ({half} completed), {args.rounds} rounds x best of {args.repeat}")
     for name, (raw_times, chia_times) in results.items():
         raw_ms, chia_ms = statistics.median(raw_times) * 1e3, statistics.median(chia_times) * 1e3
-        paired = statistics.median(mine / theirs for mine, theirs in zip(chia_times, raw_times, strict=True))
+        paired = paired_ratio(chia_times, raw_times)
         print(
             f"  {name:<36} ray.wait {raw_ms:7.2f} ms  chia_wait {chia_ms:7.2f} ms  ratio {chia_ms / raw_ms:.2f} "
             f"(median of the rounds' ratios {paired:.2f})"
