@@ -155,6 +155,7 @@ class CacheActor:
         self._resident: OrderedDict[str, tuple[ray.ObjectRef[Any], int, bool]] = OrderedDict()
         self._resident_bytes = 0
         self._resident_budget = min(budget_bytes, self._object_store_bytes() // RESIDENT_SHARE_OF_OBJECT_STORE)
+        self._open_seconds = 0.0
         if self._init_error is not None:
             return
         opening = time.perf_counter()
