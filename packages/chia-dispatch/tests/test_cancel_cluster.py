@@ -17,8 +17,8 @@ from ray.exceptions import TaskCancelledError
 
 from chia.base import ChiaFunction as chia_function_module
 from chia.base._dispatch import job_actors, pid_tracking
-from chia.base._dispatch.proc_tree import MARKER_VARIABLE
-from chia.base._dispatch.registry import get_registry, job_marker_prefix
+from chia.base._dispatch.proc_tree import MARKER_VARIABLE, ProcessId
+from chia.base._dispatch.registry import Spawn, TaskEnd, get_registry, job_marker_prefix
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.pid_registry import TrackedTask, cancel_tasks, chia_cancel, kill_all_tracked, tracked_tasks
 from chia_testing import tagged_pids, wait_until
@@ -197,6 +197,23 @@ def test_registry_lives_on_the_head_and_forgets_tasks_when_they_end(cluster: Any
     info = ray._private.state.actors(actor_id=registry._actor_id.hex())
     assert info["Address"]["NodeID"] == cluster.node_ids["head"]
     assert info["Name"] == job_actors.registry_name(ray.get_runtime_context().get_job_id())
+
+
+def test_a_spawn_reported_after_its_task_ended_is_not_kept(cluster: Any) -> None:
+    # Ray runs an async actor's calls in any order, so a worker's spawn report can reach the registry after
+    # the report of its task's end; kept, it would stay tracked until the job ends. A retry of the same task
+    # in the same worker is a new run, and its spawns are tracked.
+    registry = get_registry()
+    # Pids above Linux's largest pid_max: no process has them, so the registry's sweep cannot touch one.
+    node, worker, process = cluster.node_ids["head"], ProcessId(4_194_400, 1), ProcessId(4_194_401, 1)
+    task_id = "ff" * 20 + ray.get_runtime_context().get_job_id()
+    ray.get(registry.report.remote([TaskEnd(task_id, node, worker, 7)]))
+    ray.get(registry.report.remote([Spawn(task_id, node, worker, process, 7)]))
+    assert task_id not in ray.get(registry.tracked.remote())
+    ray.get(registry.report.remote([Spawn(task_id, node, worker, process, 8)]))
+    assert ray.get(registry.tracked.remote())[task_id] == {node: [process]}
+    ray.get(registry.report.remote([TaskEnd(task_id, node, worker, 8)]))
+    assert task_id not in ray.get(registry.tracked.remote())
 
 
 def test_tracked_entries_carry_pid_and_start_time(cluster: Any, tagged: Any) -> None:

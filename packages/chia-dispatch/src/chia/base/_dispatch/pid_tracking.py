@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import logging
 import os
 import subprocess
@@ -29,13 +30,14 @@ logger = logging.getLogger(__name__)
 
 
 class _TaskSpawns:
-    """Per running task, created on its first tracked spawn."""
+    """Per running task, created on its first tracked spawn; ``run`` numbers it among this process's."""
 
-    __slots__ = ("marker", "task_id")
+    __slots__ = ("marker", "run", "task_id")
 
-    def __init__(self, task_id: str, marker: str) -> None:
+    def __init__(self, task_id: str, marker: str, run: int) -> None:
         self.task_id = task_id
         self.marker = marker
+        self.run = run
 
 
 class _Scope(threading.local):
@@ -48,6 +50,7 @@ class _Scope(threading.local):
 scope = _Scope()
 _FIRST_REPORT_TIMEOUT = 60.0
 _install_lock = threading.Lock()
+_runs = itertools.count()  # task executions that spawned, in this process
 _installed = False
 
 
@@ -69,7 +72,8 @@ def leave(saved: tuple[bool, _TaskSpawns | None]) -> str | None:
     scope.active, scope.spawns = saved
     if spawns is None:
         return None
-    report(TaskEnd(spawns.task_id, _process_facts()[0]))
+    node_id, worker = _process_facts()
+    report(TaskEnd(spawns.task_id, node_id, worker, spawns.run))
     return spawns.task_id
 
 
@@ -115,7 +119,7 @@ def _install() -> None:
             ticks = start_ticks(self.pid)
             if ticks is not None:
                 node_id, worker = _process_facts()
-                report(Spawn(spawns.task_id, node_id, worker, ProcessId(self.pid, ticks)))
+                report(Spawn(spawns.task_id, node_id, worker, ProcessId(self.pid, ticks), spawns.run))
 
         subprocess.Popen.__init__ = tracking_init  # type: ignore[method-assign]
         _installed = True
@@ -133,7 +137,7 @@ def _with_marker(env: Any, marker: str) -> dict[Any, Any]:
 def _begin_task() -> _TaskSpawns:
     context = ray.get_runtime_context()
     task_id = context.get_task_id() or ""
-    spawns = _TaskSpawns(task_id, task_marker(context.get_job_id(), task_id))
+    spawns = _TaskSpawns(task_id, task_marker(context.get_job_id(), task_id), next(_runs))
     scope.spawns = spawns
     return spawns
 
@@ -146,7 +150,10 @@ def _process_facts() -> tuple[str, ProcessId]:
 
 
 class _Reporter:
-    """Ships events to the registry from a daemon thread, in order, batched.
+    """Ships events to the registry from a daemon thread, batched, in the order they happened.
+
+    Ray may run the registry's (async) calls in another order; the registry
+    copes (a spawn whose run already ended is dropped).
 
     The first event of a worker process is delivered synchronously (one
     round trip per process, not per task; the job's first spawn also waits

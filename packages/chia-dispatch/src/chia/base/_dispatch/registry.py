@@ -37,6 +37,8 @@ _JOB_END_GRACE = 5.0  # the job is gone: whatever it left gets 5 s to exit clean
 _CANCEL_MARK_TTL = 600.0
 _MAX_CANCEL_MARKS = 100_000
 _SWEEP_INTERVAL = 30.0
+_ENDED_MEMORY = 600.0  # how long a task execution's end is remembered, for spawn reports that arrive after it
+_MAX_ENDED = 100_000
 _REAPER_LINGER = 60.0  # a reaper outlives its job this long, so the registry's final kill still reaches it
 _MAX_CONCURRENCY = 10_000
 _SETTLE_TIMEOUT = 10.0  # how long chia_cancel waits for the task to stop before its final sweep
@@ -49,19 +51,26 @@ _Killed: TypeAlias = set[tuple[str, ProcessId]]  # (node id, process) signalled:
 
 
 class Spawn(NamedTuple):
-    """Task ``task_id``, running in ``worker`` on ``node_id``, started ``process``."""
+    """Task ``task_id``, running in ``worker`` on ``node_id``, started ``process``.
+
+    ``run`` numbers the task executions of that worker process: a retry of
+    the task in the same worker is a new run.
+    """
 
     task_id: str
     node_id: str
     worker: ProcessId
     process: ProcessId
+    run: int
 
 
 class TaskEnd(NamedTuple):
-    """Task ``task_id`` (which had spawned something) returned or raised on ``node_id``."""
+    """Run ``run`` of task ``task_id`` (which had spawned something) returned or raised in ``worker``."""
 
     task_id: str
     node_id: str
+    worker: ProcessId
+    run: int
 
 
 Event = Spawn | TaskEnd
@@ -184,6 +193,9 @@ class PidRegistryActor:
         self._reapers: dict[str, Any] = {}
         self._background: list[asyncio.Task[None]] = []
         self._stuck: OrderedDict[str, str] = OrderedDict()  # task -> why chia_wait judged it stuck
+        # Executions that ended (task, worker, run) -> when: Ray runs an async actor's calls in any order,
+        # so a worker's spawn report can arrive after the report of its task's end.
+        self._ended: OrderedDict[tuple[str, ProcessId, int], float] = OrderedDict()
 
     def _start(self) -> None:
         if not self._background:
@@ -204,15 +216,25 @@ class PidRegistryActor:
                 if event.task_id in self._cancelling:
                     # Reported after its cancel began: it must not survive.
                     self._kill_later(event.task_id, {event.node_id: [event.process]}, self._grace_of(event.task_id))
-                else:
+                elif (event.task_id, event.worker, event.run) not in self._ended:
                     self._tasks.setdefault(event.task_id, _TaskEntry()).add(event)
+                # else: its execution already ended, and with it the tracking of what it started
             else:
+                self._remember_end((event.task_id, event.worker, event.run))
                 entry = self._tasks.pop(event.task_id, None)
                 if event.task_id in self._cancelling:
                     # Ended while being cancelled. Its node is searched for the task's
                     # marker too: the cancel may have cut a spawn off from its report.
                     processes = {event.node_id: []} if entry is None else entry.processes
                     self._kill_later(event.task_id, processes, self._grace_of(event.task_id))
+
+    def _remember_end(self, execution: tuple[str, ProcessId, int]) -> None:
+        """Note an execution's end for spawn reports that may still come, forgetting the oldest."""
+        ended, now = self._ended, time.monotonic()
+        ended[execution] = now
+        ended.move_to_end(execution)
+        while ended and (len(ended) > _MAX_ENDED or next(iter(ended.values())) < now - _ENDED_MEMORY):
+            ended.popitem(last=False)
 
     # --- cancellation -----------------------------------------------------------------
 
