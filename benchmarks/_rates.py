@@ -27,3 +27,38 @@ def sequential_rate(submit: Callable[[], Any], fetch: Callable[[Any], Any], n: i
 def paired_ratio(mine: Sequence[float], theirs: Sequence[float]) -> float:
     """Median of the rounds' own ratios ``mine[i] / theirs[i]`` (both sides measured back to back in round i)."""
     return statistics.median(a / b for a, b in zip(mine, theirs, strict=True))
+
+
+class HostSteal:
+    """CPU time the hypervisor gave other guests while the benchmark ran (Linux ``/proc/stat``).
+
+    On a shared virtual machine a run can lose a third of its CPU to the
+    host without any process of its own being busy; such a run is not quiet,
+    whatever the load average says. Started when built; :meth:`summary` says
+    how much was stolen since, as a share of all CPU time.
+    """
+
+    def __init__(self) -> None:
+        self._start = _cpu_ticks()
+
+    def summary(self) -> str:
+        end = _cpu_ticks()
+        if self._start is None or end is None:
+            return "CPU stolen by the host: not measurable here (no /proc/stat)"
+        total = sum(end) - sum(self._start)
+        stolen = end[7] - self._start[7]
+        share = stolen / total if total > 0 else 0.0
+        verdict = "quiet" if share < 0.02 else "not quiet: ratios are less reliable"
+        return f"CPU stolen by the host during the run: {share:.1%} of all CPU time ({verdict})"
+
+
+def _cpu_ticks() -> list[int] | None:
+    """The machine-wide ``cpu`` line of ``/proc/stat`` (user … steal), or None off Linux."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    return [int(value) for value in fields[1:9]]

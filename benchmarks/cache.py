@@ -55,7 +55,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray
-from _rates import paired_ratio  # benchmarks/ is on sys.path when run as a script
+from _rates import HostSteal, paired_ratio  # benchmarks/ is on sys.path when run as a script
 
 from chia.base._bypass_cache.cache_store import EntryStore
 from chia.base.cache import start_cache, stop_cache
@@ -245,6 +245,7 @@ def write_rate(rounds: int, writes: int, directory: str) -> None:
 
 
 def main() -> None:
+    steal = HostSteal()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--warm-entries", default="10000,100000", help="comma-separated directory sizes")
@@ -261,6 +262,7 @@ def main() -> None:
                 warm_start(args.rounds, entries, root)
         if args.only in (None, "write"):
             write_rate(args.rounds, args.writes, os.path.join(root, "write"))
+    print(f"  {steal.summary()}")
     ray.shutdown()
 
 

@@ -31,7 +31,12 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray
-from _rates import batch_rate, paired_ratio, sequential_rate  # benchmarks/ is on sys.path when run as a script
+from _rates import (  # benchmarks/ is on sys.path when run as a script
+    HostSteal,
+    batch_rate,
+    paired_ratio,
+    sequential_rate,
+)
 
 from chia.base.ChiaFunction import ChiaFunction, get
 
@@ -47,6 +52,7 @@ def chia_noop() -> None:
 
 
 def main() -> None:
+    steal = HostSteal()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--sequential", type=int, default=200)
@@ -97,6 +103,7 @@ def main() -> None:
             f"  ratio {label}/raw {kind} {medians[f'chia {side}'] / medians[f'raw {side}']:.2f} "
             f"(median of the rounds' ratios {paired_ratio(chia, raw):.2f})"
         )
+    print(f"  {steal.summary()}")
     ray.shutdown()
 
 

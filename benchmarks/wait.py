@@ -26,7 +26,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray
-from _rates import paired_ratio  # benchmarks/ is on sys.path when run as a script
+from _rates import HostSteal, paired_ratio  # benchmarks/ is on sys.path when run as a script
 
 from chia.base.chia_wait import TrackedRef, chia_wait
 
@@ -52,6 +52,7 @@ def timed(call: Callable[[], Any], repeat: int) -> float:
 
 
 def main() -> None:
+    steal = HostSteal()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--refs", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=15)
@@ -102,6 +103,7 @@ def main() -> None:
             f"(median of the rounds' ratios {paired:.2f})"
         )
     ray.cancel(blocker, force=True)
+    print(f"  {steal.summary()}")
     ray.shutdown()
 
 
