@@ -265,6 +265,14 @@ def _check_arguments(
         raise TypeError(f"{qualname}(): {exc}") from None
 
 
+def _fits_bare_call(signature: inspect.Signature | None) -> bool:
+    """Whether ``fn()`` binds: every parameter has a default or is variadic."""
+    return signature is None or all(
+        p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in signature.parameters.values()
+    )
+
+
 class _Dispatcher:
     """Submits one function with one set of options; owns its Ray exports.
 
@@ -273,6 +281,7 @@ class _Dispatcher:
     """
 
     __slots__ = (
+        "_bare_call_fits",
         "_fn",
         "_name",
         "_named_tasks",
@@ -309,12 +318,15 @@ class _Dispatcher:
         # ones (``.options(...)``) layer their overrides over the root's.
         self._root: _Dispatcher = self if root is None else root
         self._overrides: dict[str, Any] = overrides or {}
-        # Exports beyond the plain one, keyed by (replacement or None, wrappers, tag read from the task name).
-        self._variants: dict[tuple[Callable[..., Any] | None, tuple[CallWrapper, ...], bool], Any] = (
+        # Exports beyond the plain one, keyed by (replacement or None, wrappers, tag read from the task name,
+        # whether calls ship context).
+        self._variants: dict[tuple[Callable[..., Any] | None, tuple[CallWrapper, ...], bool, bool], Any] = (
             {} if root is None else root._variants
         )
         self._reserved = preset  # reserved keywords given to .options(...)
         self._signature: inspect.Signature | None = signature if root is None else root._signature
+        # A call without arguments is the common case: whether it binds is known once (binding costs ~8 µs).
+        self._bare_call_fits: bool = _fits_bare_call(self._signature) if root is None else root._bare_call_fits
         # An explicit ``name`` option is the user's task name: tags do not replace it.
         self._named_tasks = "name" not in self._options
         # Per export (by id): its submission under these overrides, shared by handles with the same overrides.
@@ -336,12 +348,14 @@ class _Dispatcher:
             base = self._root._remote
             if preset.around is not None:  # setup and cleanup run on the worker: they travel with the call
                 kwargs = {**kwargs, _CTX_KEYWORD: (preset.tag, _NO_CONTEXT, preset.display_name, preset.around)}
-                base = self._variant(None, ())
+                base = self._variant(None, (), ships_context=True)
             return self._send_named(base, preset.tag, preset.display_name, args, kwargs)
         return self._submit_hooked(preset, args, kwargs)
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Raise ``TypeError`` when the call's arguments do not fit the function."""
+        if not args and not kwargs and self._bare_call_fits:
+            return
         _check_arguments(self._signature, self._qualname, args, kwargs)
 
     def _send_named(
@@ -422,7 +436,7 @@ class _Dispatcher:
             wrappers and (call.context or call.display_name is not None or (call.tag is not None and not tag_in_name))
         ):
             kwargs = {**kwargs, _CTX_KEYWORD: (call.tag, call.context, call.display_name, around)}
-            base = self._variant(replacement, wrappers)
+            base = self._variant(replacement, wrappers, ships_context=True)
         elif replacement is None and not wrappers:
             base = self._root._remote
         else:
@@ -433,12 +447,23 @@ class _Dispatcher:
         return ref
 
     def _variant(
-        self, replacement: Callable[..., Any] | None, wrappers: tuple[CallWrapper, ...], *, tag_in_name: bool = False
+        self,
+        replacement: Callable[..., Any] | None,
+        wrappers: tuple[CallWrapper, ...],
+        *,
+        tag_in_name: bool = False,
+        ships_context: bool = False,
     ) -> Any:
-        """The root-level export of ``replacement`` (or the function) under ``wrappers``, taking context."""
-        key = (replacement, wrappers, tag_in_name)
+        """The root-level export of ``replacement`` (or the function) under ``wrappers``.
+
+        Only an export for calls that ship context declares the context
+        keyword: Ray binds and flattens the arguments of every call to a
+        function with parameters, ~15 µs that a call without arguments to a
+        function without parameters does not pay.
+        """
+        key = (replacement, wrappers, tag_in_name, ships_context)
         remote = self._variants.get(key)
-        if remote is None:  # exported once per replacement, wrapper set and tag source, with the decorator's options
+        if remote is None:  # exported once per key, with the decorator's options
             body = _make_task_body(
                 replacement or self._fn,
                 self._name,
@@ -446,6 +471,7 @@ class _Dispatcher:
                 wrappers,
                 replacement is not None,
                 self._signature if replacement is None else None,
+                takes_context=ships_context,
                 tag_in_name=tag_in_name,
             )
             remote = _ray_remote(body, self._root._options, self._qualname)
