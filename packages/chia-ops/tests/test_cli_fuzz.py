@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -52,6 +53,7 @@ def files() -> Iterator[None]:
     GARBAGE_LOG.write_text("not json\n")
     EMPTY_DIR.mkdir(exist_ok=True)
     yield
+    shutil.rmtree(ROOT, ignore_errors=True)  # made at import (the strategies name its paths): gone with the module
 
 
 PATHS = st.sampled_from([str(p) for p in (LOOP, BAD_YAML, TYPO_YAML, GARBAGE_LOG, EMPTY_DIR, MISSING)] + ["", "-"])
