@@ -32,9 +32,9 @@ def paired_ratio(mine: Sequence[float], theirs: Sequence[float]) -> float:
 class HostSteal:
     """CPU time the hypervisor gave other guests while the benchmark ran (Linux ``/proc/stat``).
 
-    On a shared virtual machine a run can lose a third of its CPU to the
-    host without any process of its own being busy; such a run is not quiet,
-    whatever the load average says. Started when built; :meth:`summary` says
+    On a shared virtual machine a run can lose a sixth of its CPU to the
+    host (measured on this project's machine) while the load average stays
+    near zero; such a run is not quiet. Started when built; :meth:`summary` says
     how much was stolen since, as a share of all CPU time.
     """
 

@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
 
 import ray
 
@@ -193,9 +193,9 @@ class PidRegistryActor:
         self._reapers: dict[str, Any] = {}
         self._background: list[asyncio.Task[None]] = []
         self._stuck: OrderedDict[str, str] = OrderedDict()  # task -> why chia_wait judged it stuck
-        # Executions that ended (task, worker, run) -> when: Ray runs an async actor's calls in any order,
-        # so a worker's spawn report can arrive after the report of its task's end.
-        self._ended: OrderedDict[tuple[str, ProcessId, int], float] = OrderedDict()
+        # Executions that ended (task, worker, run) -> (expiry, None): Ray runs an async actor's calls in any
+        # order, so a worker's spawn report can arrive after the report of its task's end.
+        self._ended: OrderedDict[tuple[str, ProcessId, int], tuple[float, None]] = OrderedDict()
 
     def _start(self) -> None:
         if not self._background:
@@ -220,21 +220,13 @@ class PidRegistryActor:
                     self._tasks.setdefault(event.task_id, _TaskEntry()).add(event)
                 # else: its execution already ended, and with it the tracking of what it started
             else:
-                self._remember_end((event.task_id, event.worker, event.run))
+                _mark(self._ended, (event.task_id, event.worker, event.run), None, _ENDED_MEMORY, _MAX_ENDED)
                 entry = self._tasks.pop(event.task_id, None)
                 if event.task_id in self._cancelling:
                     # Ended while being cancelled. Its node is searched for the task's
                     # marker too: the cancel may have cut a spawn off from its report.
                     processes = {event.node_id: []} if entry is None else entry.processes
                     self._kill_later(event.task_id, processes, self._grace_of(event.task_id))
-
-    def _remember_end(self, execution: tuple[str, ProcessId, int]) -> None:
-        """Note an execution's end for spawn reports that may still come, forgetting the oldest."""
-        ended, now = self._ended, time.monotonic()
-        ended[execution] = now
-        ended.move_to_end(execution)
-        while ended and (len(ended) > _MAX_ENDED or next(iter(ended.values())) < now - _ENDED_MEMORY):
-            ended.popitem(last=False)
 
     # --- cancellation -----------------------------------------------------------------
 
@@ -245,13 +237,7 @@ class PidRegistryActor:
         reported later is killed on arrival.
         """
         self._start()
-        now = time.monotonic()
-        self._cancelling[task_id] = (now + _CANCEL_MARK_TTL, grace)
-        self._cancelling.move_to_end(task_id)
-        while self._cancelling and (
-            len(self._cancelling) > _MAX_CANCEL_MARKS or next(iter(self._cancelling.values()))[0] < now
-        ):
-            self._cancelling.popitem(last=False)
+        _mark(self._cancelling, task_id, grace, _CANCEL_MARK_TTL, _MAX_CANCEL_MARKS)
         entry = self._tasks.get(task_id)
         return 0 if entry is None else sum(len(ps) for ps in entry.processes.values())
 
@@ -440,6 +426,18 @@ class PidRegistryActor:
 
 
 _RegistryActor = ray.remote(PidRegistryActor)
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _mark(marks: OrderedDict[_K, tuple[float, _V]], key: _K, value: _V, ttl: float, limit: int) -> None:
+    """Set ``marks[key] = (expiry, value)`` as the newest mark, dropping expired ones and any beyond ``limit``."""
+    now = time.monotonic()
+    marks[key] = (now + ttl, value)
+    marks.move_to_end(key)
+    while marks and (len(marks) > limit or next(iter(marks.values()))[0] < now):
+        marks.popitem(last=False)
 
 
 _registries: dict[tuple[str, str], Any] = {}  # (GCS address, job hex) -> handle; lives as long as the job
