@@ -153,6 +153,26 @@ def test_entries_stored_pickled_are_served_from_a_copy_of_the_readers_own(handle
     assert ray.get(read_ref(handle, "t")) == (True, second)
 
 
+def test_a_large_bytes_hit_is_shared_here_and_read_from_the_actor_elsewhere(handle: Any) -> None:
+    first, second = os.urandom(LARGE), os.urandom(LARGE)
+    ray.get(handle.write_pickled.remote("t", pickle.dumps(first)))  # as write-through from a worker stores it
+    ray.get(read_ref(handle, "t"))
+    again = read_ref(handle, "t")
+    hit = ray.get(again)
+    assert hit == (True, first)
+    assert ray.get(again)[1] is hit[1]  # bytes are immutable: no copy per repeat hit in this process
+
+    @ray.remote(num_cpus=0)
+    def elsewhere(refs: list[Any]) -> tuple[bool, Any]:
+        result: tuple[bool, Any] = ray.get(refs[0])
+        return result
+
+    assert ray.get(elsewhere.remote([again])) == (True, first)  # another process: from the actor's copy
+    ray.get(handle.write_pickled.remote("t", pickle.dumps(second)))
+    assert ray.get(read_ref(handle, "t")) == (True, second)
+    assert ray.get(again) == (True, first)  # a ref keeps the version it was made for
+
+
 def test_the_handle_still_is_a_plain_actor_handle_to_ray(handle: Any) -> None:
     assert isinstance(handle, ActorHandle)
     ray.get(handle.write.remote("t", b"y" * LARGE))

@@ -8,7 +8,12 @@ reading process runs on the cache's node, it keeps an object-store ref of the
 hit: the actor's copy, or a copy of its own for a small value or a large one
 the actor holds pickled (written through from a worker or reloaded from
 disk), made by one ``ray.put`` at the first repeat hit, so that a repeat hit
-is a plain ``ray.get`` of ``(True, value)``. The next ``handle.read.remote(tag)``
+is a plain ``ray.get`` of ``(True, value)``. A large ``bytes`` value the actor
+holds pickled is kept in this process's memory instead (``Remembered.value``):
+its ref holds only the entry's identity and the actor's copy, and reads back
+here as that same immutable ``bytes`` object, with no copy of the value;
+anywhere else (the ref passed to a task), or once the memo has let the entry
+go, it reads back from the actor's copy. The next ``handle.read.remote(tag)``
 returns that ref, after checking that the entry's stamp in the shared generation
 file is unchanged and that the actor still holds its directory lock. Any
 write, eviction, removal or flush of the entry changes the stamp, so a
@@ -46,7 +51,8 @@ class Remembered:
 
     ``source`` is the stored pickle of a small value, or the actor's copy
     holding a large value's pickle; a copy of the reader's own is put at the
-    first repeat hit (a hit read once costs no copy).
+    first repeat hit (a hit read once costs no copy). ``value`` is that copy
+    when it is ``bytes`` read from the actor's copy: kept here, not put.
     """
 
     ref: ray.ObjectRef[Any] | None
@@ -54,15 +60,45 @@ class Remembered:
     size: int
     slot: int
     source: bytes | ray.ObjectRef[Any] | None = None
+    value: bytes | None = None
 
-    def value_ref(self) -> ray.ObjectRef[Any]:
+    def value_ref(self, actor_id: str, tag: str) -> ray.ObjectRef[Any]:
         """``ref``, making it from ``source`` first if need be."""
         if self.ref is None:
             source = self.source
             assert source is not None  # set whenever ref is not
-            hit = (True, pickle.loads(source)) if isinstance(source, bytes) else ray.get(source)
-            self.ref, self.source = ray.put(hit), None
+            if isinstance(source, bytes):
+                self.ref = ray.put((True, pickle.loads(source)))
+            else:
+                hit = ray.get(source)
+                if type(hit[1]) is bytes:  # immutable: every repeat hit here may return this very object
+                    self.value = hit[1]
+                    self.ref = ray.put(_SharedBytes(actor_id, tag, self.stamp, source))
+                else:
+                    self.ref = ray.put(hit)
+            self.source = None
         return self.ref
+
+
+class _SharedBytes:
+    """A repeat hit of a large ``bytes`` value: unpickles as ``(True, value)``, the value from the memo if it can."""
+
+    __slots__ = ("actor_id", "source", "stamp", "tag")
+
+    def __init__(self, actor_id: str, tag: str, stamp: Stamp, source: ray.ObjectRef[Any]) -> None:
+        self.actor_id, self.tag, self.stamp, self.source = actor_id, tag, stamp, source
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _load_shared_bytes, (self.actor_id, self.tag, self.stamp, self.source)
+
+
+def _load_shared_bytes(actor_id: str, tag: str, stamp: Stamp, source: ray.ObjectRef[Any]) -> tuple[bool, Any]:
+    memo = live_state.cache.memos.get(actor_id)
+    entry = None if memo is None else memo.entries.get(tag)
+    if entry is not None and entry.stamp == stamp and entry.value is not None:
+        return True, entry.value  # the same version of the entry (stamps change on every write)
+    hit: tuple[bool, Any] = ray.get(source)  # another process, or the memo let it go: the actor's copy
+    return hit
 
 
 @dataclass(slots=True)
@@ -170,7 +206,7 @@ def _lookup(actor_id: str, tag: str) -> tuple[ray.ObjectRef[Any] | None, list[st
         if memo.view.stamp_at(entry.slot) != entry.stamp:
             memo.forget(tag)
             return None, []
-        ref = entry.value_ref()
+        ref = entry.value_ref(actor_id, tag)
         memo.entries.move_to_end(tag)
         memo.touched.append(tag)
         if len(memo.touched) < TOUCH_BATCH and now - memo.last_touch < TOUCH_SECONDS:
