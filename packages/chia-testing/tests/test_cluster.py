@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from typing import Any
@@ -45,6 +46,16 @@ def test_nodes_are_named_with_their_resources_labels_and_loopback_addresses(clus
 def test_a_task_of_a_test_module_runs_on_the_named_node(cluster: LoopbackCluster) -> None:
     node, pids = ray.get(where_and_tagged.options(resources={"node_b": 0.01}).remote("chia-testing-no-such-tag"))
     assert (node, pids) == (cluster.node_ids["node_b"], [])
+
+
+@ray.remote(num_cpus=0)
+def metrics_setting() -> str | None:
+    return os.environ.get("RAY_enable_metrics_collection")  # noqa: SIM112 - Ray reads RAY_<config name>, case-sensitive
+
+
+def test_workers_of_test_clusters_export_no_ray_metrics(cluster: LoopbackCluster) -> None:
+    # Ray 2.55's metrics exporter thread can crash a worker; the tests read no Ray metric.
+    assert ray.get(metrics_setting.options(resources={"node_b": 0.01}).remote()) == "0"
 
 
 def test_the_same_shape_is_the_same_running_cluster(cluster: LoopbackCluster) -> None:

@@ -1,6 +1,7 @@
 """The pytest plugin of chia-testing, loaded through the ``pytest11`` entry point wherever it is installed.
 
-- Keeps Ray on loopback and its usage stats off (environment defaults, set before any conftest runs).
+- Keeps Ray on loopback and its usage stats and metrics export off (environment defaults, set before any
+  conftest runs).
 - Ships every collected test module to Ray workers by value: pytest's importlib mode imports test
   modules under names (``packages.chia-dispatch.tests...``) that no worker can import.
 - Fixture ``tagged``: a ``TaggedProcesses`` whose leftovers are SIGKILLed at teardown.
@@ -17,6 +18,10 @@ import os
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Ray 2.55's metrics exporter thread can crash a worker (SIGSEGV in OpenTelemetry's
+# TemporalMetricStorage::buildMetrics; seen killing the profile collector's actor in CI).
+# The tests read no Ray metric, so every cluster they start (and its workers) exports none.
+os.environ.setdefault("RAY_enable_metrics_collection", "0")
 
 import itertools
 import sys
