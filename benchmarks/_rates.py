@@ -24,6 +24,30 @@ def sequential_rate(submit: Callable[[], Any], fetch: Callable[[Any], Any], n: i
     return n / (time.perf_counter() - start)
 
 
+def interleaved_sequential_rates(
+    sides: Sequence[tuple[Callable[[], Any], Callable[[Any], Any]]], n: int, chunks: int, reverse: bool = False
+) -> list[float]:
+    """Each side's calls per second over ``n`` submit-then-fetch round trips, measured in ``chunks`` turns.
+
+    The sides take turns, a chunk of ``n / chunks`` round trips at a time
+    (``reverse``: the last side starts), so every side sees the same moments
+    of the run: a drift of the machine's speed, or work left over from an
+    earlier phase, falls on all sides alike rather than on whichever side ran
+    its whole ``n`` at that time.
+    """
+    per_chunk = max(1, n // chunks)
+    order = list(range(len(sides)))[:: -1 if reverse else 1]
+    elapsed = [0.0] * len(sides)
+    for _ in range(chunks):
+        for index in order:
+            submit, fetch = sides[index]
+            start = time.perf_counter()
+            for _ in range(per_chunk):
+                fetch(submit())
+            elapsed[index] += time.perf_counter() - start
+    return [per_chunk * chunks / seconds for seconds in elapsed]
+
+
 def paired_ratio(mine: Sequence[float], theirs: Sequence[float]) -> float:
     """Median of the rounds' own ratios ``mine[i] / theirs[i]`` (both sides measured back to back in round i)."""
     return statistics.median(a / b for a, b in zip(mine, theirs, strict=True))

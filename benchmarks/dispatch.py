@@ -2,7 +2,10 @@
 
 Runs in one Ray session with whole-CPU no-op tasks: a batch of N tasks
 submitted then gathered, and M sequential submit-and-get round trips, for raw
-Ray and for chia, alternating over several rounds. Prints the median
+Ray and for chia, alternating over several rounds. The round trips are taken
+in turns of M/8 per side, so that both sides' calls are spread over the same
+stretch of the round (a sequential rate drifts within seconds on a shared
+machine, and whatever the batches left running falls on both sides alike). Prints the median
 throughput of each, the ratio of those medians chia/raw (target: both >= 0.90)
 and the median of the rounds' own ratios: each round measures both sides
 back to back, so that ratio holds when the machine's speed drifts between
@@ -34,11 +37,14 @@ import ray
 from _rates import (  # benchmarks/ is on sys.path when run as a script
     HostSteal,
     batch_rate,
+    interleaved_sequential_rates,
     paired_ratio,
-    sequential_rate,
 )
 
 from chia.base.ChiaFunction import ChiaFunction, get
+
+SEQUENTIAL_CHUNKS = 8
+"""Turns per round in which raw and chia take their sequential round trips (``--sequential / 8`` calls each)."""
 
 
 @ray.remote(num_cpus=1)
@@ -90,7 +96,12 @@ def main() -> None:
         # Alternate who goes first so warm-up and drift do not favour a side.
         for name, submit, fetch in sides[:: 1 if round_index % 2 == 0 else -1]:
             results[f"{name} batch"].append(batch_rate(submit, fetch, args.batch))
-            results[f"{name} seq"].append(sequential_rate(submit, fetch, args.sequential))
+        # Round trips: the sides take turns in short chunks, so that both see the same moments.
+        rates = interleaved_sequential_rates(
+            [(submit, fetch) for _, submit, fetch in sides], args.sequential, SEQUENTIAL_CHUNKS, round_index % 2 == 1
+        )
+        for (name, _, _), rate in zip(sides, rates, strict=True):
+            results[f"{name} seq"].append(rate)
     medians = {name: statistics.median(values) for name, values in results.items()}
     label = ("chia (profiled)" if args.profile else "chia") + (" tagged" if args.tagged else "")
     tagged = ", every call tagged / named" if args.tagged else ""
