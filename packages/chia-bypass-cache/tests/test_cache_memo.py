@@ -167,7 +167,12 @@ def test_a_large_bytes_hit_is_shared_here_and_read_from_the_actor_elsewhere(hand
         result: tuple[bool, Any] = ray.get(refs[0])
         return result
 
+    @ray.remote(num_cpus=0)
+    def given(hit: tuple[bool, Any]) -> tuple[bool, Any]:
+        return hit
+
     assert ray.get(elsewhere.remote([again])) == (True, first)  # another process: from the actor's copy
+    assert ray.get(given.remote(again)) == (True, first)  # resolved by Ray as the task's argument
     ray.get(handle.write_pickled.remote("t", pickle.dumps(second)))
     assert ray.get(read_ref(handle, "t")) == (True, second)
     assert ray.get(again) == (True, first)  # a ref keeps the version it was made for
