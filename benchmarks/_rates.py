@@ -41,10 +41,7 @@ def interleaved_sequential_rates(
     for _ in range(chunks):
         for index in order:
             submit, fetch = sides[index]
-            start = time.perf_counter()
-            for _ in range(per_chunk):
-                fetch(submit())
-            elapsed[index] += time.perf_counter() - start
+            elapsed[index] += per_chunk / sequential_rate(submit, fetch, per_chunk)
     return [per_chunk * chunks / seconds for seconds in elapsed]
 
 

@@ -2,11 +2,11 @@
 
 Runs in one Ray session with whole-CPU no-op tasks: a batch of N tasks
 submitted then gathered, and M sequential submit-and-get round trips, for raw
-Ray and for chia, alternating over several rounds. The round trips are taken
-in turns of M/8 per side, so that both sides' calls are spread over the same
-stretch of the round (a sequential rate drifts within seconds on a shared
-machine, and whatever the batches left running falls on both sides alike). Prints the median
-throughput of each, the ratio of those medians chia/raw (target: both >= 0.90)
+Ray and for chia, alternating over several rounds. The round trips are
+taken in turns of M/8 per side, so that both sides' calls are spread over the
+same stretch of the round (a sequential rate drifts within seconds on a
+shared machine, and whatever the batches left running falls on both sides
+alike). Prints the median throughput of each, the ratio of those medians chia/raw (target: both >= 0.90)
 and the median of the rounds' own ratios: each round measures both sides
 back to back, so that ratio holds when the machine's speed drifts between
 rounds (raw Ray's sequential rate moved from 295 to 604 calls/s between two
