@@ -79,6 +79,7 @@ def reads_through_file_server(tag: str | None, data_path: str | None, x: int) ->
     return text.upper()
 
 
+@pytest.mark.ray_compat
 def test_bypassed_call_runs_the_provider_on_the_node_with_the_resource(write_yaml: WriteYaml, cluster: Any) -> None:
     bypass = Bypass(write_yaml("bypass:\n  simulate: true\n"))
     bypass.set_provider("simulate", provider)
@@ -129,6 +130,7 @@ def test_default_file_provider_returns_the_data_file_text(
     assert value_of(simulate.chia_remote(1)) == '{"score": 3}'
 
 
+@pytest.mark.ray_compat
 def test_provider_reads_files_through_the_file_server(
     write_yaml: WriteYaml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,6 +156,7 @@ def test_missing_provider_runs_for_real_with_one_warning(
     assert sum("'plain'" in record.getMessage() for record in caplog.records) == 1
 
 
+@pytest.mark.ray_compat
 def test_nested_dispatch_is_bypassed_and_follows_updates(write_yaml: WriteYaml, cluster: Any) -> None:
     bypass = Bypass(write_yaml("bypass:\n  simulate: true\n"))
     bypass.set_provider("simulate", provider)

@@ -79,6 +79,7 @@ def test_bad_sizes_and_units_are_refused(
         start_cache(size, str(tmp_path), units=units)
 
 
+@pytest.mark.ray_compat
 def test_actor_api_on_the_head_node(namespace: str, tmp_path: Path, cluster: Any) -> None:
     assert get_active_cache(namespace) is None
     handle = start_cache(2, str(tmp_path / "cache"), units="KB", namespace=namespace)
@@ -134,6 +135,7 @@ def test_lru_budget_and_oversized_values(namespace: str, tmp_path: Path) -> None
     assert ray.get(handle.keys.remote())[-1] == "k29"  # nothing evicted for the refused value
 
 
+@pytest.mark.ray_compat
 def test_values_of_every_size_round_trip_and_survive_restart(namespace: str, tmp_path: Path) -> None:
     values = {f"v{size}": os.urandom(size) for size in (1 << 10, 1 << 20, 32 << 20)}
     handle = start_cache(100, str(tmp_path / "cache"), units="MB", namespace=namespace)
@@ -197,6 +199,7 @@ def test_signed_cache_refuses_unsigned_entries(namespace: str, tmp_path: Path, m
     assert ray.get(handle.read.remote("signed")) == (False, None)
 
 
+@pytest.mark.ray_compat
 def test_restart_after_kill_picks_up_the_new_actor(namespace: str, tmp_path: Path) -> None:
     handle = start_cache(1, str(tmp_path / "cache"), units="MB", namespace=namespace)
     ray.get(handle.write.remote("kept", 42))
@@ -225,6 +228,7 @@ def test_is_cached_reads_the_rules_from_the_actor(namespace: str, tmp_path: Path
     assert not is_cached("disabled") and not is_cached("unlisted")
 
 
+@pytest.mark.ray_compat
 def test_reachable_from_another_job(namespace: str, tmp_path: Path, cluster: Any) -> None:
     handle = start_cache(1, str(tmp_path / "cache"), units="MB", namespace=namespace)
     ray.get(handle.write.remote("shared", [1, 2, 3]))

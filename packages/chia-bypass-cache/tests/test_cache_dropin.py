@@ -78,6 +78,7 @@ def _use_handle_in_task(store: Any, namespace: str) -> tuple[bool, Any, bool]:
     return wrote, ray.get(active.read.chia_remote("from-task")), type(active.actor) is ActorHandle
 
 
+@pytest.mark.ray_compat
 def test_started_handle_passes_into_tasks(namespace: str, tmp_path: Path) -> None:
     """The handle pickles into a task (it arrives as a Ray handle); ``get_active_cache()`` there gives ours."""
     store = start_cache(1, str(tmp_path / "cache"), units="MB", namespace=namespace)

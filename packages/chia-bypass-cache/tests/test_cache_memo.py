@@ -33,6 +33,7 @@ def handle(namespace: str, tmp_path: Path) -> Any:
     return start_cache(64, str(tmp_path / "cache"), units="MB", namespace=namespace)
 
 
+@pytest.mark.ray_compat
 @SIZES
 def test_repeat_hits_return_the_same_object_until_the_entry_changes(handle: Any, size: int) -> None:
     first, second = os.urandom(size), os.urandom(size)
@@ -79,6 +80,7 @@ def test_a_write_from_another_process_is_seen(handle: Any, namespace: str, size:
     assert ray.get(read_ref(handle, "t")) == (True, b"b" * size)
 
 
+@pytest.mark.ray_compat
 def test_a_killed_cache_is_not_served_from_the_memo(namespace: str, tmp_path: Path) -> None:
     handle: Any = start_cache(64, str(tmp_path / "cache"), units="MB", namespace=namespace)
     value = os.urandom(LARGE)
@@ -118,6 +120,7 @@ def test_memo_hits_count_and_keep_entries_recently_used(handle: Any) -> None:
     assert ray.get(handle.stats.remote())["hits"] == 1 + TOUCH_BATCH
 
 
+@pytest.mark.ray_compat
 @SIZES
 def test_readers_on_other_nodes_go_through_the_actor(handle: Any, namespace: str, size: int) -> None:
     ray.get(handle.write.remote("t", b"x" * size))

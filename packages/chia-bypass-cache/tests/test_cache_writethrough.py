@@ -105,6 +105,7 @@ def read(cache: Any, tag: str) -> tuple[bool, Any]:
     return result
 
 
+@pytest.mark.ray_compat
 def test_tagged_real_run_is_written_before_get_returns(cache: Any, cluster: Any) -> None:
     ref = expensive.options(_chia_tag="run1").chia_remote(5)
     assert isinstance(ref, ray.ObjectRef)
@@ -124,6 +125,7 @@ def test_tag_patterns_are_honoured(cache: Any) -> None:
     assert sorted(ray.get(cache.keys.remote())) == ["iter1", "iter2x"]
 
 
+@pytest.mark.ray_compat
 def test_refs_stay_plain_waitable_chainable_and_plain_ray_get_works(cache: Any) -> None:
     ref = expensive.options(_chia_tag="chain").chia_remote(7)
     ready, _ = ray.wait([ref], timeout=60)
@@ -133,6 +135,7 @@ def test_refs_stay_plain_waitable_chainable_and_plain_ray_get_works(cache: Any) 
     assert read(cache, "chain")[0]
 
 
+@pytest.mark.ray_compat
 def test_cancelled_and_failed_calls_are_not_written(cache: Any) -> None:
     ref = sleeper.options(_chia_tag="cancelled").chia_remote(60)
     ray.cancel(ref, force=True)
@@ -143,6 +146,7 @@ def test_cancelled_and_failed_calls_are_not_written(cache: Any) -> None:
     assert ray.get(cache.keys.remote()) == []
 
 
+@pytest.mark.ray_compat
 def test_nested_calls_are_written_too(cache: Any) -> None:
     assert get(nested_outer.chia_remote(3)) == 4
     assert read(cache, "inner3") == (True, 4)

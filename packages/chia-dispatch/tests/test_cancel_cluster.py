@@ -138,6 +138,7 @@ def _start_trees(tagged: Any, node: str, *, foreground_new_session: bool) -> tup
     return ref, tag
 
 
+@pytest.mark.ray_compat
 @pytest.mark.parametrize("node", ["head", "node_b"])
 @pytest.mark.parametrize("foreground_new_session", [True, False])
 def test_cancel_kills_every_process_of_the_task_and_get_raises_cancelled(
@@ -164,6 +165,7 @@ def test_a_task_whose_subprocess_dies_before_ray_cancel_arrives_still_raises_can
     assert get(spawn_and_return.chia_remote(2)) == [0, 0]  # tasks nobody cancels still return
 
 
+@pytest.mark.ray_compat
 def test_force_cancel_kills_the_tree_and_the_worker(tagged: Any) -> None:
     ref, tag = _start_trees(tagged, "node_b", foreground_new_session=False)
     chia_cancel(ref, force=True, grace=5.0)
@@ -177,6 +179,7 @@ def test_chia_cancel_is_reexported_from_chia_function() -> None:
     assert "chia_cancel" in chia_function_module.__all__
 
 
+@pytest.mark.ray_compat
 def test_registry_lives_on_the_head_and_forgets_tasks_when_they_end(cluster: Any) -> None:
     refs = [spawn_and_return.options(resources={node: 0.01}).chia_remote(3) for node in ("head", "node_b")] * 10
     assert get(refs) == [[0, 0, 0]] * 20
@@ -267,6 +270,7 @@ def test_a_given_env_is_kept_and_gets_the_marker() -> None:
         assert set(environment) == {b"PATH", b"USER_SETTING", MARKER_VARIABLE.encode()}
 
 
+@pytest.mark.ray_compat
 def test_kill_all_tracked_kills_every_tracked_tree_of_the_job(tagged: Any) -> None:
     started = [_start_trees(tagged, node, foreground_new_session=True) for node in ("head", "node_b")]
     registry = get_registry()

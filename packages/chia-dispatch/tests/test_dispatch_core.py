@@ -24,7 +24,7 @@ from chia.base.ChiaFunction import (
     get,
 )
 
-pytestmark = pytest.mark.usefixtures("cluster")
+pytestmark = [pytest.mark.ray_compat, pytest.mark.usefixtures("cluster")]
 
 
 @ChiaFunction(num_cpus=1)

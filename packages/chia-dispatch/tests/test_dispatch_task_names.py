@@ -59,6 +59,7 @@ def collect_names(refs: list[Any]) -> list[str]:
     return [found[ref.task_id().hex()] for ref in refs]
 
 
+@pytest.mark.ray_compat
 def test_tagged_calls_name_their_ray_tasks() -> None:
     refs = [
         simulate.chia_remote(8, _chia_tag="sim_c8_k128"),  # type: ignore[call-arg]

@@ -85,6 +85,7 @@ def relayed_count() -> int:
     return stats["relayed"]
 
 
+@pytest.mark.ray_compat
 @pytest.mark.parametrize(
     ("source", "target", "relayed"),
     [
@@ -135,6 +136,7 @@ def test_num_returns_above_one_falls_back_to_direct_dispatch_with_one_warning() 
     assert relayed_count() == before
 
 
+@pytest.mark.ray_compat
 def test_chia_cancel_reaches_a_relayed_task_and_its_subprocesses(tagged: Any) -> None:
     tag = tagged.new_tag("chia-proxy-cancel")
     assert get(nested_cancel.options(resources={"tun": 0.01}).chia_remote("lan", tag)) == "cancelled"
@@ -164,6 +166,7 @@ DRIVER = textwrap.dedent(
 )
 
 
+@pytest.mark.ray_compat
 def test_one_proxy_per_job_removed_when_the_job_ends(cluster: Any) -> None:
     driver = subprocess.run(
         [sys.executable, "-c", DRIVER, cluster.cluster.address],

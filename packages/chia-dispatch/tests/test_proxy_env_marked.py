@@ -48,6 +48,7 @@ def test_only_the_envtun_node_carries_the_variables(cluster: LoopbackCluster) ->
         assert marked is (name == "envtun")
 
 
+@pytest.mark.ray_compat
 @pytest.mark.parametrize(
     ("source", "target", "relayed"),
     [

@@ -32,6 +32,7 @@ def tracked_of(refs: list[Any]) -> list[TrackedRef]:
     return [TrackedRef(ref) for ref in refs]
 
 
+@pytest.mark.ray_compat
 def test_ready_and_pending_mirror_ray_wait() -> None:
     done = [after.chia_remote(0, i) for i in range(4)]
     slow = [after.chia_remote(120, i) for i in range(3)]
@@ -48,6 +49,7 @@ def test_ready_and_pending_mirror_ray_wait() -> None:
         ray.cancel(ref, force=True)
 
 
+@pytest.mark.ray_compat
 def test_timeouts_return_partial_results_and_none_waits() -> None:
     slow = TrackedRef(after.chia_remote(120, 0))
     fast = TrackedRef(after.chia_remote(0.5, 1))
@@ -103,6 +105,7 @@ def test_wrong_types_are_rejected() -> None:
         TrackedRef(42)  # type: ignore[arg-type]
 
 
+@pytest.mark.ray_compat
 def test_nothing_is_resubmitted_on_a_healthy_busy_cluster(capsys: pytest.CaptureFixture[str]) -> None:
     """Running tasks and tasks queued for CPUs grow old, but none is stuck (real state API)."""
     stuck._querier = None  # a fresh querier on the real state source
@@ -126,6 +129,7 @@ def never_runs() -> Any:  # its refs stay pending
     return None
 
 
+@pytest.mark.ray_compat
 @pytest.mark.parametrize(
     "pattern",
     [

@@ -47,6 +47,7 @@ COMMANDS = [
 ]
 
 
+@pytest.mark.ray_compat
 def test_every_command_works_with_the_token(cluster: StartedCluster) -> None:
     result = chia("status", "--address", cluster.address)
     assert result.returncode == 0, result.stderr
@@ -65,6 +66,7 @@ def test_a_wrong_token_is_an_authentication_error(cluster: StartedCluster, comma
     assert "not-the-token" not in result.stderr + result.stdout  # a secret never lands in the output
 
 
+@pytest.mark.ray_compat
 def test_a_missing_token_says_how_to_give_it(cluster: StartedCluster, tmp_path: Path) -> None:
     result = chia(
         "status", "--address", cluster.address, unset=("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"), env={"HOME": str(tmp_path)}

@@ -44,6 +44,7 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.ray_compat
 def test_embedded_ray_runs_the_script_profiles_it_and_stops(tmp_path: Path, run_chia: RunChia) -> None:
     script = write(tmp_path / "loop.py", LOOP_SCRIPT)
     out, profile = tmp_path / "out.json", tmp_path / "profile"

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.usefixtures("no_collector")
 RunChia = Callable[..., subprocess.CompletedProcess[str]]
 
 
+@pytest.mark.ray_compat
 def test_status_lists_nodes_resources_and_actors(cluster: Any, tmp_path: Path) -> None:
     profiler.start_collector(log_dir=tmp_path)
     result = CliRunner().invoke(cli, ["status", "--json"])

@@ -23,6 +23,7 @@ def knobs(cluster: Any) -> Iterator[list[str]]:
     ray.kill(ray.get_actor("cli_knobs", namespace="chia-ops-kv"))
 
 
+@pytest.mark.ray_compat
 def test_kv_get_set_list_delete(knobs: list[str]) -> None:
     runner = CliRunner()
     got = runner.invoke(cli, ["kv", "get", "num_parallel", *knobs])
@@ -75,6 +76,7 @@ def running_cache(cluster: Any, tmp_path: Path) -> Iterator[Any]:
     cache.stop_cache(namespace="chia-ops-cache")
 
 
+@pytest.mark.ray_compat
 def test_cache_ls_stats_evict_clear(running_cache: Any) -> None:
     ray.get([running_cache.write.remote(tag, tag * 100) for tag in ("a", "b", "c")])
     runner = CliRunner()

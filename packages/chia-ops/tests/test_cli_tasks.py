@@ -69,6 +69,7 @@ def tree_pids(tag: str) -> set[int]:
     return set(tagged_pids(f"{tag}-child")) | set(tagged_pids(f"{tag}-grandchild"))
 
 
+@pytest.mark.ray_compat
 def test_status_shows_tasks_with_tag_node_state_age_and_process_tree(
     cluster: Any, run_chia: RunChia, tagged: TaggedProcesses
 ) -> None:
@@ -107,6 +108,7 @@ def test_status_shows_tasks_with_tag_node_state_age_and_process_tree(
         ray.cancel(pending_ref, force=True)
 
 
+@pytest.mark.ray_compat
 def test_cancel_by_tag_pattern_kills_those_trees_only(cluster: Any, run_chia: RunChia, tagged: TaggedProcesses) -> None:
     tag = tagged.new_tag("cx")
     *group, solo = start_trees(

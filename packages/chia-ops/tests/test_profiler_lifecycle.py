@@ -53,6 +53,7 @@ def test_start_is_idempotent_and_stop_unregisters(tmp_path: Path) -> None:
     assert {record["kind"] for record in records} == {"submit", "run"}
 
 
+@pytest.mark.ray_compat
 def test_collector_is_pinned_to_the_head_node(cluster: Any, tmp_path: Path) -> None:
     handle = profiler.start_collector(log_dir=tmp_path)
     info = ray.get(handle.info.remote())

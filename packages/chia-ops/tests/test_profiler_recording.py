@@ -88,6 +88,7 @@ def calls_of(data: export.ProfileData, name: str) -> list[export.CallRecord]:
     return [call for call in data.calls if call.function.endswith(f".{name}")]
 
 
+@pytest.mark.ray_compat
 def test_profiling_does_not_change_what_user_code_sees(runs: tuple[dict[str, Any], dict[str, Any], Path]) -> None:
     plain, profiled, _ = runs
     assert profiled == plain
@@ -95,6 +96,7 @@ def test_profiling_does_not_change_what_user_code_sees(runs: tuple[dict[str, Any
     assert plain["waited"] == ["ObjectRef"] and plain["ray_get"] == 20 and plain["local"] == 40
 
 
+@pytest.mark.ray_compat
 def test_remote_calls_record_node_worker_times_and_resources(data: export.ProfileData, cluster: Any) -> None:
     produced = [call for call in calls_of(data, "produce") if call.remote]
     consumed = [call for call in calls_of(data, "consume") if call.remote and call.caller is None]
@@ -110,6 +112,7 @@ def test_remote_calls_record_node_worker_times_and_resources(data: export.Profil
     assert sorted(str(call.tag) for call in produced) == ["None", "iter0"]
 
 
+@pytest.mark.ray_compat
 def test_objectref_arguments_become_dependency_edges(data: export.ProfileData) -> None:
     (first,) = [call for call in calls_of(data, "produce") if call.remote and call.tag is None]
     consumers = [call for call in calls_of(data, "consume") if call.caller is None and call.remote]

@@ -75,6 +75,7 @@ def _live_pg_ids() -> set[str]:
     return {pg_id for pg_id, info in placement_group_table().items() if info["state"] != "REMOVED"}
 
 
+@pytest.mark.ray_compat
 def test_every_dispatch_of_every_member_lands_on_the_bundle_node(cluster: Any) -> None:
     with SimulatorNode("sim-1") as node:
         assert node.owns_placement_group and node.placement_group is not None
@@ -107,6 +108,7 @@ def test_the_class_attribute_stays_unpinned(cluster: Any) -> None:
     assert set(elsewhere) == {cluster.node_ids["node_a"]}
 
 
+@pytest.mark.ray_compat
 def test_members_follow_a_given_placement_group_which_the_node_never_removes(cluster: Any) -> None:
     pg = ray.util.placement_group([{"CPU": 1, "node_a": 0.5}, {"CPU": 1, "node_b": 0.5}], strategy="SPREAD")
     ray.get(pg.ready())
@@ -186,6 +188,7 @@ def test_a_self_reserved_placement_group_is_released_on_close_and_the_node_stops
     assert node.simulate(7) == ("closing", _node_id())  # local calls still work, binding self
 
 
+@pytest.mark.ray_compat
 def test_waiting_for_an_impossible_bundle_times_out_without_leaking(cluster: Any) -> None:
     before = _live_pg_ids()
     with pytest.raises(TimeoutError, match=r"SimulatorNode.*'no_such_accelerator': 1.*pg_ready_timeout_s=1"):
@@ -230,6 +233,7 @@ def test_a_member_that_does_not_fit_warns_at_construction_and_raises_at_dispatch
         node.close()
 
 
+@pytest.mark.ray_compat
 def test_task_options_co_locate_an_actor_with_the_members(cluster: Any) -> None:
     @ray.remote(num_cpus=0)
     class Probe:
@@ -269,6 +273,7 @@ def test_a_static_member_is_called_locally_without_the_node(cluster: Any) -> Non
         assert pinned.chia_remote_blocking(5) == _pinned_node(node)
 
 
+@pytest.mark.ray_compat
 def test_a_pickled_copy_pins_like_the_original_but_never_owns(cluster: Any) -> None:
     with SimulatorNode("copied") as node:
         copy = pickle.loads(_cloudpickle_dumps(node))  # how Ray ships a node into a task

@@ -12,6 +12,7 @@ from chia.base.chia_kv_store import get_or_create_kv_store, main, query_kv
 from chia_testing import free_port
 
 
+@pytest.mark.ray_compat
 def test_an_operator_sets_and_reads_a_knob_of_a_running_pipeline(
     cluster: Any, kv_name: tuple[str, str], run_cli: Any
 ) -> None:

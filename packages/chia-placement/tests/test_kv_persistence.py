@@ -45,6 +45,7 @@ def test_a_store_recreated_after_its_actor_was_killed_has_the_last_values(
     assert ray.get(again.items.remote()) == {"num_parallel": 6, "stage": "warmup", "new_knob": "on"}
 
 
+@pytest.mark.ray_compat
 def test_a_crashed_store_is_restarted_by_ray_with_its_values(kv_name: tuple[str, str], tmp_path: Path) -> None:
     name, namespace = kv_name
     store: Any = get_or_create_kv_store(name, namespace, persist_path=tmp_path / "knobs.pickle", num_parallel=2)

@@ -35,6 +35,7 @@ def test_defaults_apply_only_when_the_store_is_created(kv_name: tuple[str, str])
     assert ray.get(second.items.remote()) == {"num_parallel": 8, "stage": "warmup"}
 
 
+@pytest.mark.ray_compat
 def test_the_store_is_pinned_to_the_calling_node(cluster: Any, kv_name: tuple[str, str]) -> None:
     name, namespace = kv_name
     get_or_create_kv_store(name, namespace)
@@ -53,6 +54,7 @@ def test_attach_finds_an_existing_store_and_names_a_missing_one(kv_name: tuple[s
     assert query_kv(attach_kv_store(name, namespace), "flag") is True
 
 
+@pytest.mark.ray_compat
 def test_two_drivers_racing_to_create_get_the_same_store(
     cluster: Any, kv_name: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -111,6 +113,7 @@ def test_query_kv_with_no_handle_returns_the_default() -> None:
     assert query_kv(None, "num_parallel", default=3) == 3
 
 
+@pytest.mark.ray_compat
 def test_query_kv_on_a_dead_store_returns_the_default(kv_name: tuple[str, str], actor_gone: Any) -> None:
     store: Any = get_or_create_kv_store(*kv_name, num_parallel=4)
     ray.kill(store)
@@ -120,6 +123,7 @@ def test_query_kv_on_a_dead_store_returns_the_default(kv_name: tuple[str, str], 
     assert time.monotonic() - started < GROSS_BOUND_S
 
 
+@pytest.mark.ray_compat
 def test_query_kv_on_a_hung_store_returns_the_default_within_its_timeout(kv_name: tuple[str, str]) -> None:
     class TakesAnHourToArrive:
         """Unpickling it on the store's only thread wedges the store."""

@@ -234,6 +234,7 @@ def test_output_parsers_find_the_answer_and_failures() -> None:
     assert parse_output("text", "  plain answer\n") == ("plain answer", True)
 
 
+@pytest.mark.ray_compat
 def test_the_agent_pickles_and_runs_on_a_ray_worker(
     ray_cluster: None, sim: BashTool, agent_bin: Path, report: Path
 ) -> None:

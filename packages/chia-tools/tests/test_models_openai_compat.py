@@ -248,6 +248,7 @@ def prompt_on_a_worker(llm: OpenAICompatLLM, message: str, tool: BashTool) -> tu
     return result.result, result.success
 
 
+@pytest.mark.ray_compat
 def test_the_llm_pickles_and_its_errors_cross_ray(deploy: Deployer, tmp_path: Path) -> None:
     config = ToolServerConfig(base_port=0, token=TOOL_TOKEN)
     sim = deploy(BashTool, "sim", work_dir=str(tmp_path), server_config=config)  # a ChiaTool in a Ray actor

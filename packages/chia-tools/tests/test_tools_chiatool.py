@@ -78,6 +78,7 @@ def echo(deploy_module: Deployer) -> EchoSetup:
     return tool
 
 
+@pytest.mark.ray_compat
 def test_setup_style_generates_init_and_serves_over_mcp(echo: EchoSetup, mcp: MCP) -> None:
     assert echo.url == f"http://127.0.0.1:{echo.port}/echo/mcp"
     assert mcp.tools(echo.url) == {
@@ -105,6 +106,7 @@ def test_explicit_init_style_with_reference_add_tool_call(deploy: Deployer, mcp:
     assert mcp.call(tool.url, "calc_add", {"a": 2, "b": 40}) == 42
 
 
+@pytest.mark.ray_compat
 def test_task_options_place_the_actor_and_busy_ports_are_skipped(deploy: Deployer, mcp: MCP) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -122,6 +124,7 @@ def test_task_options_place_the_actor_and_busy_ports_are_skipped(deploy: Deploye
         assert mcp.call(tool.url, "where_node", {}) == node_id
 
 
+@pytest.mark.ray_compat
 def test_stop_shuts_the_server_and_kills_the_actor(ray_cluster: object, mcp: MCP) -> None:
     tool = EchoSetup("stopme")
     url, actor = tool.url, tool._actor
@@ -134,6 +137,7 @@ def test_stop_shuts_the_server_and_kills_the_actor(ray_cluster: object, mcp: MCP
     tool.stop()  # idempotent
 
 
+@pytest.mark.ray_compat
 def test_tool_object_travels_to_other_ray_workers(echo: EchoSetup) -> None:
     @ray.remote
     def use(t: EchoSetup) -> Any:
@@ -180,6 +184,7 @@ def test_resolve_tool_url_rewrites_only_the_advertised_host(monkeypatch: pytest.
     assert resolve_tool_url(url) == "http://[::1]:8001/bash/mcp"
 
 
+@pytest.mark.ray_compat
 def test_tool_url_is_resolved_for_the_reading_node(monkeypatch: pytest.MonkeyPatch, mcp: MCP) -> None:
     with in_process(ToolServerConfig(base_port=0)):
         tool = EchoSetup("tunnel")

@@ -51,6 +51,7 @@ def test_requests_without_the_token_get_401(guarded: Ping, post_status: PostStat
     assert post_status(guarded.url, headers={**host, **guarded.auth_headers}) == 200
 
 
+@pytest.mark.ray_compat
 def test_mcp_client_with_the_token_works(guarded: Ping, mcp: MCP) -> None:
     assert guarded.auth_headers == {"Authorization": f"Bearer {TOKEN}"}
     assert mcp.call(guarded.url, "guarded_ping", {}, guarded.auth_headers) == "pong"

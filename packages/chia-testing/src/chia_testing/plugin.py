@@ -2,6 +2,8 @@
 
 - Keeps Ray on loopback and its usage stats and metrics export off (environment defaults, set before any
   conftest runs).
+- Registers the markers every package's tests use: ``slow`` (long fault and stress repetitions) and
+  ``ray_compat`` (the tests a package's oldest-Ray matrix cell runs: see ``RAY_COMPAT_MARKER``).
 - Ships every collected test module to Ray workers by value: pytest's importlib mode imports test
   modules under names (``packages.chia-dispatch.tests...``) that no worker can import.
 - Fixture ``tagged``: a ``TaggedProcesses`` whose leftovers are SIGKILLed at teardown.
@@ -36,6 +38,23 @@ from chia_testing._procs import TaggedProcesses
 _CLUSTER_MODULE = "chia_testing.cluster"
 # Set by chia_testing.cluster.cluster_fixture on the fixture function: the ClusterShape it starts.
 CLUSTER_SHAPE_ATTRIBUTE = "chia_cluster_shape"
+
+
+# The oldest-Ray cell of each package's hatch matrix runs `-m 'ray_compat and not slow'`: the tests
+# that drive the Ray surfaces chia relies on (core_worker.wait, the GCS client, the state API, internal
+# kv, `ray start` with token authentication, task naming, named/detached actors, placement groups).
+# The newest cell runs every test, marked or not.
+RAY_COMPAT_MARKER = "ray_compat"
+MARKERS = {
+    "slow": "long fault or stress repetitions (the newest-Ray matrix cell runs them)",
+    RAY_COMPAT_MARKER: "drives a Ray surface chia relies on: also run against the oldest supported Ray",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers shared by every package's tests (so `--strict-markers` accepts them)."""
+    for name, meaning in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
