@@ -135,7 +135,6 @@ def test_lru_budget_and_oversized_values(namespace: str, tmp_path: Path) -> None
     assert ray.get(handle.keys.remote())[-1] == "k29"  # nothing evicted for the refused value
 
 
-@pytest.mark.ray_compat
 def test_values_of_every_size_round_trip_and_survive_restart(namespace: str, tmp_path: Path) -> None:
     values = {f"v{size}": os.urandom(size) for size in (1 << 10, 1 << 20, 32 << 20)}
     handle = start_cache(100, str(tmp_path / "cache"), units="MB", namespace=namespace)

@@ -83,7 +83,6 @@ def stored_version(tag: str, payload: bytes) -> str:
     return version.decode()
 
 
-@pytest.mark.ray_compat
 def test_store_killed_mid_write_loses_nothing_acknowledged(tmp_path: Path) -> None:
     directory = str(tmp_path / "cache")
     # tag -> the versions it may hold: the last acknowledged one (None: removed or never written) and one in flight

@@ -80,7 +80,6 @@ def test_a_write_from_another_process_is_seen(handle: Any, namespace: str, size:
     assert ray.get(read_ref(handle, "t")) == (True, b"b" * size)
 
 
-@pytest.mark.ray_compat
 def test_a_killed_cache_is_not_served_from_the_memo(namespace: str, tmp_path: Path) -> None:
     handle: Any = start_cache(64, str(tmp_path / "cache"), units="MB", namespace=namespace)
     value = os.urandom(LARGE)

@@ -165,7 +165,6 @@ def test_a_task_whose_subprocess_dies_before_ray_cancel_arrives_still_raises_can
     assert get(spawn_and_return.chia_remote(2)) == [0, 0]  # tasks nobody cancels still return
 
 
-@pytest.mark.ray_compat
 def test_force_cancel_kills_the_tree_and_the_worker(tagged: Any) -> None:
     ref, tag = _start_trees(tagged, "node_b", foreground_new_session=False)
     chia_cancel(ref, force=True, grace=5.0)
@@ -270,7 +269,6 @@ def test_a_given_env_is_kept_and_gets_the_marker() -> None:
         assert set(environment) == {b"PATH", b"USER_SETTING", MARKER_VARIABLE.encode()}
 
 
-@pytest.mark.ray_compat
 def test_kill_all_tracked_kills_every_tracked_tree_of_the_job(tagged: Any) -> None:
     started = [_start_trees(tagged, node, foreground_new_session=True) for node in ("head", "node_b")]
     registry = get_registry()

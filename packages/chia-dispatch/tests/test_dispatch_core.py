@@ -24,7 +24,7 @@ from chia.base.ChiaFunction import (
     get,
 )
 
-pytestmark = [pytest.mark.ray_compat, pytest.mark.usefixtures("cluster")]
+pytestmark = pytest.mark.usefixtures("cluster")
 
 
 @ChiaFunction(num_cpus=1)
@@ -101,6 +101,7 @@ def test_local_call_runs_in_process_and_keeps_metadata() -> None:
     assert dict(add.chia_options) == {"num_cpus": 1}
 
 
+@pytest.mark.ray_compat
 def test_chia_remote_returns_a_real_object_ref_run_on_a_worker() -> None:
     ref = whoami.chia_remote()
     assert isinstance(ref, ray.ObjectRef)
@@ -120,6 +121,7 @@ def test_refs_chain_into_other_calls_as_values() -> None:
     assert get(ChiaCallRemote(add, 5, y=6)) == 11
 
 
+@pytest.mark.ray_compat
 def test_ray_cancel_works_on_chia_refs() -> None:
     ref = sleep_for.chia_remote(600)
     ray.cancel(ref, force=True)
@@ -181,6 +183,7 @@ def test_decorated_functions_pickle_with_the_standard_library() -> None:
     assert copy(1) == 2 and get(copy.chia_remote(2)) == 3
 
 
+@pytest.mark.ray_compat
 def test_custom_resources_are_honoured_across_nodes(cluster: Any) -> None:
     node_b = cluster.node_ids["node_b"]
     head = cluster.node_ids["head"]
@@ -191,6 +194,7 @@ def test_custom_resources_are_honoured_across_nodes(cluster: Any) -> None:
     assert {node for _, node in get([moved.chia_remote() for _ in range(5)])} == {node_b}
 
 
+@pytest.mark.ray_compat
 def test_get_shapes_callbacks_and_timeout() -> None:
     refs = [add.chia_remote(i, i) for i in range(4)]
     assert get(refs) == [0, 2, 4, 6]
@@ -234,6 +238,7 @@ def test_export_happens_once_per_function_not_per_call() -> None:
     assert CountsPickling.pickled == 1
 
 
+@pytest.mark.ray_compat
 def test_chia_actor_wraps_methods_and_pickles() -> None:
     raw = Counter.remote()  # type: ignore[attr-defined]  # ray.remote keeps the class type
     store = chia_actor(raw)

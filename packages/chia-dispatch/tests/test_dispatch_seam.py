@@ -147,7 +147,6 @@ def test_wrappers_see_the_tag_of_calls_without_context(
     assert get(refs) == [("report_current_call", tag, True) for tag in tags]
 
 
-@pytest.mark.ray_compat
 def test_nested_dispatch_carries_wrappers_to_the_inner_worker(
     removers: list[Callable[[], None]], tmp_path: Path
 ) -> None:

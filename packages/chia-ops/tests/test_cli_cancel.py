@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import ray
 from click.testing import CliRunner
 
@@ -32,7 +31,6 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-@pytest.mark.ray_compat
 def test_cancel_all_kills_tracked_subprocesses(cluster: Any, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     ref = run_sleeper.chia_remote(str(pid_file))

@@ -108,7 +108,6 @@ def test_status_shows_tasks_with_tag_node_state_age_and_process_tree(
         ray.cancel(pending_ref, force=True)
 
 
-@pytest.mark.ray_compat
 def test_cancel_by_tag_pattern_kills_those_trees_only(cluster: Any, run_chia: RunChia, tagged: TaggedProcesses) -> None:
     tag = tagged.new_tag("cx")
     *group, solo = start_trees(

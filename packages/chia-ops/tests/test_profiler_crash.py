@@ -17,8 +17,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 from chia.trace import export
 from chia_testing import wait_until
 from chia_testing.ray_start import StartedCluster
@@ -59,7 +57,6 @@ def finished_tags(log_dir: Path) -> set[str]:
     return {call.tag for call in data.calls if call.tag and call.submitted is not None and call.status == "ok"}
 
 
-@pytest.mark.ray_compat
 def test_a_killed_drivers_profile_holds_the_calls_it_finished(cluster: StartedCluster, tmp_path: Path) -> None:
     script = tmp_path / "loop.py"
     script.write_text(DRIVER)

@@ -273,7 +273,6 @@ def test_a_static_member_is_called_locally_without_the_node(cluster: Any) -> Non
         assert pinned.chia_remote_blocking(5) == _pinned_node(node)
 
 
-@pytest.mark.ray_compat
 def test_a_pickled_copy_pins_like_the_original_but_never_owns(cluster: Any) -> None:
     with SimulatorNode("copied") as node:
         copy = pickle.loads(_cloudpickle_dumps(node))  # how Ray ships a node into a task

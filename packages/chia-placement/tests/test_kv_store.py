@@ -113,7 +113,6 @@ def test_query_kv_with_no_handle_returns_the_default() -> None:
     assert query_kv(None, "num_parallel", default=3) == 3
 
 
-@pytest.mark.ray_compat
 def test_query_kv_on_a_dead_store_returns_the_default(kv_name: tuple[str, str], actor_gone: Any) -> None:
     store: Any = get_or_create_kv_store(*kv_name, num_parallel=4)
     ray.kill(store)

@@ -170,7 +170,6 @@ def test_async_bash_timeout_kills_the_process_group(mcp: MCP, workdir: Path) -> 
         tool.stop()
 
 
-@pytest.mark.ray_compat
 def test_stopping_the_tool_kills_a_running_command(deploy: Deployer, mcp: MCP, workdir: Path) -> None:
     tool = deploy(AsyncBashTool, "stopper", work_dir=str(workdir))
     pidfile = workdir / "stopper.pid"

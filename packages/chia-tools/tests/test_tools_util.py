@@ -53,7 +53,6 @@ class Ingress:
         return int(self.sock.getsockname()[1])
 
 
-@pytest.mark.ray_compat
 def test_several_mcp_apps_share_one_asgi_app_in_an_actor(ray_cluster: object, mcp: MCP) -> None:
     ingress: Any = ray.remote(Ingress)
     actor = ingress.options(num_cpus=0).remote()
