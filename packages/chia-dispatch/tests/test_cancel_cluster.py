@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from typing import Any
@@ -100,19 +101,42 @@ def spawn_with_reports_held(tag: str) -> str:
     if reporter._registry is None:  # a worker's first report is delivered synchronously, not queued
         reporter._registry = get_registry()
     holding = threading.Event()
+    pid_file = os.path.join(tempfile.gettempdir(), f"{tag}.pid")  # the tree's bash writes its pid first
+
+    def seen_or_already_killed() -> bool:
+        # The driver kills the tree as soon as it sees it: on a loaded machine, before this thread
+        # polled it. The tree's bash, which carries the job's marker too, is then gone (or a zombie:
+        # this worker reaps it only when its Popen returns, after the held report).
+        try:
+            with open(pid_file) as handle:
+                pid = int(handle.read())
+        except (OSError, ValueError):
+            return False  # not started, or the pid only half written
+        return len(tagged_pids(tag)) >= 3 or not _running(pid)
 
     def hold_reports() -> None:
         with reporter._condition:
             holding.set()
-            wait_until(lambda: len(tagged_pids(tag)) >= 3, timeout=120, interval=0.02, message="the held tree")
+            wait_until(seen_or_already_killed, timeout=120, interval=0.02, message="the held tree")
             wait_until(lambda: not tagged_pids(tag), timeout=120, interval=0.02, message="the held tree killed")
 
     holder = threading.Thread(target=hold_reports, daemon=True)
     holder.start()
     holding.wait()
-    subprocess.Popen(["bash", "-c", TREE.format(tag=tag)], start_new_session=True)  # its report waits for holder
+    # Popen returns only once the holder lets its spawn report through.
+    subprocess.Popen(["bash", "-c", f"echo $$ > {pid_file}; " + TREE.format(tag=tag)], start_new_session=True)
     holder.join()
+    os.unlink(pid_file)
     return "finished"
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie is not)."""
+    try:
+        state = _proc_file(pid, "stat").rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
 
 
 def _proc_file(pid: int, name: str) -> bytes:
