@@ -4,7 +4,8 @@ Each distribution requires every other chia distribution it uses in the one
 compatible-range style ``>=X.Y.Z,<next-breaking`` (the next minor in 0.x, the
 next major from 1.0), and that range contains the dependency's current
 version. The bump tests run the script for real on a copy of the packages'
-pyproject files; nothing here needs Ray.
+pyproject files; nothing here needs Ray. Also: each part's oldest-Ray hatch
+cell pins the lower bound of its Ray requirement.
 """
 
 from __future__ import annotations
@@ -101,6 +102,44 @@ def range_problems(root: Path) -> list[str]:
 
 def test_every_internal_range_holds_the_current_version_in_the_one_style() -> None:
     assert range_problems(ROOT) == []
+
+
+# Each part's hatch `test` matrix: the newest cell runs every test; the oldest pins the lower
+# bound of the part's Ray requirement (chia-dispatch's, for a part that takes Ray from it) and
+# runs the tests marked ray_compat. A drifted pin, or a selection that lost its marked tests,
+# would pass that cell while checking nothing about the Ray the part claims to support.
+OLDEST_SELECTION = "-m 'ray_compat and not slow'"
+
+
+def ray_lower_bound(projects: dict[str, dict[str, Any]], name: str) -> Version:
+    for _, written in requirements(projects[name]["project"]):
+        requirement = Requirement(written)
+        if requirement.name == "ray" and not requirement.marker:
+            (lower,) = (Version(spec.version) for spec in requirement.specifier if spec.operator == ">=")
+            return lower
+    return ray_lower_bound(projects, "chia-dispatch")
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_the_oldest_cell_pins_the_lower_bound_of_ray_and_runs_the_marked_tests(part: str) -> None:
+    projects = pyprojects(ROOT)
+    hatch = projects[part]["tool"]["hatch"]["envs"]["test"]
+    assert hatch["matrix"] == [{"python": ["3.11"], "ray": ["oldest", "newest"]}]
+    overrides = hatch["overrides"]["matrix"]["ray"]
+    (pin,) = overrides["dependencies"]
+    assert pin["if"] == ["oldest"]
+    pinned = Requirement(pin["value"])
+    assert pinned.name == "ray" and pinned.extras == {"default"}, pin
+    (exact,) = pinned.specifier
+    assert exact.operator == "==" and Version(exact.version) == ray_lower_bound(projects, part), pin
+    assert overrides["env-vars"] == [{"key": "PYTEST_ADDOPTS", "value": OLDEST_SELECTION, "if": ["oldest"]}]
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_every_part_has_marked_tests_in_several_modules(part: str) -> None:
+    tests = ROOT / "packages" / part / "tests"
+    marked = [path.name for path in sorted(tests.glob("test_*.py")) if "pytest.mark.ray_compat" in path.read_text()]
+    assert len(marked) >= 3, f"{part}: ray_compat tests only in {marked}"
 
 
 @pytest.fixture
