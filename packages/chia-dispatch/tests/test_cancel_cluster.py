@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -124,7 +125,9 @@ def spawn_with_reports_held(tag: str) -> str:
     holder.start()
     holding.wait()
     # Popen returns only once the holder lets its spawn report through.
-    subprocess.Popen(["bash", "-c", f"echo $$ > {pid_file}; " + TREE.format(tag=tag)], start_new_session=True)
+    subprocess.Popen(
+        ["bash", "-c", f"echo $$ > {shlex.quote(pid_file)}; " + TREE.format(tag=tag)], start_new_session=True
+    )
     holder.join()
     os.unlink(pid_file)
     return "finished"
