@@ -23,7 +23,7 @@ from chia.base._dispatch.proc_tree import MARKER_VARIABLE, ProcessId
 from chia.base._dispatch.registry import Spawn, TaskEnd, get_registry, job_marker_prefix
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.pid_registry import TrackedTask, cancel_tasks, chia_cancel, kill_all_tracked, tracked_tasks
-from chia_testing import tagged_pids, wait_until
+from chia_testing import running, tagged_pids, wait_until
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -113,7 +113,7 @@ def spawn_with_reports_held(tag: str) -> str:
                 pid = int(handle.read())
         except (OSError, ValueError):
             return False  # not started, or the pid only half written
-        return len(tagged_pids(tag)) >= 3 or not _running(pid)
+        return len(tagged_pids(tag)) >= 3 or not running(pid)
 
     def hold_reports() -> None:
         with reporter._condition:
@@ -131,15 +131,6 @@ def spawn_with_reports_held(tag: str) -> str:
     holder.join()
     os.unlink(pid_file)
     return "finished"
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie is not)."""
-    try:
-        state = _proc_file(pid, "stat").rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
 
 
 def _proc_file(pid: int, name: str) -> bytes:

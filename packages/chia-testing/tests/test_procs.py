@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chia_testing import TaggedProcesses, free_port, tagged_pids, wait_until
+from chia_testing import TaggedProcesses, free_port, running, tagged_pids, wait_until
 
 
 @pytest.fixture
@@ -33,6 +33,15 @@ def test_a_zombie_is_not_listed(sleeper: tuple[str, subprocess.Popen[bytes]]) ->
     process.kill()  # not reaped yet: a zombie until wait()
     wait_until(lambda: tagged_pids(tag) == [], message="the killed sleeper to leave the list")
     assert process.wait() == -9
+
+
+def test_running_until_killed_and_a_zombie_is_not_running(sleeper: tuple[str, subprocess.Popen[bytes]]) -> None:
+    _, process = sleeper
+    assert running(process.pid)
+    process.kill()  # not reaped yet: a zombie until wait()
+    wait_until(lambda: not running(process.pid), message="the killed sleeper to stop running")
+    assert process.wait() == -9
+    assert not running(process.pid)  # reaped: no /proc entry at all
 
 
 def test_kill_leftovers_kills_every_process_of_every_tag() -> None:

@@ -12,7 +12,6 @@ import json
 import os
 import pickle
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from chia.base.tools.BashTool import BashTool
 from chia.base.tools.ChiaTool import ToolServerConfig
 from chia.base.tools.serve import serve
 from chia.models.agent_cli import PRESETS, AgentCLILLM, AgentCLIPreset, codex_overrides, parse_output, render
+from chia_testing import running, wait_until
 
 STAND_IN = Path(__file__).resolve().with_name("agent_stand_in.py")
 TOKEN = "agent-cli-test-token-0123456789"
@@ -147,24 +147,6 @@ def test_claude_code_calls_only_the_tools_it_was_allowed(sim: BashTool, agent_bi
     assert result.result == "tool said: permission to use sim_run_command was denied"
 
 
-def gone(pid: int) -> bool:
-    """True once ``pid`` has exited (a zombie nobody reaped counts as exited)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
-def wait_until_gone(pids: list[int], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(gone(pid) for pid in pids):
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_timeout_kills_the_agent_and_everything_it_started(agent_bin: Path, report: Path, tmp_path: Path) -> None:
     pid_file = tmp_path / "pids.json"
     agent = AgentCLILLM("claude-code", env=stand_in_env(agent_bin, report), timeout_seconds=10)
@@ -173,7 +155,11 @@ def test_timeout_kills_the_agent_and_everything_it_started(agent_bin: Path, repo
     assert "[timed out after 10s: the agent's process group was killed]" in result.stderr
     assert '"type": "result"' in result.stream_result  # what it printed before hanging is kept
     pids = json.loads(pid_file.read_text())
-    assert wait_until_gone([pids["agent"], pids["grandchild"]])
+    wait_until(
+        lambda: not running(pids["agent"]) and not running(pids["grandchild"]),
+        timeout=60,
+        message="the agent and its grandchild to be gone",
+    )
 
 
 def test_a_missing_program_is_named() -> None:

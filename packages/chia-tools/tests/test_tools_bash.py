@@ -14,19 +14,10 @@ from chia.base.tools.AsyncBashTool import AsyncBashTool
 from chia.base.tools.BashTool import BashTool
 from chia.base.tools.ChiaTool import ToolServerConfig
 from chia.base.tools.serve import serve
-from chia_testing import wait_until
+from chia_testing import running, wait_until
 
 Deployer = Any
 MCP = Any
-
-
-def _process_gone(pid: int) -> bool:
-    """True once ``pid`` no longer runs (absent, or a zombie awaiting its reaper)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def _read_pid(path: Path) -> int:
@@ -94,7 +85,7 @@ def test_bash_timeout_kills_the_whole_process_group(bash: BashTool, mcp: MCP, wo
     out = mcp.call(bash.url, "sh_run_command", {"command": command})
     assert "timed out after 3s" in out
     child = _read_pid(pidfile)
-    wait_until(lambda: _process_gone(child), message=f"background child {child} to be gone")
+    wait_until(lambda: not running(child), message=f"background child {child} to be gone")
 
 
 def test_bash_output_is_capped_keeping_the_tail(bash: BashTool, mcp: MCP) -> None:
@@ -165,7 +156,7 @@ def test_async_bash_timeout_kills_the_process_group(mcp: MCP, workdir: Path) -> 
         assert result["done"] is True and result["exit_code"] < 0
         assert "timed out after 1s" in result["output"]
         child = _read_pid(pidfile)
-        wait_until(lambda: _process_gone(child), message=f"command {child} to be gone")
+        wait_until(lambda: not running(child), message=f"command {child} to be gone")
     finally:
         tool.stop()
 
@@ -177,4 +168,4 @@ def test_stopping_the_tool_kills_a_running_command(deploy: Deployer, mcp: MCP, w
     assert mcp.call(tool.url, "stopper_run", {"command": command, "wait_seconds": 0})["started"]
     child = _read_pid(pidfile)
     tool.stop()
-    wait_until(lambda: _process_gone(child), message=f"command {child} to die with its tool")
+    wait_until(lambda: not running(child), message=f"command {child} to die with its tool")

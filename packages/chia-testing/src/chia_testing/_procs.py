@@ -13,7 +13,22 @@ import os
 import signal
 import uuid
 
-_ZOMBIE = b"Z"
+_ENDED = (b"Z", b"X")  # a zombie awaiting its reaper, or a process being torn down
+
+
+def _state(pid: int | str) -> bytes | None:
+    """The state letter of /proc/PID/stat, or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):  # exited, or mid-exit
+        return None
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process: False once it has exited, a zombie not yet reaped included."""
+    state = _state(pid)
+    return state is not None and state not in _ENDED
 
 
 def tagged_pids(tag: str) -> list[int]:
@@ -32,11 +47,9 @@ def tagged_pids(tag: str) -> list[int]:
         try:
             with open(f"/proc/{name}/cmdline", "rb") as handle:
                 argv0 = handle.read().split(b"\0", 1)[0]
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                state = handle.read().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):  # exited between listdir and open, or mid-exit
+        except OSError:  # exited between listdir and open
             continue
-        if argv0.startswith(prefix) and state != _ZOMBIE:
+        if argv0.startswith(prefix) and running(int(name)):
             found.append(int(name))
     return found
 
