@@ -127,6 +127,26 @@ def test_warm_start_reads_the_checkpoint_not_the_records(tmp_path: Path, monkeyp
     assert restarted.quarantined == 1 and "t7" not in restarted
 
 
+def test_checkpoints_space_out_as_the_index_grows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A checkpoint rewrites the whole index: at a fixed interval each put would cost more the
+    # bigger the cache. After RECORDS records, or one record per SHARE entries if that is more.
+    monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", 4)
+    monkeypatch.setattr(cache_store, "CHECKPOINT_SHARE", 2)
+    store = EntryStore(str(tmp_path), 1 << 20)
+    checkpoint = tmp_path / CHECKPOINT_NAME
+    checkpointed_at: list[int] = []
+    for index in range(64):
+        before = checkpoint.stat().st_mtime_ns, checkpoint.stat().st_ino
+        store.put(f"t{index}", b"v")
+        if (checkpoint.stat().st_mtime_ns, checkpoint.stat().st_ino) != before:
+            checkpointed_at.append(index + 1)
+    assert checkpointed_at == [4, 8, 15, 29, 57]  # 16 checkpoints at a fixed interval of 4
+    store.close()
+    restarted = EntryStore(str(tmp_path), 1 << 20)  # 7 records after the last one, replayed
+    assert restarted.tags() == [f"t{index}" for index in range(64)]
+    restarted.close()
+
+
 def test_records_after_the_checkpoint_are_replayed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", 3)
     store = EntryStore(str(tmp_path), 1 << 20)

@@ -55,8 +55,12 @@ QUARANTINE_DIR = "quarantine"
 LOCK_WAIT_SECONDS = 30.0
 # A new segment is started once the active one holds this many bytes.
 SEGMENT_BYTES = 64 << 20
-# A checkpoint is written after this many records: a warm start replays at most that many.
+# A checkpoint is written after this many records, or after one record per CHECKPOINT_SHARE
+# entries of a bigger index: a checkpoint holds the whole index, so at a fixed interval every
+# put would cost more the bigger the cache (measured: 8 us a put at 10,000 entries, 100 us at
+# 300,000). A warm start replays at most that many records.
 CHECKPOINT_RECORDS = 4096
+CHECKPOINT_SHARE = 8
 # Segments are compacted once dead records take more than the live ones and at least this much.
 COMPACT_MIN_DEAD_BYTES = 4 << 20
 # The interpreter's thread switch interval while the index is built in the background.
@@ -214,7 +218,7 @@ class EntryStore:
         if legacy:
             self._migrate(names)
         self._enforce_budget(keep=None)
-        if checkpoint is None or self._since_checkpoint >= CHECKPOINT_RECORDS or legacy:
+        if checkpoint is None or self._checkpoint_due() or legacy:
             self._checkpoint()
         self._drop_dead_segments()
         if legacy:
@@ -548,8 +552,11 @@ class EntryStore:
         dead = self._log_bytes - self._total
         if dead > max(self._total, COMPACT_MIN_DEAD_BYTES):
             self._compact()
-        elif self._since_checkpoint >= CHECKPOINT_RECORDS:
+        elif self._checkpoint_due():
             self._checkpoint()
+
+    def _checkpoint_due(self) -> bool:
+        return self._since_checkpoint >= max(CHECKPOINT_RECORDS, len(self._entries) // CHECKPOINT_SHARE)
 
     def _compact(self) -> None:
         """Copy the live records of mostly dead segments to the active one, checkpoint, delete those segments."""
