@@ -5,12 +5,19 @@ One local Ray session (2 CPUs, whole-CPU tasks). For each size N:
 * **dispatch, profiling off / on**: a sweep of N tagged calls (``chia_remote``
   of a whole-CPU no-op, a distinct ``_chia_tag`` each) submitted, then
   gathered; calls per second, with and without the chia-ops collector, next to
-  the same sweep in raw Ray (``@ray.remote`` tasks named as tagged calls are),
-  which tells Ray's own growth from chia's;
+  the same sweep in raw Ray, once with its tasks named as tagged calls are
+  (``function[tag]``) and once unnamed, which tells Ray's own growth from
+  chia's. Ray keeps a metric series per task name in every process that
+  submits or runs the task, and collects them all every few seconds, so a
+  sweep of distinctly named tasks costs more per call the longer it is: the
+  same rows are measured again in a second Ray session started with
+  ``RAY_enable_metrics_collection=0`` (a child process of this script);
 * **profile on disk** and **load_profile**: the profiled sweep's log, bytes
   per call and the seconds ``load_profile`` takes to read it;
 * **chia_wait** over N refs (half finished, half pending, stuck detection
   armed, ``timeout=0``), next to ``ray.wait`` over the same refs;
+* **cache writes** of N entries into the cache's store, without Ray (the time
+  to fill the directory the warm-start rows open, one put after another);
 * **cache warm start** over N entries: the cache actor's background index
   load (its ``warm_start_ms``) and ``start_cache`` + a first read, minus the
   same over an empty directory; the actor's resident memory over an
@@ -35,6 +42,7 @@ import argparse
 import contextlib
 import fcntl
 import functools
+import json
 import math
 import os
 import pickle
@@ -125,10 +133,6 @@ def section(name: str) -> Iterator[None]:
     print(f"  ({name}: {time.perf_counter() - began:.0f} s, load {os.getloadavg()[0]:.1f})", flush=True)
 
 
-def best_of(action: Callable[[], Any], repeat: int) -> float:
-    return min(timed(action) for _ in range(repeat))
-
-
 def sweep(size: int) -> list[Any]:
     refs = [noop.chia_remote(_chia_tag=f"s{index}") for index in range(size)]  # type: ignore[call-arg]
     get(refs)
@@ -141,12 +145,20 @@ def raw_sweep(size: int) -> None:
     ray.get(refs)
 
 
-def dispatch_rows(sizes: list[int], root: Path, rows: dict[str, Row]) -> dict[int, list[Any]]:
+def raw_unnamed_sweep(size: int) -> None:
+    """The same sweep in raw Ray with Ray's default task names (one name for all)."""
+    refs = [raw_noop.remote() for _ in range(size)]
+    ray.get(refs)
+
+
+def dispatch_rows(sizes: list[int], root: Path, rows: dict[str, Row], *, unnamed: bool = True) -> dict[int, list[Any]]:
     """Sweeps with profiling off and on; keeps the finished refs for the wait row."""
     finished: dict[int, list[Any]] = {}
     sweep(200)  # warm up: workers, the function's export
     raw_sweep(200)
     for size in sizes:
+        if unnamed:
+            rows["dispatch, raw Ray unnamed"].values[size] = timed(functools.partial(raw_unnamed_sweep, size))
         rows["dispatch, raw Ray"].values[size] = timed(functools.partial(raw_sweep, size))
         began = time.perf_counter()
         finished[size] = sweep(size)
@@ -163,14 +175,39 @@ def dispatch_rows(sizes: list[int], root: Path, rows: dict[str, Row]) -> dict[in
         profile = export.load_profile(log)
         rows["load_profile"].values[size] = time.perf_counter() - began
         calls = len(profile.calls)
+        unnamed_rate = size / rows["dispatch, raw Ray unnamed"].values[size] if unnamed else float("nan")
         print(
-            f"  dispatch {size:>7}: raw Ray {size / rows['dispatch, raw Ray'].values[size]:7.0f} calls/s, "
+            f"  dispatch {size:>7}: raw Ray {unnamed_rate:7.0f} calls/s "
+            f"unnamed, {size / rows['dispatch, raw Ray'].values[size]:7.0f} named, "
             f"chia {size / seconds:7.0f} calls/s, profiled {size / profiled:7.0f} calls/s; "
             f"profile {os.path.getsize(log) / max(calls, 1):.0f} B/call over {calls} calls, "
             f"load_profile {rows['load_profile'].values[size]:.2f} s",
             flush=True,
         )
     return finished
+
+
+METRICS_OFF = {
+    "dispatch, raw Ray": "dispatch, raw Ray (Ray metrics off)",
+    "dispatch": "dispatch (Ray metrics off)",
+    "dispatch profiled": "dispatch profiled (Ray metrics off)",
+}
+"""The dispatch rows measured again in a Ray session without metrics, under these names."""
+
+
+def metrics_off_rows(sizes: list[int], rows: dict[str, Row]) -> None:
+    """The dispatch rows in a child process whose Ray session collects no metrics (Ray reads the variable at start)."""
+    command = [sys.executable, __file__, "--sizes", ",".join(map(str, sizes)), "--dispatch-only"]
+    environment = {**os.environ, "RAY_enable_metrics_collection": "0", "RAY_ADDRESS": "local"}
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=1800, check=False)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("  dispatch")]
+    for line in lines:
+        print(line.replace("  dispatch", "  dispatch (Ray metrics off)", 1), flush=True)
+    if result.returncode != 0 or not result.stdout.strip():
+        raise RuntimeError(f"the metrics-off pass failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+    measured: dict[str, dict[str, float]] = json.loads(result.stdout.strip().splitlines()[-1])
+    for name, values in measured.items():
+        rows[METRICS_OFF[name]].values.update({int(size): seconds for size, seconds in values.items()})
 
 
 def pending_calls(blocker: Any, have: list[Any], size: int) -> None:
@@ -183,8 +220,15 @@ def wait_rows(sizes: list[int], finished: dict[int, list[Any]], pending: list[An
         half = size // 2
         refs = finished[size][:half] + pending[: size - half]
         tracked = [TrackedRef(ref) for ref in refs]
-        raw = best_of(functools.partial(ray.wait, refs, num_returns=half, timeout=0), 5)
-        chia = best_of(functools.partial(chia_wait, tracked, num_returns=half, timeout=0, pending_timeout=3600), 5)
+        raw_call = functools.partial(ray.wait, refs, num_returns=half, timeout=0)
+        chia_call = functools.partial(chia_wait, tracked, num_returns=half, timeout=0, pending_timeout=3600)
+        raw, chia = math.inf, math.inf
+        for turn in range(15):  # alternating which goes first; the best of each (the noise is one-sided)
+            for side in (0, 1) if turn % 2 == 0 else (1, 0):
+                if side == 0:
+                    raw = min(raw, timed(raw_call))
+                else:
+                    chia = min(chia, timed(chia_call))
         rows["chia_wait"].values[size] = chia
         rows["ray.wait"].values[size] = raw
         print(f"  wait {size:>7}: ray.wait {raw * 1e3:8.2f} ms, chia_wait {chia * 1e3:8.2f} ms ({chia / raw:.2f})")
@@ -257,13 +301,16 @@ def cache_rows(sizes: list[int], root: Path, rows: dict[str, Row]) -> None:
     empties = [start_and_read(empty) for _ in range(3)]
     base_wall = statistics.median(wall for wall, _, _ in empties)
     base_rss = statistics.median(rss for _, _, rss in empties)
-    filled = 0
+    filled, filling = 0, 0.0
     for size in sizes:
         store = EntryStore(str(full), 4 << 30)  # filled in this process: Ray's call rate would dominate
+        began = time.perf_counter()
         for index in range(filled, size):
             store.put(f"entry-{index}", value)
+        filling += time.perf_counter() - began
         store.close()
         filled = size
+        rows["cache writes (store alone)"].values[size] = filling
         walls, indexes, memory = [], [], []
         for _ in range(3):
             wall, index_ms, rss = start_and_read(full)
@@ -319,12 +366,48 @@ def format_value(row: Row, size: int) -> str:
     return f"{value:+.3f} s" if row.unit == "+s" else f"{value:.2f} s"
 
 
+def new_rows() -> dict[str, Row]:
+    names = (
+        ("dispatch, raw Ray unnamed", "calls/s"),
+        ("dispatch, raw Ray", "calls/s"),
+        ("dispatch", "calls/s"),
+        ("dispatch profiled", "calls/s"),
+        *((name, "calls/s") for name in METRICS_OFF.values()),
+        ("profile size", "B/call"),
+        ("load_profile", "s"),
+        ("chia_wait", "ms"),
+        ("ray.wait", "ms"),
+        ("cache warm start", "s"),
+        ("cache start + first read", "+s"),
+        ("cache memory", "MB"),
+        ("cache writes (store alone)", "s"),
+        ("query_kv", "us"),
+        ("chia status", "s"),
+    )
+    return {name: Row(name, unit) for name, unit in names}
+
+
+def dispatch_only(sizes: list[int]) -> None:
+    """The child of :func:`metrics_off_rows`: the named dispatch rows, then their seconds as one JSON line."""
+    rows = new_rows()
+    with tempfile.TemporaryDirectory(prefix="chia-scale-") as directory:
+        dispatch_rows(sizes, Path(directory), rows, unnamed=False)
+    ray.shutdown()
+    print(json.dumps({name: rows[name].values for name in METRICS_OFF}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated sizes, smallest first")
+    parser.add_argument("--dispatch-only", action="store_true", help=argparse.SUPPRESS)  # the metrics-off pass
     args = parser.parse_args()
     sizes = sorted(int(text) for text in args.sizes.split(","))
     began = time.perf_counter()
+    rows = new_rows()
+    if not args.dispatch_only:
+        print(f"scale benchmark: sizes {sizes}, 2 CPUs; load {os.getloadavg()[0]:.1f}", flush=True)
+        with section("dispatch, Ray metrics off"):  # first, in its own Ray session, before this one starts
+            metrics_off_rows(sizes, rows)
     for attempt in range(3):  # on a loaded machine the local node can miss Ray's 30 s to start
         try:
             ray.init(address=os.environ.get("RAY_ADDRESS", "local"), num_cpus=2, include_dashboard=False)
@@ -333,24 +416,9 @@ def main() -> None:
             if attempt == 2:
                 raise
             print("  the local Ray node did not start in time; trying again", flush=True)
-    rows = {
-        name: Row(name, unit)
-        for name, unit in (
-            ("dispatch, raw Ray", "calls/s"),
-            ("dispatch", "calls/s"),
-            ("dispatch profiled", "calls/s"),
-            ("profile size", "B/call"),
-            ("load_profile", "s"),
-            ("chia_wait", "ms"),
-            ("ray.wait", "ms"),
-            ("cache warm start", "s"),
-            ("cache start + first read", "+s"),
-            ("cache memory", "MB"),
-            ("query_kv", "us"),
-            ("chia status", "s"),
-        )
-    }
-    print(f"scale benchmark: sizes {sizes}, 2 CPUs; load {os.getloadavg()[0]:.1f}", flush=True)
+    if args.dispatch_only:
+        dispatch_only(sizes)
+        return
     with tempfile.TemporaryDirectory(prefix="chia-scale-") as directory:
         root = Path(directory)
         with section("dispatch"):
