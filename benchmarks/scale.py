@@ -30,8 +30,8 @@ Each row ends with its growth between the two largest sizes: the exponent k of
 cost ~ N^k (1 = linear), and says "linear or better" (k <= 1.15, noise
 allowed) or "WORSE than linear". A cost that does not grow (k near 0, or
 too small to measure) is "flat". Prints a Markdown table for
-benchmarks/README.md. Took 22 minutes on this 2-core machine at load 17-30
-(other suites running); the 15-minute budget is for a quiet machine.
+benchmarks/README.md. Took 815-821 s on this 2-core machine with nothing else
+running (the budget is 15 minutes).
 
     python benchmarks/scale.py [--sizes 1000,10000,100000]
 """
