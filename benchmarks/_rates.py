@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -71,6 +72,15 @@ class HostSteal:
         share = stolen / total if total > 0 else 0.0
         verdict = "quiet" if share < 0.02 else "not quiet: ratios are less reliable"
         return f"CPU stolen by the host during the run: {share:.1%} of all CPU time ({verdict})"
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds every process on the machine has used (user, nice, system, irq, softirq), or None off Linux."""
+    ticks = _cpu_ticks()
+    if ticks is None:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, _steal = ticks
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_ticks() -> list[int] | None:

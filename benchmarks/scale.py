@@ -175,10 +175,9 @@ def dispatch_rows(sizes: list[int], root: Path, rows: dict[str, Row], *, unnamed
         profile = export.load_profile(log)
         rows["load_profile"].values[size] = time.perf_counter() - began
         calls = len(profile.calls)
-        unnamed_rate = size / rows["dispatch, raw Ray unnamed"].values[size] if unnamed else float("nan")
+        unnamed_rate = f"{size / rows['dispatch, raw Ray unnamed'].values[size]:7.0f} unnamed, " if unnamed else ""
         print(
-            f"  dispatch {size:>7}: raw Ray {unnamed_rate:7.0f} calls/s "
-            f"unnamed, {size / rows['dispatch, raw Ray'].values[size]:7.0f} named, "
+            f"  dispatch {size:>7}: raw Ray {unnamed_rate}{size / rows['dispatch, raw Ray'].values[size]:7.0f} named, "
             f"chia {size / seconds:7.0f} calls/s, profiled {size / profiled:7.0f} calls/s; "
             f"profile {os.path.getsize(log) / max(calls, 1):.0f} B/call over {calls} calls, "
             f"load_profile {rows['load_profile'].values[size]:.2f} s",
@@ -220,15 +219,15 @@ def wait_rows(sizes: list[int], finished: dict[int, list[Any]], pending: list[An
         half = size // 2
         refs = finished[size][:half] + pending[: size - half]
         tracked = [TrackedRef(ref) for ref in refs]
-        raw_call = functools.partial(ray.wait, refs, num_returns=half, timeout=0)
-        chia_call = functools.partial(chia_wait, tracked, num_returns=half, timeout=0, pending_timeout=3600)
-        raw, chia = math.inf, math.inf
+        sides: list[tuple[str, Callable[[], Any]]] = [
+            ("raw", functools.partial(ray.wait, refs, num_returns=half, timeout=0)),
+            ("chia", functools.partial(chia_wait, tracked, num_returns=half, timeout=0, pending_timeout=3600)),
+        ]
+        best = dict.fromkeys(("raw", "chia"), math.inf)
         for turn in range(15):  # alternating which goes first; the best of each (the noise is one-sided)
-            for side in (0, 1) if turn % 2 == 0 else (1, 0):
-                if side == 0:
-                    raw = min(raw, timed(raw_call))
-                else:
-                    chia = min(chia, timed(chia_call))
+            for side, call in sides if turn % 2 == 0 else sides[::-1]:
+                best[side] = min(best[side], timed(call))
+        raw, chia = best["raw"], best["chia"]
         rows["chia_wait"].values[size] = chia
         rows["ray.wait"].values[size] = raw
         print(f"  wait {size:>7}: ray.wait {raw * 1e3:8.2f} ms, chia_wait {chia * 1e3:8.2f} ms ({chia / raw:.2f})")
@@ -387,9 +386,8 @@ def new_rows() -> dict[str, Row]:
     return {name: Row(name, unit) for name, unit in names}
 
 
-def dispatch_only(sizes: list[int]) -> None:
+def dispatch_only(sizes: list[int], rows: dict[str, Row]) -> None:
     """The child of :func:`metrics_off_rows`: the named dispatch rows, then their seconds as one JSON line."""
-    rows = new_rows()
     with tempfile.TemporaryDirectory(prefix="chia-scale-") as directory:
         dispatch_rows(sizes, Path(directory), rows, unnamed=False)
     ray.shutdown()
@@ -417,7 +415,7 @@ def main() -> None:
                 raise
             print("  the local Ray node did not start in time; trying again", flush=True)
     if args.dispatch_only:
-        dispatch_only(sizes)
+        dispatch_only(sizes, rows)
         return
     with tempfile.TemporaryDirectory(prefix="chia-scale-") as directory:
         root = Path(directory)

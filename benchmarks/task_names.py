@@ -28,7 +28,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray
-from _rates import HostSteal  # benchmarks/ is on sys.path when run as a script
+from _rates import HostSteal, busy_cpu_seconds  # benchmarks/ is on sys.path when run as a script
 
 
 @ray.remote(num_cpus=1)
@@ -36,15 +36,8 @@ def raw_noop() -> None:
     return None
 
 
-def busy_seconds() -> float:
-    """CPU seconds every process on the machine has used (user, nice, system, irq, softirq)."""
-    with open("/proc/stat", encoding="ascii") as stat:
-        fields = [int(field) for field in stat.readline().split()[1:]]
-    return (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / os.sysconf("SC_CLK_TCK")
-
-
 def sweep(mode: str, size: int) -> None:
-    began, driver, machine = time.perf_counter(), time.process_time(), busy_seconds()
+    began, driver, machine = time.perf_counter(), time.process_time(), busy_cpu_seconds()
     if mode == "unnamed":
         refs = [raw_noop.remote() for _ in range(size)]
     else:
@@ -52,7 +45,8 @@ def sweep(mode: str, size: int) -> None:
     ray.get(refs)
     wall = time.perf_counter() - began
     driver_us = (time.process_time() - driver) / size * 1e6
-    machine_us = (busy_seconds() - machine) / size * 1e6
+    after = busy_cpu_seconds()
+    machine_us = float("nan") if machine is None or after is None else (after - machine) / size * 1e6
     print(
         f"  {mode:<11} {size:>7} tasks: {size / wall:6.0f} calls/s; per call {driver_us:5.0f} us of driver CPU, "
         f"{machine_us:5.0f} us of all CPU",

@@ -16,7 +16,7 @@ import uuid
 _ENDED = (b"Z", b"X")  # a zombie awaiting its reaper, or a process being torn down
 
 
-def _state(pid: int | str) -> bytes | None:
+def _state(pid: int) -> bytes | None:
     """The state letter of /proc/PID/stat, or None when the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
