@@ -77,6 +77,14 @@ def test_status_shows_tasks_with_tag_node_state_age_and_process_tree(
     head_ref, node_b_ref = start_trees((f"{tag}-a", run_tree, {}), (f"{tag}-b", run_tree, {"resources": {"node_b": 1}}))
     pending_ref = never_placed.options(_chia_tag=f"{tag}-p").chia_remote()
     try:
+        wait_until(  # Ray's state API lists a submitted task once its owner reports it, about a second later
+            lambda: _tasks.select(
+                _tasks.list_unfinished(cluster.address).tasks,
+                task_ids=[pending_ref.task_id().hex()],
+                states=["pending"],
+            ),
+            message="Ray's state API to list the pending task",
+        )
         result = run_chia("status", "--json", "--tag", f"{tag}-*", "--address", cluster.address)
         assert result.returncode == 0, result.stderr
         tasks = {task["tag"]: task for task in json.loads(result.stdout)["tasks"]}
