@@ -18,7 +18,10 @@ quiet runs on the project's machine).
 (target for that configuration: >= 0.80). ``--tagged`` gives every call its
 own tag (``_chia_tag``, so its Ray task is named ``chia_noop[t<i>]``) and
 every raw call the same kind of name (``.options(name="raw_noop[t<i>]")``):
-the cost of tags on task names against raw Ray naming its tasks.
+the cost of tags on task names against raw Ray naming its tasks. chia names
+at most ``CHIA_TAGGED_TASK_NAMES`` distinct tasks per process (10,000 by
+default; a long ``--tagged`` run passes that), so run it with
+``CHIA_TAGGED_TASK_NAMES=unlimited`` for every chia call to carry its tag.
 """
 
 from __future__ import annotations

@@ -2,11 +2,14 @@
 
 ``simulate[sim_c8_k128]`` in Ray's state API (``ray list tasks``, the dashboard,
 the timeline); ``_chia_display_name`` names the task too; an explicit ``name``
-option stays the user's.
+option stays the user's. Past ``CHIA_TAGGED_TASK_NAMES`` distinct names in a
+process (issue 18: Ray keeps a metric series per name), a new tag stays out of
+the name and reaches the job's pid registry instead.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +18,10 @@ import ray
 from ray.util.state import list_tasks
 
 from chia.base import dispatch_hooks
+from chia.base._dispatch import tags
 from chia.base.ChiaFunction import ChiaFunction, chia_actor, get
 from chia.base.dispatch_hooks import DispatchCall
+from chia.base.pid_registry import task_tags
 from chia_testing import wait_until
 
 pytestmark = pytest.mark.usefixtures("cluster")
@@ -104,3 +109,73 @@ def test_actor_method_calls_are_named_by_tag() -> None:
         assert collect_names([ref]) == ["add[a1]"]
     finally:
         ray.kill(actor)
+
+
+# --- past CHIA_TAGGED_TASK_NAMES: tags leave the names and go to the job's pid registry -----------------
+
+
+@pytest.fixture
+def name_limit(monkeypatch: pytest.MonkeyPatch) -> Callable[[int | None], None]:
+    """Give this process a fresh namer with the limit given, as CHIA_TAGGED_TASK_NAMES would at startup."""
+
+    def set_limit(limit: int | None) -> None:
+        monkeypatch.setattr(tags, "_namer", tags.TaskNamer(limit))
+
+    return set_limit
+
+
+def registry_tags(refs: list[Any], expected: dict[str, str]) -> None:
+    ids = [ref.task_id().hex() for ref in refs]
+    wait_until(lambda: task_tags(ids) == expected, message=f"the pid registry to hold the tags {expected}")
+
+
+def test_past_the_limit_tags_leave_task_names_for_the_registry(
+    name_limit: Callable[[int | None], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    name_limit(2)
+    with caplog.at_level(logging.WARNING, logger=tags.__name__):
+        refs = [simulate.chia_remote(i, _chia_tag=f"lim{i}") for i in range(4)]  # type: ignore[call-arg]
+        refs.append(simulate.chia_remote(9, _chia_tag="lim1"))  # type: ignore[call-arg]  # a name Ray has seen
+        refs.append(simulate.options(_chia_tag="lim5", _chia_display_name="shown").chia_remote(5))
+    assert get(refs) == [0, 1, 2, 3, 9, 5]
+    names = collect_names(refs)
+    assert names[:2] == ["simulate[lim0]", "simulate[lim1]"] and names[4] == "simulate[lim1]"
+    assert "[" not in names[2] and names[2].endswith("simulate") and names[3] == names[2]
+    assert names[5] == "shown"
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "2 distinct tagged task names" in warnings[0] and tags.LIMIT_ENV in warnings[0]
+    expected = {refs[i].task_id().hex(): tag for i, tag in ((2, "lim2"), (3, "lim3"), (5, "lim5"))}
+    registry_tags(refs, expected)
+
+
+def test_a_zero_limit_never_names_and_an_explicit_name_keeps_its_tag(name_limit: Callable[[int | None], None]) -> None:
+    name_limit(0)
+    refs = [
+        simulate.chia_remote(1, _chia_tag="zero"),  # type: ignore[call-arg]
+        simulate.chia_remote(2),
+    ]
+    assert get(refs) == [1, 2]
+    name_limit(None)  # no limit: the explicit name still wins, and its tag goes to the registry
+    refs.append(simulate.options(name="mine").chia_remote(3, _chia_tag="own"))  # type: ignore[call-arg]
+    assert get(refs[2]) == 3
+    names = collect_names(refs)
+    assert names[0] == names[1] and "[" not in names[0] and names[2] == "mine"
+    registry_tags(refs, {refs[0].task_id().hex(): "zero", refs[2].task_id().hex(): "own"})
+
+
+@pytest.mark.parametrize(
+    ("value", "limit"), [("", tags.DEFAULT_LIMIT), (" 0 ", 0), ("250", 250), ("unlimited", None), ("UNLIMITED", None)]
+)
+def test_the_limit_is_read_from_the_environment(value: str, limit: int | None) -> None:
+    assert tags.parse_limit(value) == limit
+
+
+@pytest.mark.parametrize("value", ["-1", "10k", "1e4", "none", "2.5"])
+def test_a_bad_limit_fails_the_first_tagged_call_naming_the_variable(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(tags.LIMIT_ENV, value)
+    monkeypatch.setattr(tags, "_namer", None)
+    with pytest.raises(ValueError, match=rf"CHIA_TAGGED_TASK_NAMES={value!r} is not valid: .*whole number >= 0"):
+        simulate.chia_remote(1, _chia_tag="bad")  # type: ignore[call-arg]
+    assert get(simulate.chia_remote(2)) == 2  # untagged calls never need the limit

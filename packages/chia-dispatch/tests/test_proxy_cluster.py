@@ -15,6 +15,7 @@ from chia.base._dispatch import job_actors
 from chia.base._dispatch import proxy as proxy_core  # a module: tasks of this file pickle their globals by value
 from chia.base.ChiaFunction import ChiaFunction, chia_cancel, get
 from chia.base.dispatch_proxy import should_proxy
+from chia.base.pid_registry import task_tags
 from chia_testing import tagged_pids, wait_until
 
 pytestmark = pytest.mark.usefixtures("cluster")
@@ -56,6 +57,18 @@ def nested_pairs(target: str) -> tuple[list[list[int]], bool]:
     dispatch: Any = pair.options(resources={target: 0.01}).chia_remote  # num_returns=2: a list of refs
     values = [get(dispatch(x)) for x in (1, 2, 3)]
     return values, proxy_core.route._warned_num_returns
+
+
+@ChiaFunction(num_cpus=0)
+def own_task_id() -> str | None:
+    return ray.get_runtime_context().get_task_id()
+
+
+@ChiaFunction(num_cpus=0)
+def nested_tagged(target: str, tag: str) -> tuple[str | None, bool]:
+    """From this worker, dispatch a call tagged ``tag`` to ``target``; its task id, and whether it was relayed."""
+    options: dict[str, Any] = {"num_cpus": 0, "resources": {target: 0.01}}
+    return get(own_task_id.options(**options, _chia_tag=tag).chia_remote()), should_proxy(options)
 
 
 @ChiaFunction(num_cpus=0)
@@ -105,6 +118,19 @@ def test_nested_dispatch_is_relayed_exactly_when_the_target_is_unreachable(
     assert value == 42
     assert decided is relayed
     assert relayed_count() - before == (1 if relayed else 0)
+
+
+@pytest.mark.parametrize(("source", "target", "relayed"), [("tun", "lan", True), ("lan", "head", False)])
+def test_tags_left_out_of_task_names_reach_the_registry_from_where_the_task_was_submitted(
+    source: str, target: str, relayed: bool
+) -> None:
+    tag = f"nested-{source}-{target}"
+    runtime_env = {"env_vars": {"CHIA_TAGGED_TASK_NAMES": "0"}}  # the nested caller never tags a task name
+    outer = nested_tagged.options(resources={source: 0.01}, runtime_env=runtime_env)
+    task_id, was_relayed = get(outer.chia_remote(target, tag))
+    assert task_id is not None and was_relayed is relayed
+    # Relayed, the proxy submitted the task: the tag went to the registry from there.
+    wait_until(lambda: task_tags([task_id]) == {task_id: tag}, message=f"the registry to hold the tag {tag}")
 
 
 def test_the_driver_never_relays() -> None:

@@ -57,15 +57,41 @@ def no_collector(cluster: StartedCluster) -> Iterator[None]:
     profiler.stop_collector()
 
 
+def chia_environment(env: dict[str, str] | None) -> dict[str, str]:
+    """This process's environment with ``env`` over it, without a RAY_ADDRESS that ``env`` does not give."""
+    environment = {**os.environ, **(env or {})}
+    environment.pop("RAY_ADDRESS", None)
+    if env and "RAY_ADDRESS" in env:
+        environment["RAY_ADDRESS"] = env["RAY_ADDRESS"]
+    return environment
+
+
 @pytest.fixture
 def run_chia() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the installed ``chia`` script in a subprocess (its own Ray driver)."""
 
     def run(*args: str, timeout: float = 120.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        environment = {**os.environ, **(env or {})}
-        environment.pop("RAY_ADDRESS", None)
-        if env and "RAY_ADDRESS" in env:
-            environment["RAY_ADDRESS"] = env["RAY_ADDRESS"]
+        environment = chia_environment(env)
         return subprocess.run([CHIA, *args], capture_output=True, text=True, timeout=timeout, env=environment)
 
     return run
+
+
+@pytest.fixture
+def start_chia() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start the installed ``chia`` script (pipes for stdin, stdout, stderr); whatever is left running is killed."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        pipe = subprocess.PIPE
+        process = subprocess.Popen(
+            [CHIA, *args], stdin=pipe, stdout=pipe, stderr=pipe, text=True, env=chia_environment(env)
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

@@ -11,6 +11,7 @@ import functools
 import json
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -114,6 +115,70 @@ def test_status_shows_tasks_with_tag_node_state_age_and_process_tree(
         for ref in (head_ref, node_b_ref):
             chia_cancel(ref, grace=1)
         ray.cancel(pending_ref, force=True)
+
+
+DRIVER = """
+import subprocess, sys
+from chia.base.ChiaFunction import ChiaFunction
+
+@ChiaFunction(num_cpus=0)
+def run_tree(tag: str) -> str:
+    subprocess.run(["bash", "-c", {tree!r}.format(tag=tag)])
+    return "finished"
+
+@ChiaFunction(num_cpus=0, resources={{"no_such_node": 1}})
+def never_placed() -> None:
+    pass
+
+tag = sys.argv[1]
+refs = [
+    run_tree.options(_chia_tag=f"{{tag}}-a").chia_remote(f"{{tag}}-a"),
+    run_tree.options(_chia_tag=f"{{tag}}-b", resources={{"node_b": 1}}).chia_remote(f"{{tag}}-b"),
+    never_placed.options(_chia_tag=f"{{tag}}-p").chia_remote(),
+]
+sys.stdin.readline()  # the test ends the run
+"""
+
+
+def test_tags_left_out_of_task_names_still_list_and_cancel_by_tag(
+    cluster: Any,
+    run_chia: RunChia,
+    start_chia: Callable[..., subprocess.Popen[str]],
+    tagged: TaggedProcesses,
+    tmp_path: Path,
+) -> None:
+    """A driver started with CHIA_TAGGED_TASK_NAMES=0 names no task by tag; chia finds the tags in its registry."""
+    tag = tagged.new_tag("lim")
+    script = tmp_path / "sweep.py"
+    script.write_text(DRIVER.format(tree=TREE))
+    driver = start_chia("run", "--address", cluster.address, str(script), tag, env={"CHIA_TAGGED_TASK_NAMES": "0"})
+    try:
+        for name in (f"{tag}-a", f"{tag}-b"):
+            wait_until(functools.partial(tagged_pids, f"{name}-grandchild"), message=f"the tree of {name} to start")
+        wanted = {f"{tag}-a": "running", f"{tag}-b": "running", f"{tag}-p": "pending"}
+        wait_until(
+            lambda: (
+                {t.tag: t.state for t in _tasks.list_unfinished(cluster.address).tasks if (t.tag or "").startswith(tag)}
+                == wanted
+                or None
+            ),
+            message="chia to list the three tasks by their tags",
+        )
+        result = run_chia("status", "--json", "--tag", f"{tag}-*", "--address", cluster.address)
+        assert result.returncode == 0, result.stderr
+        tasks = {task["tag"]: task for task in json.loads(result.stdout)["tasks"]}
+        assert {name: task["state"] for name, task in tasks.items()} == wanted
+        assert {tasks[f"{tag}-a"]["name"], tasks[f"{tag}-b"]["name"]} == {"run_tree"}  # no tag in Ray's names
+        assert tree_pids(f"{tag}-a") <= {process["pid"] for process in tasks[f"{tag}-a"]["processes"]}
+
+        b_tree = tree_pids(f"{tag}-b")
+        cancel = run_chia("cancel", "--tag", f"{tag}-a", "--grace", "1", "--yes", "--address", cluster.address)
+        assert cancel.returncode == 0, cancel.stderr
+        assert tree_pids(f"{tag}-a") == set() and tree_pids(f"{tag}-b") == b_tree
+    finally:
+        driver.communicate("\n", timeout=120)
+    assert driver.returncode == 0, driver.stderr
+    wait_until(lambda: not tree_pids(f"{tag}-b"), message="the job's end to kill what it left")
 
 
 def test_cancel_by_tag_pattern_kills_those_trees_only(cluster: Any, run_chia: RunChia, tagged: TaggedProcesses) -> None:

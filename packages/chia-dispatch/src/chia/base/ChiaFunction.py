@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, ov
 import ray
 import ray.cloudpickle
 
-from chia.base._dispatch import pid_tracking, reserved, seam
+from chia.base._dispatch import pid_tracking, reserved, seam, tags
 from chia.base._dispatch.named_submit import NamedSubmit
 from chia.base._dispatch.proxy import route as proxy_route
 from chia.base._dispatch.refs import ObjectRefCallback
@@ -349,7 +349,8 @@ class _Dispatcher:
             if preset.around is not None:  # setup and cleanup run on the worker: they travel with the call
                 kwargs = {**kwargs, _CTX_KEYWORD: (preset.tag, _NO_CONTEXT, preset.display_name, preset.around)}
                 base = self._variant(None, (), ships_context=True)
-            return self._send_named(base, preset.tag, preset.display_name, args, kwargs)
+            name, carried = self._task_name(preset.tag, preset.display_name)
+            return self._send_named(base, name, None if carried else preset.tag, args, kwargs)
         return self._submit_hooked(preset, args, kwargs)
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
@@ -358,23 +359,38 @@ class _Dispatcher:
             return
         _check_arguments(self._signature, self._qualname, args, kwargs)
 
+    def _task_name(self, tag: str | None, display_name: str | None) -> tuple[str | None, bool]:
+        """The call's Ray task name (None: the options' name or Ray's default), and whether it carries the tag."""
+        if not self._named_tasks:
+            return None, False
+        return tags.task_name(self._name, tag, display_name)
+
     def _send_named(
-        self, base: Any, tag: str | None, display_name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, base: Any, name: str | None, unnamed_tag: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        """Submit ``base`` (a root-level export) with this handle's overrides, under the call's task name."""
-        name = reserved.task_name(self._name, tag, display_name) if self._named_tasks else None
+        """Submit ``base`` (a root-level export) with this handle's overrides, under the task name ``name``.
+
+        ``unnamed_tag``: the call's tag when the name does not carry it; the
+        process that submits the task (this one, or the dispatch proxy it
+        relays through) sends it to the job's pid registry.
+        """
         if name is None and base is self._root._remote:
-            return self._send(self._remote, args, kwargs)
+            remote = self._remote if unnamed_tag is None else tags.Tagged(self._remote, unnamed_tag)
+            return self._send(remote, args, kwargs)
         submitter = self._submitters.get(id(base))
         if submitter is None or submitter.remote_function is not base:
             submitter = self._submitters[id(base)] = NamedSubmit(base, self._overrides)
         if proxy_route.maybe and proxy_route.should_relay(self._options):
-            return self._send(submitter.handle(name), args, kwargs)
+            handle = submitter.handle(name)
+            return self._send(handle if unnamed_tag is None else tags.Tagged(handle, unnamed_tag), args, kwargs)
         try:
-            return submitter.submit(name, args, kwargs)
+            ref = submitter.submit(name, args, kwargs)
         except TypeError:
             self._check_shipped_arguments(args, kwargs)
             raise
+        if unnamed_tag is not None:
+            tags.ledger.remember(ref, unnamed_tag)
+        return ref
 
     def _send(self, remote: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Submit, relayed through the job's dispatch proxy when this worker cannot reach the target."""
@@ -431,7 +447,8 @@ class _Dispatcher:
         around = call._around if replacement is None else None
         # What the worker needs: setup and cleanup; tag, display name and context only for its wrappers,
         # and a lone tag not even then, when the task name carries it.
-        tag_in_name = bool(wrappers) and call.tag is not None and self._named_tasks
+        name, carried = self._task_name(call.tag, call.display_name)
+        tag_in_name = bool(wrappers) and carried
         if around is not None or (
             wrappers and (call.context or call.display_name is not None or (call.tag is not None and not tag_in_name))
         ):
@@ -441,7 +458,7 @@ class _Dispatcher:
             base = self._root._remote
         else:
             base = self._variant(replacement, wrappers, tag_in_name=tag_in_name)
-        ref = self._send_named(base, call.tag, call.display_name, args, kwargs)
+        ref = self._send_named(base, name, None if carried else call.tag, args, kwargs)
         for callback in call._submitted_callbacks:
             callback(ref)
         return ref
@@ -897,9 +914,7 @@ class _ChiaActorMethod:
     def _reserved_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         preset = reserved.take(kwargs, reserved.NONE, self._method_name)
         name = (
-            None
-            if "name" in self._overrides
-            else reserved.task_name(self._method_name, preset.tag, preset.display_name)
+            None if "name" in self._overrides else tags.task_name(self._method_name, preset.tag, preset.display_name)[0]
         )
         named = {**self._overrides, "name": name} if name is not None else self._overrides
         if preset.around is None:

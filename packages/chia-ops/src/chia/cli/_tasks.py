@@ -10,6 +10,7 @@ Never one call per task, so thousands of tasks list in one round trip each.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import click
 from ray.util.state import list_tasks
 
-from chia.base.pid_registry import TrackedProcess, TrackedTask, tracked_tasks
+from chia.base.pid_registry import TrackedProcess, TrackedTask, task_tags, tracked_tasks
 from chia.cli._exit import CliError, ExitCode
 
 STATES = ("running", "pending", "stuck")
@@ -43,8 +44,9 @@ class TaskRow:
     job_id: str
     function: str
     tag: str | None
+    """From the task name, else from the job's pid registry (calls past ``CHIA_TAGGED_TASK_NAMES``)."""
     name: str
-    """Ray's task name: ``function[tag]`` for a tagged call, the display name for a display-named one."""
+    """Ray's task name: ``function[tag]`` for a tagged call (up to the limit), the display name for a display-named one."""
     state: str
     """``running``, ``pending`` or ``stuck``."""
     ray_state: str
@@ -112,7 +114,7 @@ def join(rows: Iterable[Any], tracked: Mapping[str, TrackedTask], now_ms: float)
 
 
 def list_unfinished(address: str) -> TaskListing:
-    """The cluster's unfinished function tasks with their tracked trees: one state API call, one call per job.
+    """The cluster's unfinished function tasks with their tracked trees and tags: one state API call, two per job.
 
     Actor tasks (chia's own service actors among them) are left out. Needs the
     dashboard (Ray's state API); CliError naming it otherwise.
@@ -135,6 +137,12 @@ def list_unfinished(address: str) -> TaskListing:
             ExitCode.ERROR,
         ) from None
     tasks = join(rows, tracked_tasks(all_jobs=True), time.time() * 1000)
+    untagged = [task.task_id for task in tasks if task.tag is None]
+    if untagged:  # tags that task names do not carry: one registry call per job
+        found = task_tags(untagged)
+        tasks = [
+            dataclasses.replace(task, tag=found[task.task_id]) if task.task_id in found else task for task in tasks
+        ]
     return TaskListing(tasks, truncated=len(rows) >= TASK_LIMIT)
 
 

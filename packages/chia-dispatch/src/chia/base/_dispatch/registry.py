@@ -43,6 +43,7 @@ _REAPER_LINGER = 60.0  # a reaper outlives its job this long, so the registry's 
 _MAX_CONCURRENCY = 10_000
 _SETTLE_TIMEOUT = 10.0  # how long chia_cancel waits for the task to stop before its final sweep
 _MAX_STUCK_NOTES = 10_000  # stuck causes a registry keeps (the latest); status shows those of unfinished tasks
+_MAX_TAGS = 250_000  # tags of tasks whose names do not carry them, the latest; status shows those of unfinished tasks
 
 _Killed: TypeAlias = set[tuple[str, ProcessId]]  # (node id, process) signalled: unions count a process once
 
@@ -171,8 +172,8 @@ class PidRegistryActor:
     """Ray actor that maps task IDs to subprocess PIDs. Stable.
 
     One per job, detached, pinned to the head node, created lazily on the
-    job's first tracked spawn and looked up by name by workers and the
-    driver. Workers report each spawn (pid + start time, so a
+    job's first tracked spawn (or first tag a task name does not carry) and
+    looked up by name by workers and the driver. Workers report each spawn (pid + start time, so a
     reused pid is never killed) and the end of each task that spawned
     anything; a task's entries are forgotten when it ends, so memory stays
     bounded however many tasks run. Tasks whose worker died without
@@ -193,6 +194,7 @@ class PidRegistryActor:
         self._reapers: dict[str, Any] = {}
         self._background: list[asyncio.Task[None]] = []
         self._stuck: OrderedDict[str, str] = OrderedDict()  # task -> why chia_wait judged it stuck
+        self._tags: OrderedDict[str, str] = OrderedDict()  # task -> its tag, when its Ray task name lacks it
         # Executions that ended (task, worker, run) -> (expiry, None): Ray runs an async actor's calls in any
         # order, so a worker's spawn report can arrive after the report of its task's end.
         self._ended: OrderedDict[tuple[str, ProcessId, int], tuple[float, None]] = OrderedDict()
@@ -222,6 +224,7 @@ class PidRegistryActor:
             else:
                 _mark(self._ended, (event.task_id, event.worker, event.run), None, _ENDED_MEMORY, _MAX_ENDED)
                 entry = self._tasks.pop(event.task_id, None)
+                self._tags.pop(event.task_id, None)
                 if event.task_id in self._cancelling:
                     # Ended while being cancelled. Its node is searched for the task's
                     # marker too: the cancel may have cut a spawn off from its report.
@@ -317,6 +320,18 @@ class PidRegistryActor:
         self._stuck.move_to_end(task_id)
         while len(self._stuck) > _MAX_STUCK_NOTES:
             self._stuck.popitem(last=False)
+
+    async def note_tags(self, pairs: list[tuple[str, str]]) -> None:
+        """Remember the tags of tasks whose Ray task names do not carry them (the latest, bounded)."""
+        tags = self._tags
+        tags.update(pairs)
+        for _ in range(len(tags) - _MAX_TAGS):
+            tags.popitem(last=False)
+
+    async def tags_of(self, task_ids: list[str]) -> dict[str, str]:
+        """The tags remembered for ``task_ids`` (those known)."""
+        tags = self._tags
+        return {task_id: tags[task_id] for task_id in task_ids if task_id in tags}
 
     async def describe(self) -> list[TrackedTask]:
         """Every task with tracked processes or a stuck cause, with its live trees (one ``/proc`` scan per node)."""
@@ -594,6 +609,42 @@ def tracked_tasks(*, all_jobs: bool = True) -> dict[str, TrackedTask]:
     return found
 
 
+def _registries_of(task_ids: Iterable[str]) -> list[tuple[Any, list[str]]]:
+    """The existing registries of the tasks' jobs, each with its tasks (none is created: a job without one is left out).
+
+    Raises ValueError for an id that is not a Ray task id, before any call.
+    """
+    by_job: dict[str, list[str]] = {}
+    for task_id in task_ids:
+        by_job.setdefault(_job_of(task_id), []).append(task_id)
+    found = []
+    for job_hex, ids in by_job.items():
+        registry = job_actors.lookup(job_actors.registry_name(job_hex))
+        if registry is not None:
+            found.append((registry, ids))
+    return found
+
+
+def task_tags(task_ids: Iterable[str]) -> dict[str, str]:
+    """The tags of tasks whose Ray task names do not carry them, by task id hex. Experimental.
+
+    A tagged call's task is named ``function[tag]`` until its process has
+    given Ray ``CHIA_TAGGED_TASK_NAMES`` distinct tagged names (10,000 by
+    default); the tags of later calls, and of calls under an explicit
+    ``name`` option, go to the job's registry about half a second after the
+    call, which keeps the latest 250,000. One actor call per job; tasks of
+    jobs without a registry, and tasks it does not know, are left out.
+
+    Raises:
+        ValueError: a task id that is not 48 hex digits.
+    """
+    found: dict[str, str] = {}
+    calls = [registry.tags_of.remote(ids) for registry, ids in _registries_of(task_ids)]
+    for tags in _replies(calls, other_jobs=True):
+        found.update(tags)
+    return found
+
+
 def cancel_tasks(task_ids: Iterable[str], grace: float = 25.0) -> int:
     """``chia_cancel``'s tree kill for tasks named by id, from any process and any job. Experimental.
 
@@ -611,15 +662,7 @@ def cancel_tasks(task_ids: Iterable[str], grace: float = 25.0) -> int:
     """
     if grace < 0:
         raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
-    by_job: dict[str, list[str]] = {}
-    for task_id in task_ids:
-        by_job.setdefault(_job_of(task_id), []).append(task_id)
-    calls = []
-    for job_hex, ids in by_job.items():
-        registry = job_actors.lookup(job_actors.registry_name(job_hex))
-        if registry is not None:  # no registry: the job never started a tracked subprocess
-            calls.append(registry.cancel.remote(ids, grace))
-    return sum(ray.get(calls))
+    return sum(ray.get([registry.cancel.remote(ids, grace) for registry, ids in _registries_of(task_ids)]))
 
 
 def note_stuck(task_id: str, cause: str) -> None:

@@ -136,10 +136,3 @@ def take(kwargs: dict[str, Any], current: Reserved, qualname: str) -> Reserved:
             else Around(setup, setup_args, setup_kwargs, cleanup, cleanup_args, cleanup_kwargs)
         )
     return Reserved(tag, display, around)
-
-
-def task_name(label: str, tag: str | None, display_name: str | None) -> str | None:
-    """The Ray task name of a call: ``display_name`` or ``label``, then ``[tag]``; None for the default."""
-    if tag is None:
-        return display_name
-    return f"{display_name or label}[{tag}]"
