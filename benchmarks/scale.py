@@ -5,17 +5,21 @@ One local Ray session (2 CPUs, whole-CPU tasks). For each size N:
 * **dispatch, profiling off / on**: a sweep of N tagged calls (``chia_remote``
   of a whole-CPU no-op, a distinct ``_chia_tag`` each) submitted, then
   gathered; calls per second, with and without the chia-ops collector, next to
-  the same sweep in raw Ray, once with its tasks named as tagged calls are
+  the same sweep in raw Ray, once with every task named as a tagged call is
   (``function[tag]``) and once unnamed, which tells Ray's own growth from
   chia's. Ray keeps a metric series per task name in every process that
   submits or runs the task, and collects them all every few seconds, so a
-  sweep of distinctly named tasks costs more per call the longer it is: the
+  sweep of distinctly named tasks costs more per call the longer it is;
+  chia names the first 10,000 distinct tags of a process so
+  (``CHIA_TAGGED_TASK_NAMES``) and keeps later tags out of task names. The
   same rows are measured again in a second Ray session started with
   ``RAY_enable_metrics_collection=0`` (a child process of this script);
 * **profile on disk** and **load_profile**: the profiled sweep's log, bytes
   per call and the seconds ``load_profile`` takes to read it;
 * **chia_wait** over N refs (half finished, half pending, stuck detection
-  armed, ``timeout=0``), next to ``ray.wait`` over the same refs;
+  armed, ``timeout=0``), next to ``ray.wait`` over the same refs, and their
+  ratio: what chia adds to Ray's own growth (flat when it adds nothing that
+  grows);
 * **cache writes** of N entries into the cache's store, without Ray (the time
   to fill the directory the warm-start rows open, one put after another);
 * **cache warm start** over N entries: the cache actor's background index
@@ -30,7 +34,7 @@ Each row ends with its growth between the two largest sizes: the exponent k of
 cost ~ N^k (1 = linear), and says "linear or better" (k <= 1.15, noise
 allowed) or "WORSE than linear". A cost that does not grow (k near 0, or
 too small to measure) is "flat". Prints a Markdown table for
-benchmarks/README.md. Took 815-821 s on this 2-core machine with nothing else
+benchmarks/README.md. Took 644-853 s on this 2-core machine with nothing else
 running (the budget is 15 minutes).
 
     python benchmarks/scale.py [--sizes 1000,10000,100000]
@@ -152,14 +156,18 @@ def raw_unnamed_sweep(size: int) -> None:
 
 
 def dispatch_rows(sizes: list[int], root: Path, rows: dict[str, Row], *, unnamed: bool = True) -> dict[int, list[Any]]:
-    """Sweeps with profiling off and on; keeps the finished refs for the wait row."""
+    """Sweeps with profiling off and on; keeps the finished refs for the wait row.
+
+    Raw Ray's named sweeps come last: each name they give Ray costs every
+    later call of the session (Ray collects every series it has seen), so
+    run before chia's, they would charge chia for 100,000 names of theirs.
+    """
     finished: dict[int, list[Any]] = {}
     sweep(200)  # warm up: workers, the function's export
     raw_sweep(200)
     for size in sizes:
         if unnamed:
             rows["dispatch, raw Ray unnamed"].values[size] = timed(functools.partial(raw_unnamed_sweep, size))
-        rows["dispatch, raw Ray"].values[size] = timed(functools.partial(raw_sweep, size))
         began = time.perf_counter()
         finished[size] = sweep(size)
         seconds = time.perf_counter() - began
@@ -175,14 +183,19 @@ def dispatch_rows(sizes: list[int], root: Path, rows: dict[str, Row], *, unnamed
         profile = export.load_profile(log)
         rows["load_profile"].values[size] = time.perf_counter() - began
         calls = len(profile.calls)
-        unnamed_rate = f"{size / rows['dispatch, raw Ray unnamed'].values[size]:7.0f} unnamed, " if unnamed else ""
+        unnamed_rate = (
+            f"raw Ray {size / rows['dispatch, raw Ray unnamed'].values[size]:7.0f} unnamed, " if unnamed else ""
+        )
         print(
-            f"  dispatch {size:>7}: raw Ray {unnamed_rate}{size / rows['dispatch, raw Ray'].values[size]:7.0f} named, "
+            f"  dispatch {size:>7}: {unnamed_rate}"
             f"chia {size / seconds:7.0f} calls/s, profiled {size / profiled:7.0f} calls/s; "
             f"profile {os.path.getsize(log) / max(calls, 1):.0f} B/call over {calls} calls, "
             f"load_profile {rows['load_profile'].values[size]:.2f} s",
             flush=True,
         )
+    for size in sizes:
+        rows["dispatch, raw Ray"].values[size] = timed(functools.partial(raw_sweep, size))
+        print(f"  dispatch {size:>7}: raw Ray {size / rows['dispatch, raw Ray'].values[size]:7.0f} named", flush=True)
     return finished
 
 
@@ -230,6 +243,7 @@ def wait_rows(sizes: list[int], finished: dict[int, list[Any]], pending: list[An
         raw, chia = best["raw"], best["chia"]
         rows["chia_wait"].values[size] = chia
         rows["ray.wait"].values[size] = raw
+        rows["chia_wait / ray.wait"].values[size] = chia / raw
         print(f"  wait {size:>7}: ray.wait {raw * 1e3:8.2f} ms, chia_wait {chia * 1e3:8.2f} ms ({chia / raw:.2f})")
 
 
@@ -362,6 +376,8 @@ def format_value(row: Row, size: int) -> str:
         return f"{value * 1e3:,.2f} ms"
     if row.unit == "us":
         return f"{value * 1e6:,.0f} us"
+    if row.unit == "ratio":
+        return f"{value:.2f}"
     return f"{value:+.3f} s" if row.unit == "+s" else f"{value:.2f} s"
 
 
@@ -376,6 +392,7 @@ def new_rows() -> dict[str, Row]:
         ("load_profile", "s"),
         ("chia_wait", "ms"),
         ("ray.wait", "ms"),
+        ("chia_wait / ray.wait", "ratio"),
         ("cache warm start", "s"),
         ("cache start + first read", "+s"),
         ("cache memory", "MB"),
