@@ -170,7 +170,7 @@ def test_the_limit_is_read_from_the_environment(value: str, limit: int | None) -
     assert tags.parse_limit(value) == limit
 
 
-@pytest.mark.parametrize("value", ["-1", "10k", "1e4", "none", "2.5"])
+@pytest.mark.parametrize("value", ["-1", "10k", "1e4", "none", "2.5", "2²"])
 def test_a_bad_limit_fails_the_first_tagged_call_naming_the_variable(
     value: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -44,7 +44,7 @@ def parse_limit(raw: str | None) -> int | None:
     value = raw.strip()
     if value.lower() == _UNLIMITED:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²", which str.isdigit accepts and int refuses
         return int(value)
     raise ValueError(
         f"{LIMIT_ENV}={raw!r} is not valid: give how many distinct tagged task names one process may give Ray, "
