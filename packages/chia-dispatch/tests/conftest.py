@@ -18,6 +18,11 @@ shipped to workers by value) comes from chia-testing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
+
+from chia.base._dispatch import tags
 from chia_testing.cluster import ClusterShape, cluster_fixture
 
 #: The environment of a node reached through a tunnel (chia.base.dispatch_proxy.TUNNEL_ENV).
@@ -37,3 +42,13 @@ DISPATCH_NODES = ClusterShape(
 )
 
 cluster = cluster_fixture(DISPATCH_NODES)
+
+
+@pytest.fixture
+def name_limit(monkeypatch: pytest.MonkeyPatch) -> Callable[[int | None], None]:
+    """Give this process a fresh namer with the limit given (None: no limit), as CHIA_TAGGED_TASK_NAMES would."""
+
+    def set_limit(limit: int | None) -> None:
+        monkeypatch.setattr(tags, "_namer", tags.TaskNamer(limit))
+
+    return set_limit

@@ -12,7 +12,6 @@ import pytest
 import ray
 
 from chia.base import dispatch_hooks
-from chia.base._dispatch import tags as task_tags_module
 from chia.base.ChiaFunction import ChiaFunction, get
 from chia.base.dispatch_hooks import CallInfo, DispatchCall
 
@@ -136,15 +135,18 @@ def test_call_wrappers_run_on_workers_and_for_local_calls(
 
 
 @pytest.mark.parametrize(
-    ("options", "name_limit"),
+    ("options", "limit"),
     [({}, None), ({"name": "own_name"}, None), ({}, 0)],
     ids=["tag in the task name", "explicit name", "past the tagged-name limit"],
 )
 def test_wrappers_see_the_tag_of_calls_without_context(
-    removers: list[Callable[[], None]], options: dict[str, Any], name_limit: int | None, monkeypatch: pytest.MonkeyPatch
+    removers: list[Callable[[], None]],
+    options: dict[str, Any],
+    limit: int | None,
+    name_limit: Callable[[int | None], None],
 ) -> None:
-    if name_limit is not None:  # the tag cannot be read back from the task name: it travels with the call
-        monkeypatch.setattr(task_tags_module, "_namer", task_tags_module.TaskNamer(name_limit))
+    if limit is not None:  # the tag cannot be read back from the task name: it travels with the call
+        name_limit(limit)
     removers.append(dispatch_hooks.add_call_wrapper(journal_wrapper))  # a wrapper, no hook: no context
     handle = report_current_call.options(**options)
     tags = [None, "t1", "a[b]c]", "", "t2"]

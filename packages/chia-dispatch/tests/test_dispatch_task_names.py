@@ -114,16 +114,6 @@ def test_actor_method_calls_are_named_by_tag() -> None:
 # --- past CHIA_TAGGED_TASK_NAMES: tags leave the names and go to the job's pid registry -----------------
 
 
-@pytest.fixture
-def name_limit(monkeypatch: pytest.MonkeyPatch) -> Callable[[int | None], None]:
-    """Give this process a fresh namer with the limit given, as CHIA_TAGGED_TASK_NAMES would at startup."""
-
-    def set_limit(limit: int | None) -> None:
-        monkeypatch.setattr(tags, "_namer", tags.TaskNamer(limit))
-
-    return set_limit
-
-
 def registry_tags(refs: list[Any], expected: dict[str, str]) -> None:
     ids = [ref.task_id().hex() for ref in refs]
     wait_until(lambda: task_tags(ids) == expected, message=f"the pid registry to hold the tags {expected}")

@@ -173,8 +173,8 @@ class PidRegistryActor:
 
     One per job, detached, pinned to the head node, created lazily on the
     job's first tracked spawn (or first tag a task name does not carry) and
-    looked up by name by workers and the driver. Workers report each spawn (pid + start time, so a
-    reused pid is never killed) and the end of each task that spawned
+    looked up by name by workers and the driver. Workers report each spawn
+    (pid + start time, so a reused pid is never killed) and the end of each task that spawned
     anything; a task's entries are forgotten when it ends, so memory stays
     bounded however many tasks run. Tasks whose worker died without
     reporting (a crash, ``ray.cancel(force=True)``) are treated as cancelled:

@@ -62,10 +62,8 @@ class TaskNamer:
         self._named: set[str] = set()
         self._warned = False
 
-    def name(self, label: str, tag: str | None, display_name: str | None) -> tuple[str | None, bool]:
-        """The task name of a call (None: Ray's default) and whether it carries the tag."""
-        if tag is None:
-            return display_name, False
+    def name(self, label: str, tag: str, display_name: str | None) -> tuple[str | None, bool]:
+        """The task name of a tagged call (None: Ray's default) and whether it carries the tag."""
         name = f"{display_name or label}[{tag}]"
         named = self._named
         if name in named:
@@ -104,7 +102,7 @@ def namer() -> TaskNamer:
 
 
 def task_name(label: str, tag: str | None, display_name: str | None) -> tuple[str | None, bool]:
-    """:meth:`TaskNamer.name` of this process's namer."""
+    """The task name of a call and whether it carries the tag: an untagged call's needs no namer (nor its variable)."""
     if tag is None:
         return display_name, False
     return namer().name(label, tag, display_name)
@@ -157,13 +155,8 @@ class TagLedger:
 
     def flush(self) -> int:
         """Send what accumulated (this Ray session's tags only); returns how many tags were sent."""
-        pending = self._pending
-        batch: list[tuple[Any, str]] = []
-        while pending:
-            try:
-                batch.append(pending.popleft())
-            except IndexError:
-                break
+        pending = self._pending  # callers only append: what is there now can be taken
+        batch = [pending.popleft() for _ in range(len(pending))]
         if not batch or not ray.is_initialized():
             return 0
         job_hex = job_actors.current_job_hex()
