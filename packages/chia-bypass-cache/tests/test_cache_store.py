@@ -8,8 +8,11 @@ import hmac
 import logging
 import os
 import pickle
+import signal
 import stat
 import struct
+import subprocess
+import sys
 import threading
 import zlib
 from collections.abc import Callable
@@ -20,7 +23,7 @@ import pytest
 from chia.base._bypass_cache import cache_store
 from chia.base._bypass_cache.cache_checkpoint import CHECKPOINT_NAME, TMP_PREFIX, Checkpoint
 from chia.base._bypass_cache.cache_generation import GENERATION_NAME, GenerationView
-from chia.base._bypass_cache.cache_log import RECORD, segment_name
+from chia.base._bypass_cache.cache_log import RECORD, record_length, segment_name
 from chia.base._bypass_cache.cache_store import LOCK_NAME, QUARANTINE_DIR, CacheDirectoryError, EntryStore
 
 FIRST_SEGMENT = segment_name(1)
@@ -51,7 +54,11 @@ def test_put_get_round_trip_and_file_layout(tmp_path: Path) -> None:
     data = (tmp_path / "c" / FIRST_SEGMENT).read_bytes()
     magic, kind, flags, _reserved, tag_len, payload_len, _head_crc, _crc = RECORD.unpack_from(data)
     assert (magic, kind, flags, tag_len, payload_len) == (b"CCL1", 1, 0, 11, 7)
-    assert store.total_bytes == len(data) == store.entry_size(7, "iter0/opt 1")
+    size = store.entry_size(7, "iter0/opt 1")
+    assert store.total_bytes == size
+    assert data[size:] == bytes(len(data) - size)  # room reserved for the next records
+    store.close()
+    assert (tmp_path / "c" / FIRST_SEGMENT).read_bytes() == data[:size]  # given back once closed
     for name in (FIRST_SEGMENT, CHECKPOINT_NAME):
         assert stat.S_IMODE((tmp_path / "c" / name).stat().st_mode) == 0o600
 
@@ -91,11 +98,13 @@ def test_budget_holds_after_every_write_lru_first(tmp_path: Path) -> None:
 def test_value_larger_than_budget_is_refused_and_nothing_written(tmp_path: Path) -> None:
     store = EntryStore(str(tmp_path), 64)
     store.put("small", b"")
-    before = store.log_bytes
+    before, on_disk = store.log_bytes, (tmp_path / FIRST_SEGMENT).read_bytes()
     with pytest.raises(ValueError, match=r"tag 'big' takes \d+ bytes, more than the whole cache budget of 64"):
         store.put("big", b"x" * 64)
     assert store.tags() == ["small"]
-    assert store.log_bytes == before == (tmp_path / FIRST_SEGMENT).stat().st_size
+    assert store.log_bytes == before and (tmp_path / FIRST_SEGMENT).read_bytes() == on_disk
+    store.close()
+    assert (tmp_path / FIRST_SEGMENT).stat().st_size == before
 
 
 def test_overwrite_replaces_and_accounts(tmp_path: Path) -> None:
@@ -177,6 +186,104 @@ def test_a_record_cut_short_by_a_kill_is_cut_off(tmp_path: Path, caplog: pytest.
     assert again.tags() == ["kept", "next"]
     assert (value(again, "kept"), value(again, "next")) == (b"1", b"3")
     assert again.quarantined == 0
+
+
+# A child that puts, says how far it got, and waits to be killed (its store never closed: the room stays).
+ROOM_WRITER = """
+import resource, signal, sys
+from chia.base._bypass_cache.cache_store import EntryStore
+directory, limit = sys.argv[1], int(sys.argv[2])
+if limit:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+store = EntryStore(directory, 1 << 30)
+for index in range(200):
+    try:
+        store.put(f"t{index}", bytes([index]) * 1000)
+    except OSError as exc:
+        print("failed", index, exc.errno, flush=True)
+        break
+else:
+    print("done", 200, 0, flush=True)
+sys.stdin.read()
+"""
+
+
+def put_until_killed(directory: Path, file_size_limit: int = 0) -> tuple[str, int, int]:
+    """Run :data:`ROOM_WRITER` in a child, SIGKILL it once it reports; return its report."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", ROOM_WRITER, str(directory), str(file_size_limit)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    outcome, count, code = child.stdout.readline().split()
+    child.kill()
+    assert child.wait() == -signal.SIGKILL
+    return outcome, int(count), int(code)
+
+
+def test_room_a_killed_writer_leaves_is_given_back_without_a_word(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert put_until_killed(tmp_path) == ("done", 200, 0)
+    path = tmp_path / FIRST_SEGMENT
+    data = path.read_bytes()
+    records = sum(record_length(len(f"t{index}"), 1000, False) for index in range(200))
+    assert len(data) > records and data[records:] == bytes(len(data) - records)  # room, as zeros
+    with caplog.at_level(logging.INFO):
+        restarted = EntryStore(str(tmp_path), 1 << 30)
+    assert restarted.tags() == [f"t{index}" for index in range(200)]
+    assert [value(restarted, f"t{index}") for index in (0, 199)] == [b"\0" * 1000, bytes([199]) * 1000]
+    assert restarted.quarantined == 0 and "unfinished" not in caplog.text
+    restarted.put("next", b"n")
+    restarted.close()
+    assert path.stat().st_size == records + record_length(len("next"), 1, False)
+    assert value(EntryStore(str(tmp_path), 1 << 30), "next") == b"n"
+
+
+def test_a_full_disk_fails_the_put_that_needs_room_before_writing_anything(tmp_path: Path) -> None:
+    # A file size limit stands in for a full disk: reserving room past it fails as ENOSPC would.
+    outcome, acknowledged, code = put_until_killed(tmp_path, file_size_limit=100_000)
+    assert (outcome, code) == ("failed", errno.EFBIG)
+    assert 0 < acknowledged < 100
+    restarted = EntryStore(str(tmp_path), 1 << 30)
+    assert restarted.tags() == [f"t{index}" for index in range(acknowledged)]
+    assert value(restarted, f"t{acknowledged - 1}") == bytes([acknowledged - 1]) * 1000
+    assert restarted.quarantined == 0
+
+
+# The bytes of the last record a kill left uncopied (zeros), from its length.
+@pytest.mark.parametrize(
+    "uncopied",
+    [
+        pytest.param(lambda length: (20, length), id="only-the-start"),
+        pytest.param(lambda length: (length - 50, length), id="all-but-the-end"),  # a whole header
+        pytest.param(lambda length: (0, length - 50), id="only-the-end"),
+    ],
+)
+def test_a_record_half_copied_into_the_room_is_cut_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, uncopied: Callable[[int], tuple[int, int]]
+) -> None:
+    store = EntryStore(str(tmp_path), 1 << 20)
+    store.put("kept", b"1")
+    store.put("torn", b"2" * 300)
+    store.close()
+    path = tmp_path / FIRST_SEGMENT
+    kept = store.entry_size(1, "kept")
+    data = bytearray(path.read_bytes())
+    begin, end = uncopied(len(data) - kept)
+    data[kept + begin : kept + end] = bytes(end - begin)
+    path.write_bytes(bytes(data) + bytes(60_000))  # and the room after it
+    with caplog.at_level(logging.INFO):
+        restarted = EntryStore(str(tmp_path), 1 << 20)
+    assert restarted.tags() == ["kept"]
+    assert "unfinished last record" in caplog.text and restarted.quarantined == 0
+    assert path.stat().st_size == kept
+    restarted.put("next", b"3")
+    restarted.close()
+    assert EntryStore(str(tmp_path), 1 << 20).tags() == ["kept", "next"]
 
 
 def test_any_tag_survives_restart(tmp_path: Path) -> None:
@@ -311,10 +418,10 @@ def test_dead_records_are_compacted_while_running(tmp_path: Path, monkeypatch: p
         store.put(f"evicted{round_index}", b"e")
         store.remove(f"evicted{round_index}")
         assert store.log_bytes <= 2 * store.total_bytes + 1000 + 2000
-    on_disk = sum((tmp_path / name).stat().st_size for name in segments(tmp_path))
-    assert on_disk == store.log_bytes
     assert store.tags() == ["other", "same"]
-    store.close()
+    log_bytes = store.log_bytes
+    store.close()  # gives back the active segment's room
+    assert sum((tmp_path / name).stat().st_size for name in segments(tmp_path)) == log_bytes
     restarted = EntryStore(str(tmp_path), 1 << 20)
     assert restarted.tags() == ["other", "same"]
     assert (value(restarted, "other"), value(restarted, "same")) == (b"o" * 100, b"299" * 30)

@@ -24,7 +24,7 @@ import ray.cloudpickle
 
 from chia.base._bypass_cache.bypass_config import CacheRule, cache_rules_from_config, cache_rules_to_dict
 from chia.base._bypass_cache.cache_memo import ResidentHit
-from chia.base._bypass_cache.cache_store import LOCK_NAME, EntryStore
+from chia.base._bypass_cache.cache_store import LOCK_NAME, EntryStore, EntryTooLarge
 
 if TYPE_CHECKING:
     from ray.actor import ActorProxy
@@ -198,7 +198,9 @@ class CacheActor:
 
     def _put(self, tag: str, payload: bytes | bytearray | memoryview, hit: tuple[bool, Any] | None = None) -> bool:
         store = self._opened
-        if store.entry_size(memoryview(payload).nbytes, tag) > store.budget_bytes:
+        try:
+            evicted = store.put(tag, payload)
+        except EntryTooLarge:
             logger.warning(
                 "cache: value for tag %r (%d bytes pickled) is larger than the whole budget of %d bytes; not stored",
                 tag,
@@ -206,11 +208,11 @@ class CacheActor:
                 store.budget_bytes,
             )
             return False
-        evicted = store.put(tag, payload)
         self._writes += 1
-        self._drop_resident(tag)
-        for old in evicted:
-            self._drop_resident(old)
+        if self._resident:
+            self._drop_resident(tag)
+            for old in evicted:
+                self._drop_resident(old)
         if len(payload) >= RESIDENT_MIN_BYTES:
             self._make_resident(tag, payload, hit)
         return True

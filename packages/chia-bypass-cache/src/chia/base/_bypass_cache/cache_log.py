@@ -3,10 +3,11 @@
 Owns the ``segment-<n>.log`` files. A record is a fixed header (magic, kind,
 flags, tag length, payload length, CRC32 of everything else), the tag, an
 optional HMAC-SHA256 and the payload. ``PUT`` records hold values,
-``DELETE`` records end a tag's entry. A record is appended with one
-``writev`` to a file opened ``O_APPEND``: a writer killed mid-record leaves a
-short last record, which the scan reports and the store cuts off. No index,
-no Ray: values stay opaque bytes here.
+``DELETE`` records end a tag's entry. A record is appended by one copy into
+room reserved ahead of it in the file (see :class:`Segment`): a writer
+killed mid-record leaves a short or half-copied last record, which the scan
+reports and the store cuts off. No index, no Ray: values stay opaque bytes
+here.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ FLAG_SIGNED = 0x1
 MAC_SIZE = hashlib.sha256().digest_size
 MAX_TAG_BYTES = 1 << 20
 _JOIN_BELOW = 64 << 10
+# The active segment's room grows with it: by its size, from 64 KiB up to 1 MiB at a time.
+_ROOM_MIN = 64 << 10
+_ROOM_MAX_STEP = 1 << 20
 SEGMENT_PREFIX = "segment-"
 SEGMENT_SUFFIX = ".log"
 _SEGMENT_NAME = re.compile(r"segment-(\d{8,})\.log")
@@ -90,7 +94,7 @@ def _mac(
 def encode_record(
     kind: int, tag: bytes, payload: bytes | bytearray | memoryview, secret: bytes | None
 ) -> list[bytes | bytearray | memoryview]:
-    """The parts of one record, ready for ``writev``."""
+    """The parts of one record, in order."""
     flags = 0 if secret is None else FLAG_SIGNED
     fields = _FIELDS.pack(RECORD_MAGIC, kind, flags, 0, len(tag), memoryview(payload).nbytes)
     head_crc = zlib.crc32(tag, zlib.crc32(fields))
@@ -169,11 +173,12 @@ ScannedRecord = tuple[int, int, int, bytes, bool]
 
 @dataclass(slots=True)
 class Scan:
-    """What :meth:`Segment.scan` found: the records, damaged byte ranges skipped, where a torn last record starts."""
+    """What :meth:`Segment.scan` found: records, damage skipped, where the records end, whether the last was torn."""
 
     records: list[ScannedRecord]
     damaged: list[tuple[int, int]]
     end: int
+    torn: bool = False
 
 
 def _header_at(mapped: mmap.mmap, offset: int, size: int) -> tuple[int, int, bytes, bool] | None:
@@ -192,41 +197,69 @@ def _header_at(mapped: mmap.mmap, offset: int, size: int) -> tuple[int, int, byt
 
 
 class Segment:
-    """One segment file, open for reading (and appending, for the active one)."""
+    """One segment file, open for reading (and appending, for the active one).
 
-    __slots__ = ("fd", "number", "path", "size", "writable")
+    The active segment appends by copying records into a shared map of room
+    reserved ahead of them (``posix_fallocate``: a full disk fails the
+    append that needs more room with ``ENOSPC``, before anything is
+    written). A copy into the map is in the page cache once it returns, as a
+    ``write`` would be, so an append that returned survives the process
+    being killed; it costs no system call. The room is given back when the
+    segment is sealed (another becomes active, or the store closes); a
+    killed process leaves it as zeros after the last record, which
+    :meth:`scan` tells from records.
+    """
+
+    __slots__ = ("_base", "_map", "_room", "fd", "number", "path", "size", "writable")
 
     def __init__(self, directory: str, number: int, *, append: bool) -> None:
         self.number = number
         self.writable = append
         self.path = os.path.join(directory, segment_name(number))
-        flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT) if append else os.O_RDONLY
+        flags = (os.O_RDWR | os.O_CREAT) if append else os.O_RDONLY
         self.fd = os.open(self.path, flags | os.O_CLOEXEC, 0o600)
         self.size = os.fstat(self.fd).st_size
+        self._map: mmap.mmap | None = None
+        self._base = 0  # the file offset the map starts at
+        self._room = 0  # the file's size once room is reserved: the map covers [_base, _room)
 
     def append(self, parts: Sequence[bytes | bytearray | memoryview]) -> int:
-        """Append one record (``parts`` in one ``write``/``writev``); return its offset."""
+        """Append one record (``parts``, in order); return its offset."""
         offset = self.size
-        if sum(map(len, parts)) <= _JOIN_BELOW:  # joining small parts costs less than writev's vectors
+        if sum(map(len, parts)) <= _JOIN_BELOW:  # one copy of the joined record costs less than one per part
             joined = b"".join(parts)
-            total = len(joined)
-            written = os.write(self.fd, joined)
-            if written == total:  # the usual case: one write, nothing left
-                self.size = offset + total
-                return offset
-            views = [memoryview(joined)[written:]]
+            end = offset + len(joined)
+            mapped = self._map
+            if mapped is None or end > self._room:
+                mapped = self._reserve(end)
+            mapped[offset - self._base : end - self._base] = joined
         else:
             views = [memoryview(part).cast("B") for part in parts if len(part)]
-            total = sum(view.nbytes for view in views)
-        while views:
-            written = os.writev(self.fd, views)
-            while views and written >= views[0].nbytes:
-                written -= views[0].nbytes
-                views.pop(0)
-            if views and written:
-                views[0] = views[0][written:]
-        self.size = offset + total
+            end = offset + sum(view.nbytes for view in views)
+            mapped = self._map
+            if mapped is None or end > self._room:
+                mapped = self._reserve(end)
+            at = offset - self._base
+            for view in views:
+                mapped[at : at + view.nbytes] = view
+                at += view.nbytes
+        self.size = end
         return offset
+
+    def _reserve(self, end: int) -> mmap.mmap:
+        """Grow the file to hold bytes up to ``end`` and some room after (in step with the segment's size); map it."""
+        room = self._room if self._map is not None else os.fstat(self.fd).st_size
+        step = min(max(self.size, _ROOM_MIN), _ROOM_MAX_STEP)
+        wanted = -(-max(end, self.size + step) // mmap.ALLOCATIONGRANULARITY) * mmap.ALLOCATIONGRANULARITY
+        if wanted > room:
+            os.posix_fallocate(self.fd, room, wanted - room)
+        base = self.size - self.size % mmap.ALLOCATIONGRANULARITY
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        mapped = self._map = mmap.mmap(self.fd, wanted - base, offset=base)
+        self._base, self._room = base, wanted
+        return mapped
 
     def read(self, offset: int, length: int) -> memoryview:
         """The bytes of one record (shorter if the file is)."""
@@ -236,8 +269,9 @@ class Segment:
         """The records from ``start`` on (headers and tags only; payloads are checked when read).
 
         Bytes that are no record (damage) are skipped up to the next valid
-        header; ``end`` is short of the file's size when the last record was
-        cut short (a writer killed mid-record).
+        header; ``end`` is short of the file's size when the records end
+        before it: room reserved for appends (zeros), or a last record a
+        kill cut short (``torn``).
         """
         found = Scan([], [], start)
         size = os.fstat(self.fd).st_size
@@ -250,13 +284,22 @@ class Segment:
                 header = _header_at(mapped, offset, size)
                 if header is None:
                     if _torn(mapped, offset, size):
+                        found.torn = True
                         break
                     resume = _next_header(mapped, offset + 1, size)
+                    if resume == size and mapped[size - 1] == 0:
+                        # Nothing valid up to the end, which is zeros: the room of an appender that was killed
+                        # (and, when not all zeros, the start of the record it was copying there).
+                        found.torn = bool(mapped[offset:size].strip(b"\0"))
+                        _check_last(mapped, found, offset)
+                        offset = found.end
+                        break
                     found.damaged.append((offset, resume))
                     offset = resume
                     continue
                 kind, length, tag, signed = header
                 if offset + length > size:
+                    found.torn = True
                     break  # a valid header whose record was cut short
                 found.records.append((offset, length, kind, tag, signed))
                 offset += length
@@ -264,15 +307,41 @@ class Segment:
         return found
 
     def truncate(self, size: int) -> None:
-        """Cut the file at ``size`` (a torn last record)."""
+        """Cut the file at ``size`` (room, or a torn last record, after the records); only before appends."""
         os.truncate(self.path, size)
         self.size = size
 
+    def seal(self) -> None:
+        """Stop appending: give back the room after the last record."""
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+            os.ftruncate(self.fd, self.size)
+            self._room = self.size
+
     def close(self) -> None:
-        """Close the file."""
+        """Close the file (sealed first, when it took appends)."""
         if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+            try:
+                self.seal()
+            except OSError:  # the room stays: the next warm start tells it from records
+                pass
+            finally:
+                os.close(self.fd)
+                self.fd = -1
+
+
+def _check_last(mapped: mmap.mmap, found: Scan, room: int) -> None:
+    """Set ``found.end`` to ``room``, or, when the record before it was copied only in part, to that record."""
+    found.end = room
+    if found.records and found.records[-1][0] + found.records[-1][1] == room:
+        offset, length = found.records[-1][:2]
+        try:
+            check_record(memoryview(mapped[offset : offset + length]), None, None)
+        except RecordProblem:
+            found.records.pop()
+            found.end = offset
+            found.torn = True
 
 
 def _torn(mapped: mmap.mmap, offset: int, size: int) -> bool:

@@ -47,7 +47,7 @@ from chia.base._bypass_cache.cache_log import (
     tag_hash,
 )
 
-__all__ = ["LOCK_NAME", "QUARANTINE_DIR", "CacheDirectoryError", "EntryStore"]
+__all__ = ["LOCK_NAME", "QUARANTINE_DIR", "CacheDirectoryError", "EntryStore", "EntryTooLarge"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,10 @@ _OWN_NAMES = frozenset({LOCK_NAME, QUARANTINE_DIR, GENERATION_NAME, CHECKPOINT_N
 
 def _let_readers_in() -> None:
     time.sleep(0)  # releases the GIL to a thread waiting for it
+
+
+class EntryTooLarge(ValueError):
+    """An entry larger than the store's whole budget; the message names the tag, its size and the budget."""
 
 
 class EntryStore:
@@ -280,10 +284,9 @@ class EntryStore:
                     changes.append((tag, (number, offset, length, tag_hash(tag_bytes))))
             for begin, stop in found.damaged:
                 self._quarantine_record(segment, begin, stop - begin, "not a record (damaged); skipped")
-            size = os.fstat(segment.fd).st_size
-            if found.end < size:
-                # A record cut short by a kill: it was never acknowledged.
-                logger.info("cache segment %s: cutting off an unfinished last record", segment.path)
+            if found.end < os.fstat(segment.fd).st_size:  # room reserved for appends, maybe a torn record in it
+                if found.torn:  # a record cut short by a kill: it was never acknowledged
+                    logger.info("cache segment %s: cutting off an unfinished last record", segment.path)
                 segment.truncate(found.end)
             segment.size = found.end
         return changes
@@ -347,19 +350,22 @@ class EntryStore:
     def put(self, tag: str, payload: bytes | bytearray | memoryview) -> list[str]:
         """Store ``payload`` under ``tag``; return the tags evicted to keep the budget.
 
-        Raises ``ValueError`` when the entry alone is larger than the budget
-        (nothing is written then).
+        Raises :class:`EntryTooLarge` when the entry alone is larger than the
+        budget (nothing is written then).
         """
         self._index()
-        tag_bytes, size = self._record_size(tag, payload)
+        tag_bytes = tag.encode()
+        size = record_length(len(tag_bytes), memoryview(payload).nbytes, self._signed)
         if size > self.budget_bytes:
-            raise ValueError(
+            raise EntryTooLarge(
                 f"cache value for tag {tag!r} takes {size} bytes, more than the whole cache budget of "
                 f"{self.budget_bytes} bytes; start the cache with a larger size or cache smaller values"
             )
         self._append_put(tag, payload, tag_bytes, size)
         evicted = self._enforce_budget(keep=tag) if self._total > self.budget_bytes else []
-        self._after_records()
+        # What _after_records would find due, in the cheapest test that rules out both
+        if self._since_checkpoint >= CHECKPOINT_RECORDS or self._log_bytes - self._total > COMPACT_MIN_DEAD_BYTES:
+            self._after_records()
         return evicted
 
     def get(self, tag: str) -> memoryview | None:
@@ -499,6 +505,8 @@ class EntryStore:
 
     def _roll(self) -> Segment:
         """Start a new active segment."""
+        if self._active is not None:
+            self._active.seal()
         number = max(self._segments, default=0) + 1
         active = self._active = self._segments[number] = Segment(self.directory, number, append=True)
         self._live[number] = 0
@@ -507,7 +515,9 @@ class EntryStore:
     def _append_put(self, tag: str, payload: bytes | bytearray | memoryview, tag_bytes: bytes, size: int) -> None:
         """Append ``tag``'s record; ``tag_bytes`` and ``size`` are what :meth:`_record_size` gives."""
         parts = encode_record(PUT, tag_bytes, payload, self._secret)
-        segment = self._writable(size)
+        segment = self._active
+        if segment is None or segment.size + size > SEGMENT_BYTES:  # the usual case skips the call
+            segment = self._writable(size)
         offset = segment.append(parts)
         self._log_bytes += size
         self._since_checkpoint += 1
