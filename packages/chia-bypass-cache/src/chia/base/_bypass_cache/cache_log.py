@@ -58,6 +58,7 @@ _JOIN_BELOW = 64 << 10
 # The active segment's room grows with it: by its size, from 64 KiB up to 1 MiB at a time.
 _ROOM_MIN = 64 << 10
 _ROOM_MAX_STEP = 1 << 20
+_HAS_FALLOCATE = hasattr(os, "posix_fallocate")
 SEGMENT_PREFIX = "segment-"
 SEGMENT_SUFFIX = ".log"
 _SEGMENT_NAME = re.compile(r"segment-(\d{8,})\.log")
@@ -252,7 +253,10 @@ class Segment:
         step = min(max(self.size, _ROOM_MIN), _ROOM_MAX_STEP)
         wanted = -(-max(end, self.size + step) // mmap.ALLOCATIONGRANULARITY) * mmap.ALLOCATIONGRANULARITY
         if wanted > room:
-            os.posix_fallocate(self.fd, room, wanted - room)
+            if _HAS_FALLOCATE:
+                os.posix_fallocate(self.fd, room, wanted - room)
+            else:  # macOS: the room is not reserved, only made part of the file
+                os.ftruncate(self.fd, wanted)
         base = self.size - self.size % mmap.ALLOCATIONGRANULARITY
         if self._map is not None:
             self._map.close()
