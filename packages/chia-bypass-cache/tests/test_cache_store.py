@@ -201,15 +201,15 @@ for index in range(200):
     try:
         store.put(f"t{index}", bytes([index]) * 1000)
     except OSError as exc:
-        print("failed", index, exc.errno, flush=True)
+        print("failed", index, exc.errno, exc.filename == store._segments[1].path, flush=True)
         break
 else:
-    print("done", 200, 0, flush=True)
+    print("done", 200, 0, True, flush=True)
 sys.stdin.read()
 """
 
 
-def put_until_killed(directory: Path, file_size_limit: int = 0) -> tuple[str, int, int]:
+def put_until_killed(directory: Path, file_size_limit: int = 0) -> tuple[str, int, int, bool]:
     """Run :data:`ROOM_WRITER` in a child, SIGKILL it once it reports; return its report."""
     child = subprocess.Popen(
         [sys.executable, "-c", ROOM_WRITER, str(directory), str(file_size_limit)],
@@ -218,16 +218,16 @@ def put_until_killed(directory: Path, file_size_limit: int = 0) -> tuple[str, in
         text=True,
     )
     assert child.stdout is not None
-    outcome, count, code = child.stdout.readline().split()
+    outcome, count, code, names_segment = child.stdout.readline().split()
     child.kill()
     assert child.wait() == -signal.SIGKILL
-    return outcome, int(count), int(code)
+    return outcome, int(count), int(code), names_segment == "True"
 
 
 def test_room_a_killed_writer_leaves_is_given_back_without_a_word(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert put_until_killed(tmp_path) == ("done", 200, 0)
+    assert put_until_killed(tmp_path) == ("done", 200, 0, True)
     path = tmp_path / FIRST_SEGMENT
     data = path.read_bytes()
     records = sum(record_length(len(f"t{index}"), 1000, False) for index in range(200))
@@ -245,8 +245,8 @@ def test_room_a_killed_writer_leaves_is_given_back_without_a_word(
 
 def test_a_full_disk_fails_the_put_that_needs_room_before_writing_anything(tmp_path: Path) -> None:
     # A file size limit stands in for a full disk: reserving room past it fails as ENOSPC would.
-    outcome, acknowledged, code = put_until_killed(tmp_path, file_size_limit=100_000)
-    assert (outcome, code) == ("failed", errno.EFBIG)
+    outcome, acknowledged, code, names_segment = put_until_killed(tmp_path, file_size_limit=100_000)
+    assert (outcome, code, names_segment) == ("failed", errno.EFBIG, True)
     assert 0 < acknowledged < 100
     restarted = EntryStore(str(tmp_path), 1 << 30)
     assert restarted.tags() == [f"t{index}" for index in range(acknowledged)]

@@ -253,10 +253,15 @@ class Segment:
         step = min(max(self.size, _ROOM_MIN), _ROOM_MAX_STEP)
         wanted = -(-max(end, self.size + step) // mmap.ALLOCATIONGRANULARITY) * mmap.ALLOCATIONGRANULARITY
         if wanted > room:
-            if _HAS_FALLOCATE:
-                os.posix_fallocate(self.fd, room, wanted - room)
-            else:  # macOS: the room is not reserved, only made part of the file
-                os.ftruncate(self.fd, wanted)
+            try:
+                if _HAS_FALLOCATE:
+                    os.posix_fallocate(self.fd, room, wanted - room)
+                else:  # macOS: the room is not reserved, only made part of the file
+                    os.ftruncate(self.fd, wanted)
+            except OSError as exc:  # ENOSPC, EDQUOT, EFBIG: say which file could not grow
+                raise OSError(
+                    exc.errno, f"cannot reserve {wanted - room} bytes for cache records: {exc.strerror}", self.path
+                ) from exc
         base = self.size - self.size % mmap.ALLOCATIONGRANULARITY
         if self._map is not None:
             self._map.close()
