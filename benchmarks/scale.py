@@ -15,16 +15,23 @@ One local Ray session (2 CPUs, whole-CPU tasks). For each size N:
   same rows are measured again in a second Ray session started with
   ``RAY_enable_metrics_collection=0`` (a child process of this script);
 * **profile on disk** and **load_profile**: the profiled sweep's log, bytes
-  per call and the seconds ``load_profile`` takes to read it;
+  per call and the seconds ``load_profile`` takes to read it (the median of
+  three loads);
 * **chia_wait** over N refs (half finished, half pending, stuck detection
   armed, ``timeout=0``), next to ``ray.wait`` over the same refs, and their
   ratio: what chia adds to Ray's own growth (flat when it adds nothing that
-  grows);
-* **cache writes** of N entries into the cache's store, without Ray (the time
-  to fill the directory the warm-start rows open, one put after another);
+  grows). Each call is timed with the CPU's caches cold (a buffer of four
+  times the last-level cache written just before), as in a loop that does
+  its work between waits; the same calls repeated back to back, caches warm,
+  are shown for information and not judged: the refs of 10,000 calls (a few
+  MB that Ray's wait touches) stay in a 32 MiB L3 cache from one call to the
+  next, 100,000 calls' do not, so the per-ref cost of both waits rises with
+  the size there;
+* **cache writes** of N entries into an empty store, without Ray, one put
+  after another (the median of three fresh stores);
 * **cache warm start** over N entries: the cache actor's background index
   load (its ``warm_start_ms``), the same index built by the store alone in
-  a fresh process (no actor, no calls meanwhile: the median of three), and
+  a fresh process (no actor, no calls meanwhile: the median of five), and
   ``start_cache`` + a first read, minus the same over an empty directory;
   the actor's resident memory over an empty-directory actor's;
 * **query_kv** p50 under a store of N keys;
@@ -107,7 +114,8 @@ class Row:
     name: str
     unit: str
     values: dict[int, float] = field(default_factory=dict)
-    note: str = ""
+    judged: bool = True
+    """False for rows shown for information (the waits with the caches warm): their k gets no verdict."""
 
     def growth(self) -> str:
         sizes = sorted(self.values)
@@ -118,6 +126,8 @@ class Row:
         if a <= 0 or b <= 0:
             return "flat (too small to measure)"
         exponent = math.log(b / a) / math.log(large / small)
+        if not self.judged:
+            return f"k = {exponent:.2f}, for information"
         if exponent < 0.25:
             return f"flat (k = {exponent:.2f})"
         verdict = "linear or better" if exponent <= LINEAR_LIMIT else "WORSE than linear"
@@ -180,9 +190,12 @@ def dispatch_rows(sizes: list[int], root: Path, rows: dict[str, Row], *, unnamed
         assert log is not None
         rows["dispatch profiled"].values[size] = profiled
         rows["profile size"].values[size] = os.path.getsize(log)
-        began = time.perf_counter()
-        profile = export.load_profile(log)
-        rows["load_profile"].values[size] = time.perf_counter() - began
+        loads = []
+        for _ in range(3):  # the median of three: one load moved by up to 20 % between runs
+            began = time.perf_counter()
+            profile = export.load_profile(log)
+            loads.append(time.perf_counter() - began)
+        rows["load_profile"].values[size] = statistics.median(loads)
         calls = len(profile.calls)
         unnamed_rate = (
             f"raw Ray {size / rows['dispatch, raw Ray unnamed'].values[size]:7.0f} unnamed, " if unnamed else ""
@@ -228,7 +241,23 @@ def pending_calls(blocker: Any, have: list[Any], size: int) -> None:
     have.extend(blocked.chia_remote(blocker) for _ in range(size - len(have)))
 
 
+def last_level_cache() -> int:
+    """Bytes of the CPU's last-level cache (32 MiB when the system does not say)."""
+    for name in ("SC_LEVEL4_CACHE_SIZE", "SC_LEVEL3_CACHE_SIZE", "SC_LEVEL2_CACHE_SIZE"):
+        with contextlib.suppress(ValueError, OSError):
+            if (size := os.sysconf(name)) > 0:
+                return size
+    return 32 << 20
+
+
 def wait_rows(sizes: list[int], finished: dict[int, list[Any]], pending: list[Any], rows: dict[str, Row]) -> None:
+    evict = bytearray(4 * last_level_cache())
+    fills = (b"\x55" * len(evict), b"\xaa" * len(evict))
+
+    def cold(call: Callable[[], Any]) -> float:
+        evict[:] = fills[0] if evict[0] != 0x55 else fills[1]  # every line written: the caches hold this now
+        return timed(call)
+
     for size in sizes:
         half = size // 2
         refs = finished[size][:half] + pending[: size - half]
@@ -237,15 +266,20 @@ def wait_rows(sizes: list[int], finished: dict[int, list[Any]], pending: list[An
             ("raw", functools.partial(ray.wait, refs, num_returns=half, timeout=0)),
             ("chia", functools.partial(chia_wait, tracked, num_returns=half, timeout=0, pending_timeout=3600)),
         ]
-        best = dict.fromkeys(("raw", "chia"), math.inf)
-        for turn in range(15):  # alternating which goes first; the best of each (the noise is one-sided)
-            for side, call in sides if turn % 2 == 0 else sides[::-1]:
-                best[side] = min(best[side], timed(call))
-        raw, chia = best["raw"], best["chia"]
-        rows["chia_wait"].values[size] = chia
-        rows["ray.wait"].values[size] = raw
-        rows["chia_wait / ray.wait"].values[size] = chia / raw
-        print(f"  wait {size:>7}: ray.wait {raw * 1e3:8.2f} ms, chia_wait {chia * 1e3:8.2f} ms ({chia / raw:.2f})")
+        for caches, measure, suffix in (("cold", cold, ""), ("warm", timed, ", caches warm")):
+            best = dict.fromkeys(("raw", "chia"), math.inf)
+            for turn in range(15):  # alternating which goes first; the best of each (the noise is one-sided)
+                for side, call in sides if turn % 2 == 0 else sides[::-1]:
+                    best[side] = min(best[side], measure(call))
+            raw, chia = best["raw"], best["chia"]
+            rows[f"chia_wait{suffix}"].values[size] = chia
+            rows[f"ray.wait{suffix}"].values[size] = raw
+            rows[f"chia_wait / ray.wait{suffix}"].values[size] = chia / raw
+            print(
+                f"  wait {size:>7}, caches {caches}: ray.wait {raw * 1e3:8.2f} ms, "
+                f"chia_wait {chia * 1e3:8.2f} ms ({chia / raw:.2f})",
+                flush=True,
+            )
 
 
 def status_rows(sizes: list[int], blocker: Any, pending: list[Any], rows: dict[str, Row]) -> None:
@@ -327,6 +361,17 @@ def build_alone(directory: Path) -> float:
     return float(done.stdout)
 
 
+def fill(directory: Path, size: int, value: bytes, *, start: int = 0) -> float:
+    """Seconds to put entries ``start`` to ``size`` into the store at ``directory``, one put after another."""
+    store = EntryStore(str(directory), 4 << 30)
+    began = time.perf_counter()
+    for index in range(start, size):
+        store.put(f"entry-{index}", value)
+    seconds = time.perf_counter() - began
+    store.close()
+    return seconds
+
+
 def cache_rows(sizes: list[int], root: Path, rows: dict[str, Row]) -> None:
     empty, full = root / "cache-empty", root / "cache-full"
     empty.mkdir(mode=0o700)
@@ -336,17 +381,19 @@ def cache_rows(sizes: list[int], root: Path, rows: dict[str, Row]) -> None:
     empties = [start_and_read(empty) for _ in range(3)]
     base_wall = statistics.median(wall for wall, _, _ in empties)
     base_rss = statistics.median(rss for _, _, rss in empties)
-    filled, filling = 0, 0.0
+    filled = 0
     for size in sizes:
-        store = EntryStore(str(full), 4 << 30)  # filled in this process: Ray's call rate would dominate
-        began = time.perf_counter()
-        for index in range(filled, size):
-            store.put(f"entry-{index}", value)
-        filling += time.perf_counter() - began
-        store.close()
+        # Filled in this process (Ray's call rate would dominate): N puts into an empty store, the
+        # median of three fresh stores (one fill moved by up to 40 % between runs), then the directory
+        # the warm-start rows open is grown to N entries.
+        fills = []
+        for turn in range(3):
+            fills.append(fill(root / f"cache-writes-{turn}", size, value))
+            shutil.rmtree(root / f"cache-writes-{turn}")
+        rows["cache writes (store alone)"].values[size] = statistics.median(fills)
+        fill(full, size, value, start=filled)
         filled = size
-        rows["cache writes (store alone)"].values[size] = filling
-        builds = [build_alone(full) for _ in range(3)]
+        builds = [build_alone(full) for _ in range(5)]
         rows["cache warm start (store alone)"].values[size] = statistics.median(builds)
         walls, indexes, memory = [], [], []
         for _ in range(3):
@@ -403,7 +450,9 @@ def format_value(row: Row, size: int) -> str:
         return f"{value * 1e6:,.0f} us"
     if row.unit == "ratio":
         return f"{value:.2f}"
-    return f"{value:+.3f} s" if row.unit == "+s" else f"{value:.2f} s"
+    if row.unit == "+s":
+        return f"{value:+.3f} s"
+    return f"{value:.3f} s" if value < 0.1 else f"{value:.2f} s"
 
 
 def new_rows() -> dict[str, Row]:
@@ -418,6 +467,9 @@ def new_rows() -> dict[str, Row]:
         ("chia_wait", "ms"),
         ("ray.wait", "ms"),
         ("chia_wait / ray.wait", "ratio"),
+        ("chia_wait, caches warm", "ms"),
+        ("ray.wait, caches warm", "ms"),
+        ("chia_wait / ray.wait, caches warm", "ratio"),
         ("cache warm start", "s"),
         ("cache warm start (store alone)", "s"),
         ("cache start + first read", "+s"),
@@ -426,15 +478,15 @@ def new_rows() -> dict[str, Row]:
         ("query_kv", "us"),
         ("chia status", "s"),
     )
-    return {name: Row(name, unit) for name, unit in names}
+    return {name: Row(name, unit, judged=not name.endswith("caches warm")) for name, unit in names}
 
 
 def dispatch_only(sizes: list[int], rows: dict[str, Row]) -> None:
     """The child of :func:`metrics_off_rows`: the named dispatch rows, then their seconds as one JSON line."""
     with tempfile.TemporaryDirectory(prefix="chia-scale-") as directory:
         dispatch_rows(sizes, Path(directory), rows, unnamed=False)
-    ray.shutdown()
     print(json.dumps({name: rows[name].values for name in METRICS_OFF}), flush=True)
+    ray.shutdown()  # after the line: Ray may end this process while it shuts down (see main)
 
 
 def main() -> None:
@@ -477,14 +529,20 @@ def main() -> None:
         with section("kv"):
             kv_rows(sizes, rows)
         shutil.rmtree(root, ignore_errors=True)
+    print_table(sizes, rows, began)
+    # Last: Ray's core worker may end this process from a background thread while it shuts down
+    # (its raylet gone before the calls cancelled above were settled), so nothing is printed after.
     ray.shutdown()
+
+
+def print_table(sizes: list[int], rows: dict[str, Row], began: float) -> None:
     header = " | ".join(f"{size:,}" for size in sizes)
     print(f"\n| measure | {header} | growth {sizes[-2]:,} -> {sizes[-1]:,} |")
     print("|---" * (len(sizes) + 2) + "|")
     for row in rows.values():
         cells = " | ".join(format_value(row, size) for size in sizes)
         print(f"| {row.name} | {cells} | {row.growth()} |")
-    print(f"\ntook {time.perf_counter() - began:.0f} s; load {os.getloadavg()[0]:.1f}")
+    print(f"\ntook {time.perf_counter() - began:.0f} s; load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 if __name__ == "__main__":
