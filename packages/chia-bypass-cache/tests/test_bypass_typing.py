@@ -62,6 +62,7 @@ def cache_signatures() -> None:
     assert_type(ray.get(handle.size_bytes.remote()), int)
     assert_type(ray.get(handle.get_config.remote()), dict[str, Any])
     assert_type(ray.get(handle.stats.remote()), dict[str, int])
+    assert_type(ray.get(handle.checkpoint.remote()), None)
 
 
 def test_public_names_are_exported() -> None:
@@ -78,6 +79,7 @@ def test_public_names_are_exported() -> None:
         "Cache",
         "CacheDirectoryError",
         "SECRET_ENV",
+        "STOP_CHECKPOINT_SECONDS",
         "UNITS",
         "get_active_cache",
         "is_cached",

@@ -17,9 +17,10 @@ import ray
 import ray.cloudpickle
 from ray.actor import ActorHandle
 
+from chia.base import cache as cache_module
 from chia.base._bypass_cache.cache_actor import _dumps
 from chia.base._bypass_cache.cache_log import RECORD, segment_name
-from chia.base._bypass_cache.cache_store import QUARANTINE_DIR
+from chia.base._bypass_cache.cache_store import QUARANTINE_DIR, EntryStore
 from chia.base.cache import (
     SECRET_ENV,
     UNITS,
@@ -199,6 +200,39 @@ def test_signed_cache_refuses_unsigned_entries(namespace: str, tmp_path: Path, m
 
 
 @pytest.mark.ray_compat
+def test_stop_cache_checkpoints_so_the_next_start_replays_nothing(namespace: str, tmp_path: Path) -> None:
+    directory = tmp_path / "cache"
+    handle = start_cache(1, str(directory), units="MB", namespace=namespace)
+    for index in range(20):  # far fewer than a checkpoint's worth of records
+        ray.get(handle.write.remote(f"t{index}", index))
+    assert ray.get(handle.read.remote("t0")) == (True, 0)
+    stop_cache(namespace)
+    # Every record overwritten with same-sized garbage: a start that replayed any would lose its entry.
+    segment = directory / segment_name(1)
+    segment.write_bytes(b"\0" * segment.stat().st_size)
+    store = EntryStore(str(directory), 1 << 20)
+    try:
+        assert store.tags() == [f"t{index}" for index in range(1, 20)] + ["t0"]  # with t0's read
+        assert store.quarantined == 0
+    finally:
+        store.close()
+
+
+def test_stop_cache_stops_a_cache_that_cannot_checkpoint_in_time(
+    namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(cache_module, "STOP_CHECKPOINT_SECONDS", 0)  # the call cannot have come back
+    handle = start_cache(1, str(tmp_path / "cache"), units="MB", namespace=namespace)
+    ray.get(handle.write.remote("kept", 42))
+    with caplog.at_level(logging.WARNING, logger="chia.base.cache"):
+        stop_cache(namespace)
+    assert get_active_cache(namespace) is None
+    assert f"the cache in namespace {namespace!r} could not write its index checkpoint" in caplog.text
+    assert "nothing is lost" in caplog.text
+    restarted = start_cache(1, str(tmp_path / "cache"), units="MB", namespace=namespace)
+    assert ray.get(restarted.read.remote("kept")) == (True, 42)
+
+
 def test_restart_after_kill_picks_up_the_new_actor(namespace: str, tmp_path: Path) -> None:
     handle = start_cache(1, str(tmp_path / "cache"), units="MB", namespace=namespace)
     ray.get(handle.write.remote("kept", 42))

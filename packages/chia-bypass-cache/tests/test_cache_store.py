@@ -119,6 +119,7 @@ def test_overwrite_replaces_and_accounts(tmp_path: Path) -> None:
 
 def test_warm_start_reads_the_checkpoint_not_the_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", 10)
+    monkeypatch.setattr(cache_store, "CHECKPOINT_SHARE", 8)  # a checkpoint every 10 records up to 80 entries
     store = EntryStore(str(tmp_path), 1 << 20)
     for index in range(50):
         store.put(f"t{index}", b"v%d" % index)
@@ -134,6 +135,24 @@ def test_warm_start_reads_the_checkpoint_not_the_records(tmp_path: Path, monkeyp
     assert restarted.total_bytes == store.total_bytes
     assert restarted.get("t7") is None  # the damage is caught when the entry is read
     assert restarted.quarantined == 1 and "t7" not in restarted
+
+
+def test_checkpoint_now_leaves_no_record_to_replay_and_keeps_recency(tmp_path: Path) -> None:
+    store = EntryStore(str(tmp_path), 1 << 20)
+    for index in range(50):  # far fewer than CHECKPOINT_RECORDS: no checkpoint of its own
+        store.put(f"t{index}", b"v%d" % index)
+    store.get("t0")
+    store.checkpoint()
+    store.close()
+    # The records overwritten with same-sized garbage: a start that replayed any would miss it.
+    path = tmp_path / FIRST_SEGMENT
+    path.write_bytes(b"\0" * path.stat().st_size)
+    restarted = EntryStore(str(tmp_path), 1 << 20)
+    assert restarted.tags() == [f"t{index}" for index in range(1, 50)] + ["t0"]  # t0 read last
+    assert restarted.quarantined == 0
+    restarted.close()
+    with pytest.raises(ValueError, match="closed"):
+        restarted.checkpoint()
 
 
 def test_checkpoints_space_out_as_the_index_grows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

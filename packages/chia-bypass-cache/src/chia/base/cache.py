@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SECRET_ENV",
+    "STOP_CHECKPOINT_SECONDS",
     "UNITS",
     "Cache",
     "CacheDirectoryError",
@@ -77,6 +78,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+STOP_CHECKPOINT_SECONDS = 60.0
+"""How long :func:`stop_cache` waits for the cache to write its index checkpoint before killing it anyway."""
 
 UNITS: Mapping[str, int] = MappingProxyType(
     {
@@ -252,11 +256,24 @@ def stop_cache(namespace: str | None = None) -> None:
     """Kill the cache actor. Idempotent. Stable.
 
     Nothing on disk is lost: the next :func:`start_cache` warm-starts from the
-    directory. Automatic write-through from this driver stops.
+    directory. The actor first writes its index checkpoint (waiting up to
+    :data:`STOP_CHECKPOINT_SECONDS` for calls queued before), so that start
+    replays no record; a cache that cannot is killed all the same (a
+    warning says why) and its next start replays the records written since
+    its last checkpoint. Automatic write-through from this driver stops.
     """
     resolved = _namespace(namespace)
     handle: Any = get_active_cache(resolved)
     if handle is not None:
+        try:
+            ray.get(handle.checkpoint.remote(), timeout=STOP_CHECKPOINT_SECONDS)
+        except (ray.exceptions.RayError, OSError) as exc:
+            logger.warning(
+                "stop_cache: the cache in namespace %r could not write its index checkpoint (%s); stopping it "
+                "anyway: nothing is lost, its next start replays the records written since its last checkpoint",
+                resolved,
+                exc,
+            )
         ray.kill(handle, no_restart=True)
         _wait_name_released(resolved)
     if live_state.cache.started_namespace == resolved:

@@ -303,6 +303,11 @@ class CacheActor:
         self._resident_bytes = 0
         return self._opened.clear()
 
+    @ray.method
+    def checkpoint(self) -> None:
+        """Write the index checkpoint now, so the next start replays no record (:func:`stop_cache` calls it)."""
+        self._opened.checkpoint()
+
     # --- introspection --------------------------------------------------------------------
 
     @ray.method

@@ -58,7 +58,14 @@ SEGMENT_BYTES = 64 << 20
 # A checkpoint is written after this many records, or after one record per CHECKPOINT_SHARE
 # entries of a bigger index: a checkpoint holds the whole index, so at a fixed interval every
 # put would cost more the bigger the cache (measured: 8 us a put at 10,000 entries, 100 us at
-# 300,000). A warm start replays at most that many records.
+# 300,000). A start after a crash replays at most that many records before its first read is
+# answered; after stop_cache, none (the cache writes a checkpoint first: EntryStore.checkpoint).
+# A put's share of checkpoint writing grows with the index up to RECORDS * SHARE entries
+# (32,768) and stays at SHARE entries rewritten (~0.3 us each) past it: a put cost 3.3 us at
+# 10,000 entries and 5.6 us at 100,000 in the store (3.0 and 3.2 us without checkpoints). A
+# share of 2 made that 3.2 and 3.7 us, but a start after a crash then replayed up to 50,000
+# records at 100,000 entries before its first read (+0.11 s against +0.01 s): not worth 2 us
+# of a write that costs a Ray actor call (~250 us).
 CHECKPOINT_RECORDS = 4096
 CHECKPOINT_SHARE = 8
 # Segments are compacted once dead records take more than the live ones and at least this much.
@@ -441,6 +448,19 @@ class EntryStore:
         self._checkpoint()
         self._drop_dead_segments()
         return count
+
+    def checkpoint(self) -> None:
+        """Write the index checkpoint now (waits for the index): the next start replays no record.
+
+        It also keeps the entries' recency as of now, which a start after a
+        crash knows only as of the last checkpoint. Costs a rewrite of the
+        index: ~30 ms at 100,000 entries.
+        """
+        if self._closed:
+            raise ValueError(f"the cache store of {self.directory} is closed")
+        self._index()
+        self._checkpoint()
+        self._drop_dead_segments()
 
     def stamp(self, tag: str) -> Stamp:
         """``tag``'s generation now: equal stamps mean the entry did not change in between."""
