@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,26 @@ def test_a_last_line_cut_short_by_a_killed_writer_is_skipped(tmp_path: Path) -> 
     log.write_text(whole.replace("\n[", "\n[nonsense", 1))  # a bad line that ends with a newline is still an error
     with pytest.raises(ValueError, match=r"chia-profile-c1.jsonl:2: not a JSON line"):
         export.load_profile(log)
+
+
+def test_loading_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    # load_profile pauses the cyclic collector while it reads (a log of 100,000 calls is
+    # millions of containers); the caller's setting must come back, even when the load fails.
+    log = write_compact(tmp_path, rows())
+    bad = tmp_path / "bad" / "chia-profile-x.jsonl"
+    bad.parent.mkdir()
+    bad.write_text('{"kind": "session", "session": "x", "ts": 0, "head_node": "h"}\n[0, 0, 1]\n')
+    was_enabled = gc.isenabled()
+    try:
+        gc.enable()
+        assert len(export.load_profile(log).calls) == 4
+        assert gc.isenabled()
+        with pytest.raises(ValueError, match="a compact row before a format-2 session header"):
+            export.load_profile(bad)
+        assert gc.isenabled()
+        gc.disable()
+        assert len(export.load_profile(log).calls) == 4
+        assert not gc.isenabled()
+    finally:
+        if was_enabled:
+            gc.enable()
