@@ -13,7 +13,10 @@ One local Ray session (2 CPUs, whole-CPU tasks). For each size N:
   chia names the first 10,000 distinct tags of a process so
   (``CHIA_TAGGED_TASK_NAMES``) and keeps later tags out of task names. The
   same rows are measured again in a second Ray session started with
-  ``RAY_enable_metrics_collection=0`` (a child process of this script);
+  ``RAY_enable_metrics_collection=0`` (a child process of this script).
+  Each chia sweep also prints the CPU each kind of process spent per call
+  (this driver, Ray's task workers, the profile collector, the GCS...,
+  read from /proc);
 * **profile on disk** and **load_profile**: the profiled sweep's log, bytes
   per call and the seconds ``load_profile`` takes to read it (the median of
   three loads);
@@ -140,6 +143,47 @@ def timed(action: Callable[[], Any]) -> float:
     return time.perf_counter() - began
 
 
+_ROLES = (
+    ("ray::ProfileCol", "collector"),
+    ("ray::PidRegistr", "registry"),
+    ("gcs_server", "gcs"),
+    ("raylet", "raylet"),
+)
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds so far of this machine's processes, by role: this driver, Ray's workers, named actors, GCS...
+
+    Read from /proc (empty elsewhere). Ray's task workers are the ``ray::`` processes no role claims.
+    """
+    seconds: dict[str, float] = {}
+    driver = str(os.getpid())
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                name, _, fields = stat.read().rpartition(")")
+        except OSError:
+            continue
+        comm = name.partition("(")[2]
+        role = "driver" if pid == driver else next((role for prefix, role in _ROLES if comm.startswith(prefix)), None)
+        if role is None:
+            role = "workers" if comm.startswith("ray::") else "other"
+        values = fields.split()
+        seconds[role] = seconds.get(role, 0.0) + (int(values[11]) + int(values[12])) / _TICKS
+    return seconds
+
+
+def cpu_per_call(before: dict[str, float], after: dict[str, float], calls: int) -> str:
+    """The CPU each role spent per call between two :func:`cpu_by_role` readings (processes that ended drop out)."""
+    spent = {role: (after[role] - before.get(role, 0.0)) / calls * 1e6 for role in after}
+    return ", ".join(
+        f"{role} {micros:.0f}" for role, micros in sorted(spent.items(), key=lambda item: -item[1]) if micros >= 1
+    )
+
+
 @contextlib.contextmanager
 def section(name: str) -> Iterator[None]:
     """Print how long a part of the run took (where the budget of 15 minutes goes)."""
@@ -179,13 +223,17 @@ def dispatch_rows(sizes: list[int], root: Path, rows: dict[str, Row], *, unnamed
     for size in sizes:
         if unnamed:
             rows["dispatch, raw Ray unnamed"].values[size] = timed(functools.partial(raw_unnamed_sweep, size))
+        cpu = cpu_by_role()
         began = time.perf_counter()
         finished[size] = sweep(size)
         seconds = time.perf_counter() - began
+        plain_cpu = cpu_per_call(cpu, cpu_by_role(), size)
         rows["dispatch"].values[size] = seconds
         log_dir = root / f"profile-{size}"
         profiler.start_collector(log_dir=log_dir)
+        cpu = cpu_by_role()
         profiled = timed(functools.partial(sweep, size))
+        profiled_cpu = cpu_per_call(cpu, cpu_by_role(), size)
         log = profiler.stop_collector()
         assert log is not None
         rows["dispatch profiled"].values[size] = profiled
@@ -207,6 +255,7 @@ def dispatch_rows(sizes: list[int], root: Path, rows: dict[str, Row], *, unnamed
             f"load_profile {rows['load_profile'].values[size]:.2f} s",
             flush=True,
         )
+        print(f"  {'':16}CPU per call, us: chia {plain_cpu}; profiled {profiled_cpu}", flush=True)
     for size in sizes:
         rows["dispatch, raw Ray"].values[size] = timed(functools.partial(raw_sweep, size))
         print(f"  dispatch {size:>7}: raw Ray {size / rows['dispatch, raw Ray'].values[size]:7.0f} named", flush=True)
@@ -226,8 +275,9 @@ def metrics_off_rows(sizes: list[int], rows: dict[str, Row]) -> None:
     command = [sys.executable, __file__, "--sizes", ",".join(map(str, sizes)), "--dispatch-only"]
     environment = {**os.environ, "RAY_enable_metrics_collection": "0", "RAY_ADDRESS": "local"}
     result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=1800, check=False)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("  dispatch")]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("  dispatch") or "CPU per call" in line]
     for line in lines:
+        line = line.replace("CPU per call", "CPU per call (Ray metrics off)", 1)
         print(line.replace("  dispatch", "  dispatch (Ray metrics off)", 1), flush=True)
     if result.returncode != 0 or not result.stdout.strip():
         raise RuntimeError(f"the metrics-off pass failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
