@@ -199,7 +199,6 @@ def test_signed_cache_refuses_unsigned_entries(namespace: str, tmp_path: Path, m
     assert ray.get(handle.read.remote("signed")) == (False, None)
 
 
-@pytest.mark.ray_compat
 def test_stop_cache_checkpoints_so_the_next_start_replays_nothing(namespace: str, tmp_path: Path) -> None:
     directory = tmp_path / "cache"
     handle = start_cache(1, str(directory), units="MB", namespace=namespace)
@@ -233,6 +232,7 @@ def test_stop_cache_stops_a_cache_that_cannot_checkpoint_in_time(
     assert ray.get(restarted.read.remote("kept")) == (True, 42)
 
 
+@pytest.mark.ray_compat
 def test_restart_after_kill_picks_up_the_new_actor(namespace: str, tmp_path: Path) -> None:
     handle = start_cache(1, str(tmp_path / "cache"), units="MB", namespace=namespace)
     ray.get(handle.write.remote("kept", 42))
