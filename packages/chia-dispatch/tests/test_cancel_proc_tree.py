@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from chia.base._dispatch import proc_tree
 from chia.base._dispatch.proc_tree import (
     MARKER_VARIABLE,
     KillTarget,
@@ -69,7 +72,8 @@ def test_kill_tree_kills_children_grandchildren_and_setsid_daemons(
     marker = f"job:{tag}"
     root = spawn_tree(tag, new_session=new_session, marker=marker)
     # Each process matches the root, the marker and the prefix, and is reported once.
-    killed = kill_tree(KillTarget((ident(root),), frozenset({marker}), ("job:",)), grace=5.0)
+    # (The prefix is this test's own: a bare "job:" would kill the trees of a run of this module in parallel.)
+    killed = kill_tree(KillTarget((ident(root),), frozenset({marker}), (f"job:{tag[:-3]}",)), grace=5.0)
     root.wait(timeout=10)
     assert len(set(killed)) == len(killed)
     assert len(killed) >= 4  # root shell, child, subshell, grandchild, daemon (setsid helper may be gone)
@@ -145,3 +149,92 @@ def test_stopped_processes_are_continued_so_sigterm_lands(tag: str, spawn_tree: 
 def test_negative_grace_is_rejected() -> None:
     with pytest.raises(ValueError, match="grace"):
         kill_tree(KillTarget(), grace=-1)
+
+
+# A tree that forks while it dies, killed 30 times by a helper that is a child subreaper: every orphan
+# the tree leaves becomes the helper's child, so one that escaped is seen whatever it is doing. The root's
+# SIGTERM handler starts a line of processes that each fork the next and exit at once. kill_tree must
+# follow the line by its marker, although a scan can list a process that exits before its stat is read,
+# and so miss the child it forked meanwhile.
+FORKING_WHILE_DYING = (
+    "hop() { if [ $1 -gt 0 ]; then ( hop $(( $1 - 1 )) & ); else exec sleep 300; fi; }; trap 'hop 30; exit 0' TERM"
+)
+ESCAPE_HELPER = r"""
+import ctypes, json, os, subprocess, sys
+from chia.base._dispatch.proc_tree import MARKER_VARIABLE, KillTarget, ProcessId, kill_tree, start_ticks
+
+PR_SET_CHILD_SUBREAPER = 36
+assert ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+SCRIPT = sys.argv[2] + "; sleep 300 & echo ready; wait"
+
+
+def children():  # this subreaper's live children, its tree's zombies reaped first
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                break
+        except ChildProcessError:
+            break
+    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as handle:
+        return [int(pid) for pid in handle.read().split()]
+
+
+escapes = []
+for trial in range(int(sys.argv[1])):
+    marker = f"escape-test/{os.getpid()}/{trial}"
+    root = subprocess.Popen(
+        ["bash", "-c", SCRIPT], env={**os.environ, MARKER_VARIABLE: marker}, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    assert root.stdout is not None and root.stdout.readline() == b"ready\n"
+    kill_tree(KillTarget((ProcessId(root.pid, start_ticks(root.pid) or 0),), frozenset({marker})), grace=5.0)
+    root.wait()
+    escapes.extend(children())  # after the zombies were reaped: what is left of the tree escaped
+    while children():  # clean up: kill what escaped until nothing is left (a link may have forked meanwhile)
+        for pid in children():
+            os.kill(pid, 9)
+print(json.dumps(escapes))
+"""
+
+
+def test_kill_tree_follows_a_tree_that_forks_while_it_dies() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", ESCAPE_HELPER, "30", FORKING_WHILE_DYING],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [], "processes escaped kill_tree"
+
+
+def test_kill_tree_looks_again_at_an_orphan_caught_in_mid_exec(
+    tag: str, pids: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the kernel runs an execve(), the process's environment reads empty, marker included.
+
+    The window is too short to hit on purpose, so the orphan here is real
+    and only its first three environment reads are made to come back empty,
+    as during an exec.
+    """
+    marker = f"job:{tag}"
+    env = {**os.environ, MARKER_VARIABLE: marker}
+    subprocess.run(["bash", "-c", f"(exec -a {tag}-orphan sleep 300) &"], env=env, check=True)
+    wait_until(lambda: len(pids(tag)) == 1, message="the orphan")
+    (orphan,) = pids(tag)
+    reads = 0
+    real = proc_tree._marker_of
+
+    def mid_exec(pid: int) -> Any:
+        nonlocal reads
+        if pid == orphan and reads < 3:
+            reads += 1
+            return proc_tree._Environ.EMPTY
+        return real(pid)
+
+    monkeypatch.setattr(proc_tree, "_marker_of", mid_exec)
+    killed = kill_tree(KillTarget(markers=frozenset({marker})), grace=5.0)
+    assert reads == 3
+    assert [process.pid for process in killed] == [orphan]
+    wait_until(lambda: pids(tag) == [], message="the orphan killed")
