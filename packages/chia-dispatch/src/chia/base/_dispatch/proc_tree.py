@@ -156,6 +156,15 @@ class _Doubts:
     unrelated: set[int] = field(default_factory=set)
     """Pids read alive, without the marker and outside the tree: their exit later is no news."""
 
+    def note_unmarked(self, pid: int, stat: _Stat, marker: _Marker) -> None:
+        """File a process the scan read alive whose marker is not the target's (its descendants are sorted later)."""
+        if marker is _Environ.GONE:
+            self.dead.add(pid)
+        elif marker is not _Environ.EMPTY:
+            self.unrelated.add(pid)
+        elif not stat.kernel:
+            self.empty.append(ProcessId(pid, stat.start_ticks))
+
 
 def _scan(doubts: _Doubts | None = None) -> dict[int, _Stat]:
     """The ``/proc/<pid>/stat`` of every live process on this node (``doubts.dead``: those that were not)."""
@@ -194,14 +203,8 @@ def _direct_members(
             marker = marker_of(pid)
             if _marked(marker, target):
                 members[pid] = stat.start_ticks
-            elif doubts is None:
-                pass
-            elif marker is _Environ.GONE:
-                doubts.dead.add(pid)
-            elif marker is not _Environ.EMPTY:
-                doubts.unrelated.add(pid)
-            elif not stat.kernel:
-                doubts.empty.append(ProcessId(pid, stat.start_ticks))
+            elif doubts is not None:
+                doubts.note_unmarked(pid, stat, marker)
     return members
 
 
@@ -230,15 +233,16 @@ def _members(
     return members
 
 
-def find_tree(target: KillTarget, *, extra: Iterable[ProcessId] = ()) -> dict[int, int]:
+def find_tree(target: KillTarget, *, extra: Iterable[ProcessId] = (), doubts: _Doubts | None = None) -> dict[int, int]:
     """Every live process that belongs to ``target``: pid -> start ticks.
 
     A process belongs when it is a root (same pid and start time), shares the
     process group or session a live root leads, carries a matching marker,
     or descends from any of those. ``extra`` adds already-known members (so
-    their new children are found on a rescan). Never includes this process.
+    their new children are found on a rescan); ``doubts`` receives what the
+    scan may have missed (see :class:`_Doubts`). Never includes this process.
     """
-    return _members(target, _scan(), _marker_of, extra)
+    return _members(target, _scan(doubts), _marker_of, extra, doubts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +353,7 @@ class _TreeKill:
     def enlist(self, signum: int) -> _Missed:
         """Scan, and signal the members not signalled yet; returns why this scan may have missed some."""
         doubts = _Doubts()
-        for pid, ticks in _members(self.target, _scan(doubts), _marker_of, self.seen.values(), doubts).items():
+        for pid, ticks in find_tree(self.target, extra=self.seen.values(), doubts=doubts).items():
             ident = ProcessId(pid, ticks)
             if self.seen.get(pid) == ident:
                 continue
