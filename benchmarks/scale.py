@@ -218,6 +218,17 @@ def raw_unnamed_sweep(size: int) -> None:
     ray.get(refs)
 
 
+def profiled_sweep(size: int, log_dir: Path, prefix: str = "s") -> tuple[float, str, str]:
+    """A sweep with the chia-ops collector running: (seconds, CPU per call by role, the profile log's path)."""
+    profiler.start_collector(log_dir=log_dir)
+    cpu = cpu_by_role()
+    seconds = timed(functools.partial(sweep, size, prefix))
+    spent = cpu_per_call(cpu, cpu_by_role(), size)
+    log = profiler.stop_collector()
+    assert log is not None
+    return seconds, spent, log
+
+
 def past_limit_rows(sizes: list[int], root: Path, rows: dict[str, Row]) -> None:
     """Profiled sweeps of fresh tags at every size, all past the process's tagged-name limit: like for like."""
     limit = tags.parse_limit(os.environ.get(tags.LIMIT_ENV, ""))
@@ -227,11 +238,7 @@ def past_limit_rows(sizes: list[int], root: Path, rows: dict[str, Row]) -> None:
     if limit > max(sizes):  # the sweeps so far named at most max(sizes) tags: give Ray the rest of the names
         sweep(limit, prefix="budget")
     for size in sizes:
-        profiler.start_collector(log_dir=root / f"profile-past-{size}")
-        cpu = cpu_by_role()
-        seconds = timed(functools.partial(sweep, size, f"past{size}-"))
-        spent = cpu_per_call(cpu, cpu_by_role(), size)
-        profiler.stop_collector()
+        seconds, spent, _ = profiled_sweep(size, root / f"profile-past-{size}", f"past{size}-")
         rows[PAST_LIMIT].values[size] = seconds
         print(f"  dispatch {size:>7}: profiled, tags past the name limit, {size / seconds:7.0f} calls/s", flush=True)
         print(f"  {'':16}CPU per call, us: {spent}", flush=True)
@@ -256,13 +263,7 @@ def dispatch_rows(sizes: list[int], root: Path, rows: dict[str, Row], *, unnamed
         seconds = time.perf_counter() - began
         plain_cpu = cpu_per_call(cpu, cpu_by_role(), size)
         rows["dispatch"].values[size] = seconds
-        log_dir = root / f"profile-{size}"
-        profiler.start_collector(log_dir=log_dir)
-        cpu = cpu_by_role()
-        profiled = timed(functools.partial(sweep, size))
-        profiled_cpu = cpu_per_call(cpu, cpu_by_role(), size)
-        log = profiler.stop_collector()
-        assert log is not None
+        profiled, profiled_cpu, log = profiled_sweep(size, root / f"profile-{size}")
         rows["dispatch profiled"].values[size] = profiled
         rows["profile size"].values[size] = os.path.getsize(log)
         loads = []
