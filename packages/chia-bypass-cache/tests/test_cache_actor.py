@@ -217,12 +217,25 @@ def test_stop_cache_checkpoints_so_the_next_start_replays_nothing(namespace: str
         store.close()
 
 
+class _OpensForReading:
+    """Unpickles by opening ``path`` for reading: on a FIFO no one writes, that blocks until the process dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[str]]:
+        return open, (self.path,)
+
+
 def test_stop_cache_stops_a_cache_that_cannot_checkpoint_in_time(
     namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(cache_module, "STOP_CHECKPOINT_SECONDS", 0)  # the call cannot have come back
+    monkeypatch.setattr(cache_module, "STOP_CHECKPOINT_SECONDS", 0.5)
     handle = start_cache(1, str(tmp_path / "cache"), units="MB", namespace=namespace)
     ray.get(handle.write.remote("kept", 42))
+    fifo = tmp_path / "never-written"
+    os.mkfifo(fifo)
+    handle.write.remote("stuck", _OpensForReading(fifo))  # holds the actor: the checkpoint queues behind it
     with caplog.at_level(logging.WARNING, logger="chia.base.cache"):
         stop_cache(namespace)
     assert get_active_cache(namespace) is None
