@@ -1,8 +1,8 @@
 """Fault tests: kill -9 the cache while it writes; nothing acknowledged is lost, nothing torn is served.
 
 Two levels. The store alone, in a subprocess with tiny segment, checkpoint
-and compaction thresholds so that kills land in appends, checkpoints and
-compactions alike, killed with SIGKILL after a random number of
+and compaction thresholds so that kills land in appends, checkpoints, their
+deltas and compactions alike, killed with SIGKILL after a random number of
 acknowledged writes, many times over (a fresh process costs ~0.2 s). Then the
 real cache actor on Ray, killed with SIGKILL while several tasks write to it
 concurrently, a few times (each restart costs a new actor process). Values
@@ -61,6 +61,9 @@ STORE_WRITER = textwrap.dedent(
     out = sys.stdout
     for step in range(10**9):
         tag = f"t{rng.randrange(40)}"
+        if rng.random() < 0.2:
+            store.get(tag)  # a read: a row of the next checkpoint delta
+            continue
         if rng.random() < 0.15:
             out.write(f"begin remove {tag}\\n"); out.flush()
             store.remove(tag)

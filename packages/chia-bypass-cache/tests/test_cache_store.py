@@ -21,7 +21,14 @@ from pathlib import Path
 import pytest
 
 from chia.base._bypass_cache import cache_store
-from chia.base._bypass_cache.cache_checkpoint import CHECKPOINT_NAME, TMP_PREFIX, Checkpoint
+from chia.base._bypass_cache.cache_checkpoint import (
+    CHECKPOINT_NAME,
+    DELTA_NAME,
+    TMP_PREFIX,
+    Checkpoint,
+    read_checkpoint,
+    read_deltas,
+)
 from chia.base._bypass_cache.cache_generation import GENERATION_NAME, GenerationView
 from chia.base._bypass_cache.cache_log import RECORD, record_length, segment_name
 from chia.base._bypass_cache.cache_store import LOCK_NAME, QUARANTINE_DIR, CacheDirectoryError, EntryStore
@@ -119,7 +126,7 @@ def test_overwrite_replaces_and_accounts(tmp_path: Path) -> None:
 
 def test_warm_start_reads_the_checkpoint_not_the_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", 10)
-    monkeypatch.setattr(cache_store, "CHECKPOINT_SHARE", 8)  # a checkpoint every 10 records up to 80 entries
+    monkeypatch.setattr(cache_store, "CHECKPOINT_SHARE", 8)  # a delta every 10 records
     store = EntryStore(str(tmp_path), 1 << 20)
     for index in range(50):
         store.put(f"t{index}", b"v%d" % index)
@@ -155,23 +162,161 @@ def test_checkpoint_now_leaves_no_record_to_replay_and_keeps_recency(tmp_path: P
         restarted.checkpoint()
 
 
-def test_checkpoints_space_out_as_the_index_grows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A checkpoint rewrites the whole index: at a fixed interval each put would cost more the
-    # bigger the cache. After RECORDS records, or one record per SHARE entries if that is more.
-    monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", 4)
-    monkeypatch.setattr(cache_store, "CHECKPOINT_SHARE", 2)
-    store = EntryStore(str(tmp_path), 1 << 20)
-    checkpoint = tmp_path / CHECKPOINT_NAME
-    checkpointed_at: list[int] = []
-    for index in range(64):
-        before = checkpoint.stat().st_mtime_ns, checkpoint.stat().st_ino
+def delta_rows(directory: Path) -> list[list[str]]:
+    """The tags of each delta that follows the checkpoint in ``directory`` (removed ones as ``-tag``)."""
+    checkpoint = read_checkpoint(str(directory / CHECKPOINT_NAME))
+    assert checkpoint is not None
+    found = read_deltas(str(directory / DELTA_NAME), checkpoint.base)
+    if found is None:
+        return []
+    assert not found.stale and found.valid_bytes == found.size
+    return [
+        [tag if segment else f"-{tag}" for tag, segment in zip(delta.tags(), delta.columns[0], strict=True)]
+        for delta in found.deltas
+    ]
+
+
+def filled_store(directory: Path, monkeypatch: pytest.MonkeyPatch, records: int, count: int) -> EntryStore:
+    """A store of ``directory`` due a checkpoint every ``records`` records, holding ``t0`` to ``t<count - 1>``."""
+    monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", records)
+    store = EntryStore(str(directory), 1 << 20)
+    for index in range(count):
         store.put(f"t{index}", b"v")
-        if (checkpoint.stat().st_mtime_ns, checkpoint.stat().st_ino) != before:
-            checkpointed_at.append(index + 1)
-    assert checkpointed_at == [4, 8, 15, 29, 57]  # 16 checkpoints at a fixed interval of 4
+    return store
+
+
+def test_a_checkpoint_between_whole_ones_writes_only_what_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rewriting the whole index at every checkpoint made each put cost more the bigger the cache: a
+    # delta holds the entries written, read or removed since the checkpoint before, nothing else.
+    monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", 4)
+    whole = EntryStore(str(tmp_path), 1 << 20)  # an empty directory: the whole (empty) index is written
+    whole.close()
+    written = (tmp_path / CHECKPOINT_NAME).stat().st_ino
+    store = filled_store(tmp_path, monkeypatch, 4, 64)
+    assert (tmp_path / CHECKPOINT_NAME).stat().st_ino == written  # the index was never rewritten
+    assert delta_rows(tmp_path) == [[f"t{index}" for index in range(start, start + 4)] for start in range(0, 64, 4)]
+    store.checkpoint()  # the whole index now: the deltas go
+    assert delta_rows(tmp_path) == []
+    store.get("t0")
+    store.put("t5", b"w")
+    store.remove("t9")
+    store.put("t64", b"v")
+    store.put("t65", b"v")
+    assert delta_rows(tmp_path) == [["-t9", "t0", "t5", "t64", "t65"]]  # in LRU order, after the removals
     store.close()
-    restarted = EntryStore(str(tmp_path), 1 << 20)  # 7 records after the last one, replayed
-    assert restarted.tags() == [f"t{index}" for index in range(64)]
+    restarted = EntryStore(str(tmp_path), 1 << 20)
+    expected = [f"t{index}" for index in range(1, 64) if index not in (5, 9)] + ["t0", "t5", "t64", "t65"]
+    assert restarted.tags() == expected
+    assert value(restarted, "t5") == b"w" and value(restarted, "t9") is None
+    restarted.close()
+
+
+def test_the_whole_index_is_rewritten_once_the_deltas_would_outgrow_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = filled_store(tmp_path, monkeypatch, 4, 8)  # two deltas of 4 rows: as many as the entries
+    whole = (tmp_path / CHECKPOINT_NAME).stat().st_ino
+    for index in range(4):  # 4 rows more: the index is rewritten instead
+        store.put(f"t{index}", b"w")
+    assert (tmp_path / CHECKPOINT_NAME).stat().st_ino != whole
+    assert not (tmp_path / DELTA_NAME).exists()
+    checkpoint = read_checkpoint(str(tmp_path / CHECKPOINT_NAME))
+    assert checkpoint is not None and list(checkpoint.entries()) == [f"t{index}" for index in (4, 5, 6, 7, 0, 1, 2, 3)]
+    store.close()
+
+
+def test_reads_change_only_the_next_delta_and_wait_while_they_outweigh_the_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_store, "CHECKPOINT_SHARE", 2)
+    store = filled_store(tmp_path, monkeypatch, 4, 40)
+    store.checkpoint()
+    for index in range(20):  # 20 entries read: a delta after 4 records would cost 6 rows a record
+        store.get(f"t{index}")
+    for index in range(40, 59):
+        store.put(f"t{index}", b"v")
+        assert delta_rows(tmp_path) == []  # 39 rows for 19 records: more than 2 a record
+    store.put("t59", b"v")  # 40 rows for 20 records: due
+    assert delta_rows(tmp_path) == [[f"t{index}" for index in (*range(20), *range(40, 60))]]
+    store.close()
+
+
+def test_a_restart_after_a_crash_keeps_the_recency_of_the_last_delta(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", 4)
+    store = EntryStore(str(tmp_path), 1 << 20)
+    for tag in ("a", "b", "c", "d", "e", "f", "g", "h"):
+        store.put(tag, tag.encode())
+    store.get("b")
+    store.get("a")
+    for tag in ("i", "j", "k", "l"):  # a delta: the two reads and these
+        store.put(tag, tag.encode())
+    store.get("c")  # after the last delta: not kept (the log has no record of reads)
+    store.put("m", b"m")  # in the log after it: replayed
+    store.close()  # as a kill would: no checkpoint
+    restarted = EntryStore(str(tmp_path), 1 << 20)
+    assert restarted.tags() == ["c", "d", "e", "f", "g", "h", "b", "a", "i", "j", "k", "l", "m"]
+    restarted.close()
+
+
+def test_a_delta_cut_short_by_a_kill_is_cut_off_and_its_records_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = filled_store(tmp_path, monkeypatch, 4, 8)
+    store.checkpoint()
+    for index in range(8, 12):
+        store.put(f"t{index}", b"v")  # a delta
+    store.remove("t2")
+    for index in range(3):
+        store.put(f"t{index}", b"w%d" % index)  # the second delta: t2 removed and written again, t0, t1
+    assert delta_rows(tmp_path) == [["t8", "t9", "t10", "t11"], ["t0", "t1", "t2"]]
+    store.close()
+    path = tmp_path / DELTA_NAME
+    whole = path.stat().st_size
+    os.truncate(path, whole - 5)  # the kill came inside the last delta's write
+    with caplog.at_level(logging.INFO):
+        restarted = EntryStore(str(tmp_path), 1 << 20)
+    assert "cutting off an unfinished last checkpoint delta" in caplog.text
+    assert restarted.tags() == [f"t{index}" for index in range(3, 12)] + ["t0", "t1", "t2"]
+    assert [value(restarted, f"t{index}") for index in range(3)] == [b"w0", b"w1", b"w2"]
+    assert restarted.quarantined == 0 and quarantined(tmp_path) == []
+    # The four records replayed are due a delta: written again, after the whole one
+    assert delta_rows(tmp_path) == [["t8", "t9", "t10", "t11"], ["t0", "t1", "t2"]]
+    restarted.close()
+
+
+def test_deltas_a_newer_checkpoint_replaced_are_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", 2)
+    store = EntryStore(str(tmp_path), 1 << 20)
+    store.put("x", b"1")
+    store.remove("x")  # a delta: x removed
+    left_behind = (tmp_path / DELTA_NAME).read_bytes()
+    store.put("x", b"2")
+    store.checkpoint()  # the whole index; the deltas go
+    store.close()
+    (tmp_path / DELTA_NAME).write_bytes(left_behind)  # as if killed between the checkpoint and their removal
+    restarted = EntryStore(str(tmp_path), 1 << 20)
+    assert value(restarted, "x") == b"2"
+    assert not (tmp_path / DELTA_NAME).exists() and restarted.quarantined == 0
+    restarted.close()
+
+
+def test_damaged_deltas_are_moved_aside_with_their_checkpoint_and_the_log_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    filled_store(tmp_path, monkeypatch, 2, 6).close()  # three deltas
+    path = tmp_path / DELTA_NAME
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # the middle one: not a kill's doing
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        restarted = EntryStore(str(tmp_path), 1 << 20)
+    assert restarted.tags() == [f"t{index}" for index in range(6)]
+    assert [name.split(".")[0] for name in quarantined(tmp_path)] == ["checkpoint", "checkpoint"]
+    assert "replaying the whole log" in caplog.text and restarted.quarantined == 2
     restarted.close()
 
 
@@ -374,7 +519,7 @@ def test_foreign_files_and_a_damaged_checkpoint_are_moved_aside_at_start(
     store.put("keep", b"1")
     store.put("gone", b"2")
     store.remove("gone")
-    store._checkpoint()  # the entries are in the checkpoint, and the log still has every record
+    store.checkpoint()  # the entries are in the checkpoint, and the log still has every record
     store.close()
     (tmp_path / "notes.txt").write_text("not ours")
     checkpoint = tmp_path / CHECKPOINT_NAME

@@ -4,7 +4,7 @@ Owns the cache directory. Every write appends one checksummed record to the
 active segment (:mod:`~chia.base._bypass_cache.cache_log`); the index (tag ->
 record) lives in memory, is checkpointed every few thousand records
 (:mod:`~chia.base._bypass_cache.cache_checkpoint`) and is rebuilt at start
-from the checkpoint plus the records after it. Segments mostly made of dead
+from the checkpoint, its deltas and the records after them. Segments mostly made of dead
 records are compacted. Damaged records are copied to ``quarantine/`` with a
 warning, never served. A directory of the old one-file-per-entry format is
 migrated at its first start. Runs without Ray; values stay opaque bytes here.
@@ -24,10 +24,16 @@ from collections.abc import Sequence
 
 from chia.base._bypass_cache.cache_checkpoint import (
     CHECKPOINT_NAME,
+    DELTA_NAME,
     TMP_PREFIX,
+    Base,
     Checkpoint,
     CheckpointProblem,
+    Delta,
+    Row,
+    append_delta,
     read_checkpoint,
+    read_deltas,
     write_checkpoint,
 )
 from chia.base._bypass_cache.cache_directory import LOCK_NAME, CacheDirectoryError, lock_directory, prepare_directory
@@ -55,17 +61,16 @@ QUARANTINE_DIR = "quarantine"
 LOCK_WAIT_SECONDS = 30.0
 # A new segment is started once the active one holds this many bytes.
 SEGMENT_BYTES = 64 << 20
-# A checkpoint is written after this many records, or after one record per CHECKPOINT_SHARE
-# entries of a bigger index: a checkpoint holds the whole index, so at a fixed interval every
-# put would cost more the bigger the cache (measured: 8 us a put at 10,000 entries, 100 us at
-# 300,000). A start after a crash replays at most that many records before its first read is
-# answered; after stop_cache, none (the cache writes a checkpoint first: EntryStore.checkpoint).
-# A put's share of checkpoint writing grows with the index up to RECORDS * SHARE entries
-# (32,768) and stays at SHARE entries rewritten (~0.3 us each) past it: a put cost 3.3 us at
-# 10,000 entries and 5.6 us at 100,000 in the store (3.0 and 3.2 us without checkpoints). A
-# share of 2 made that 3.2 and 3.7 us, but a start after a crash then replayed up to 50,000
-# records at 100,000 entries before its first read (+0.11 s against +0.01 s): not worth 2 us
-# of a write that costs a Ray actor call (~250 us).
+# A checkpoint is due after this many records: a delta of the entries changed since the last one
+# (written, read or removed), or the whole index once the deltas would add up to more rows than it
+# has. A start after a crash replays at most that many records before its first read is
+# answered; after stop_cache, none (the cache writes a whole checkpoint first:
+# EntryStore.checkpoint). Rewriting the whole index at a fixed interval made every put cost more
+# the bigger the cache (measured: 8 us a put at 10,000 entries, 100 us at 300,000); one rewrite
+# per record for every 8 entries kept that bounded but still grew a put from 3.3 us at 10,000
+# entries to 5.6 us at 100,000 (3.0 and 3.2 us without checkpoints). A delta costs what changed.
+# When reads changed more entries than CHECKPOINT_SHARE per record since the last checkpoint,
+# it waits until it (or the whole index) costs no more than that per record.
 CHECKPOINT_RECORDS = 4096
 CHECKPOINT_SHARE = 8
 # Segments are compacted once dead records take more than the live ones and at least this much.
@@ -77,7 +82,7 @@ WARM_START_SWITCH_SECONDS = 0.0005
 BUILD_AFTER_FIRST_READ_SECONDS = 1.0
 # Live bytes per segment are summed one segment at a time (in C) up to this many segments.
 _COUNT_BY_SEGMENT = 8
-_OWN_NAMES = frozenset({LOCK_NAME, QUARANTINE_DIR, GENERATION_NAME, CHECKPOINT_NAME})
+_OWN_NAMES = frozenset({LOCK_NAME, QUARANTINE_DIR, GENERATION_NAME, CHECKPOINT_NAME, DELTA_NAME})
 
 
 def _let_readers_in() -> None:
@@ -126,11 +131,17 @@ class EntryStore:
         self._segments: dict[int, Segment] = {}
         self._active: Segment | None = None
         self._since_checkpoint = 0
-        self._checkpointed_at = 0  # the segment of the checkpoint's position
+        self._checkpointed_at = 0  # the segment of the last checkpoint's (or delta's) position
         self._checkpoint_path = os.path.join(directory, CHECKPOINT_NAME)
+        self._delta_path = os.path.join(directory, DELTA_NAME)
+        self._base: Base | None = None  # the checkpoint the deltas follow
+        self._delta_rows = 0  # rows in the deltas since it
+        self._delta_fd = -1
+        self._dirty: set[str] = set()  # tags written, read or removed since the last checkpoint or delta
         self._quarantine = os.path.join(directory, QUARANTINE_DIR)
-        # Before the index exists: the checkpoint's table and the records after it.
+        # Before the index exists: the checkpoint's table, its deltas and the records after them.
         self._early_checkpoint: Checkpoint | None = None
+        self._early_deltas: list[Delta] = []
         self._early_tail: dict[str, Location | None] = {}
         prepare_directory(directory, self._quarantine)
         self._lock_fd = lock_directory(directory, lock_wait)
@@ -197,18 +208,21 @@ class EntryStore:
     # --- setup ------------------------------------------------------------------------
 
     def _warm_start(self) -> None:
-        """Rebuild the index: the checkpoint, the records after it, then any old-format entries."""
+        """Rebuild the index: the checkpoint, its deltas, the records after them, then any old-format entries."""
         began = time.perf_counter()
         names = os.listdir(self.directory)
         numbers = sorted(number for name in names if (number := segment_number(name)) is not None)
-        checkpoint = self._load_checkpoint()
-        position = checkpoint.position if checkpoint is not None else (numbers[0] if numbers else 1, 0)
+        checkpoint, deltas = self._load_checkpoint()
+        if deltas:
+            position = deltas[-1].position
+        else:
+            position = checkpoint.position if checkpoint is not None else (numbers[0] if numbers else 1, 0)
         self._checkpointed_at = position[0]
         for number in numbers:
             self._segments[number] = Segment(self.directory, number, append=number == numbers[-1])
         tail = self._replay_tail(position)
         legacy = [name for name in names if is_legacy_name(name)]
-        self._early_checkpoint = checkpoint
+        self._early_checkpoint, self._early_deltas = checkpoint, deltas
         self._early_tail = dict(tail)
         if not legacy:
             self._locatable.set()
@@ -218,11 +232,15 @@ class EntryStore:
             began += waited  # warm_start_seconds is the work, not the wait
         # Readers are served meanwhile: let them in between chunks.
         entries = checkpoint.entries(pause=_let_readers_in) if checkpoint is not None else OrderedDict()
+        for delta in deltas:
+            delta.apply(entries)
+            _let_readers_in()
         for tag, location in tail:
             entries.pop(tag, None)
             if location is not None:
                 entries[tag] = location
         self._entries = entries
+        self._dirty = {tag for tag, _location in tail}
         self._count_bytes()
         self._tidy(names)
         self._since_checkpoint = len(tail)
@@ -230,14 +248,14 @@ class EntryStore:
             self._migrate(names)
         self._enforce_budget(keep=None)
         if checkpoint is None or self._checkpoint_due() or legacy:
-            self._checkpoint()
+            self._checkpoint(whole=checkpoint is None or bool(legacy))
         self._drop_dead_segments()
         if legacy:
             for name in legacy:
                 self._unlink(os.path.join(self.directory, name))
         self._ready.set()
         self._locatable.set()
-        self._early_checkpoint, self._early_tail = None, {}
+        self._early_checkpoint, self._early_deltas, self._early_tail = None, [], {}
         self.warm_start_seconds = time.perf_counter() - began
         logger.info(
             "cache warm start: %d entries, %d bytes in %s (%.3f s)",
@@ -261,13 +279,36 @@ class EntryStore:
         self._build_now.wait(BUILD_AFTER_FIRST_READ_SECONDS)
         return None if self._closed else time.perf_counter() - waiting
 
-    def _load_checkpoint(self) -> Checkpoint | None:
+    def _load_checkpoint(self) -> tuple[Checkpoint | None, list[Delta]]:
+        """The checkpoint and the deltas that follow it; ``(None, [])``: replay the whole log."""
         try:
-            return read_checkpoint(self._checkpoint_path)
+            checkpoint = read_checkpoint(self._checkpoint_path)
         except (CheckpointProblem, OSError) as exc:
             # Every record is still in the log: replay it all.
             self._move_aside(CHECKPOINT_NAME, f"{exc}; replaying the whole log")
-            return None
+            checkpoint = None
+        if checkpoint is None:
+            if os.path.lexists(self._delta_path):
+                self._move_aside(DELTA_NAME, "checkpoint deltas without their checkpoint; replaying the whole log")
+            return None, []
+        try:
+            found = read_deltas(self._delta_path, checkpoint.base)
+        except (CheckpointProblem, OSError) as exc:
+            self._move_aside(DELTA_NAME, f"{exc}; replaying the whole log")
+            self._move_aside(CHECKPOINT_NAME, "its deltas are damaged; replaying the whole log")
+            return None, []
+        self._base = checkpoint.base
+        if found is None:
+            return checkpoint, []
+        if found.stale:  # a new checkpoint was written, and the process killed before it removed them
+            logger.info("cache %s: removing the deltas of a checkpoint since replaced", self.directory)
+            self._unlink(self._delta_path)
+            return checkpoint, []
+        if found.valid_bytes < found.size:  # the records after the delta before it are all in the log
+            logger.info("cache %s: cutting off an unfinished last checkpoint delta", self.directory)
+            os.truncate(self._delta_path, found.valid_bytes)
+        self._delta_rows = sum(map(len, found.deltas))
+        return checkpoint, found.deltas
 
     def _replay_tail(self, position: tuple[int, int]) -> list[tuple[str, Location | None]]:
         """What the records from ``position`` on do, in order: ``(tag, location)``, None for a removal."""
@@ -344,6 +385,7 @@ class EntryStore:
         """Mark ``tag`` as just used (LRU order)."""
         if self._ready.is_set() and tag in self._entries:
             self._entries.move_to_end(tag)
+            self._dirty.add(tag)
 
     def entry_size(self, payload_len: int, tag: str) -> int:
         """Bytes an entry of this payload and tag takes on disk (what the budget counts)."""
@@ -393,6 +435,7 @@ class EntryStore:
             self._after_records()
             return None
         entries.move_to_end(tag)
+        self._dirty.add(tag)
         return payload
 
     def _early_get(self, tag: str) -> memoryview | None:
@@ -405,16 +448,22 @@ class EntryStore:
         finally:
             self._build_now.set()  # the first read is answered: build the index now
 
+    def _early_candidates(self, tag: str, tag_bytes: bytes) -> list[Location]:
+        """Where ``tag``'s record may be: the records after the checkpoint, else its deltas (newest first), else it."""
+        if tag in self._early_tail:
+            location = self._early_tail[tag]
+            return [] if location is None else [location]
+        for delta in reversed(self._early_deltas):
+            found, location = delta.find(tag)
+            if found:
+                return [] if location is None else [location]
+        checkpoint = self._early_checkpoint
+        return [] if checkpoint is None else checkpoint.locations(tag_bytes)
+
     def _early_lookup(self, tag: str) -> memoryview | None:
         """What :meth:`_early_get` finds for ``tag``."""
         tag_bytes = tag.encode()
-        if tag in self._early_tail:
-            location = self._early_tail[tag]
-            candidates = [] if location is None else [location]
-        else:
-            checkpoint = self._early_checkpoint
-            candidates = [] if checkpoint is None else checkpoint.locations(tag_bytes)
-        for number, offset, length, _hash in candidates:
+        for number, offset, length, _hash in self._early_candidates(tag, tag_bytes):
             # Its own descriptor: the warm start thread may close segments meanwhile.
             try:
                 fd = os.open(os.path.join(self.directory, segment_name(number)), os.O_RDONLY | os.O_CLOEXEC)
@@ -445,7 +494,7 @@ class EntryStore:
         self._total = 0
         self._live = {}
         self._roll()
-        self._checkpoint()
+        self._checkpoint(whole=True)
         self._drop_dead_segments()
         return count
 
@@ -459,7 +508,7 @@ class EntryStore:
         if self._closed:
             raise ValueError(f"the cache store of {self.directory} is closed")
         self._index()
-        self._checkpoint()
+        self._checkpoint(whole=True)
         self._drop_dead_segments()
 
     def stamp(self, tag: str) -> Stamp:
@@ -475,6 +524,7 @@ class EntryStore:
             segment.close()
         self._segments.clear()
         self._active = None
+        self._close_deltas()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
@@ -493,6 +543,7 @@ class EntryStore:
                     "cache entry for tag %r: its segment is missing from %s; dropping it", tag, self.directory
                 )
                 del self._entries[tag]
+                self._dirty.add(tag)  # the next delta removes it
             rows = [row for row in rows if row[0] in self._segments]
             numbers = [row[0] for row in rows]
             present &= self._segments.keys()
@@ -544,6 +595,7 @@ class EntryStore:
         previous = self._entries.pop(tag, None)
         if previous is not None:
             self._forget(previous)
+        self._dirty.add(tag)
         hashed = tag_hash(tag_bytes)
         self._entries[tag] = (segment.number, offset, size, hashed)
         self._live[segment.number] += size
@@ -559,6 +611,7 @@ class EntryStore:
         self._generations.bump(tag)
         if location is None:
             return
+        self._dirty.add(tag)
         self._forget(location)
         tag_bytes = tag.encode()
         size = record_length(len(tag_bytes), 0, self._signed)
@@ -586,7 +639,8 @@ class EntryStore:
             self._checkpoint()
 
     def _checkpoint_due(self) -> bool:
-        return self._since_checkpoint >= max(CHECKPOINT_RECORDS, len(self._entries) // CHECKPOINT_SHARE)
+        since = self._since_checkpoint
+        return since >= CHECKPOINT_RECORDS and min(len(self._dirty), len(self._entries)) <= since * CHECKPOINT_SHARE
 
     def _compact(self) -> None:
         """Copy the live records of mostly dead segments to the active one, checkpoint, delete those segments."""
@@ -615,14 +669,52 @@ class EntryStore:
             self._live[number] -= length
             self._live[target.number] += length
             self._entries[tag] = (target.number, moved, length, hashed)  # keeps its place in the LRU order
-        self._checkpoint()
+        self._checkpoint(whole=True)  # entries moved without moving in the LRU order: no delta holds that
         self._drop_dead_segments()
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, *, whole: bool = False) -> None:
+        """Append a delta of what changed since the last checkpoint, or write the whole index.
+
+        The whole index when ``whole``, when there is no checkpoint yet, or
+        when the deltas would add up to more rows than the index has.
+        """
         active = self._active if self._active is not None else self._writable(0)
-        write_checkpoint(self._checkpoint_path, self._entries, (active.number, active.size))
+        position = (active.number, active.size)
+        base = self._base
+        rows = None if whole or base is None else self._changed_rows()
+        if base is None or rows is None or self._delta_rows + len(rows) > max(len(self._entries), CHECKPOINT_RECORDS):
+            self._base = write_checkpoint(self._checkpoint_path, self._entries, position)
+            self._close_deltas()
+            self._unlink(self._delta_path)  # killed before this, the next start finds them stale
+            self._delta_rows = 0
+        else:
+            if self._delta_fd < 0:
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                self._delta_fd = os.open(self._delta_path, flags, 0o600)
+            append_delta(self._delta_fd, base, position, rows)
+            self._delta_rows += len(rows)
+        self._dirty = set()
         self._checkpointed_at = active.number
         self._since_checkpoint = 0
+
+    def _changed_rows(self) -> list[Row] | None:
+        """A delta's rows: the removed tags, then the changed entries in LRU order.
+
+        None when those are not the index's last entries (they always are:
+        each moved to the end when it changed): write the whole index then.
+        """
+        dirty, entries = self._dirty, self._entries
+        removed: list[Row] = [(tag, None) for tag in dirty if tag not in entries]
+        changed: list[Row] = list(itertools.islice(reversed(entries.items()), len(dirty) - len(removed)))
+        if not all(tag in dirty for tag, _location in changed):
+            return None
+        changed.reverse()
+        return removed + changed
+
+    def _close_deltas(self) -> None:
+        if self._delta_fd >= 0:
+            os.close(self._delta_fd)
+            self._delta_fd = -1
 
     def _drop_dead_segments(self) -> None:
         """Delete the segments no live entry and no record after the checkpoint needs."""
