@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import hashlib
 import hmac
 import logging
@@ -665,6 +666,39 @@ def test_failed_background_warm_start_is_raised_by_later_calls(tmp_path: Path, m
         store.tags()
     with pytest.raises(PermissionError, match="index unreadable"):
         store.get("any")
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_the_garbage_collector_is_paused_while_the_index_is_built_then_put_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collecting: bool
+) -> None:
+    # Its passes over the actor's process took a third of the build at 100,000 entries.
+    filled_store(tmp_path, monkeypatch, 2, 4).close()
+    seen: list[bool] = []
+    entries = Checkpoint.entries
+
+    def watched(self: Checkpoint, pause: Callable[[], None]) -> object:
+        seen.append(gc.isenabled())
+        return entries(self, pause)
+
+    monkeypatch.setattr(Checkpoint, "entries", watched)
+
+    def broken(self: Checkpoint, pause: Callable[[], None]) -> object:
+        raise ZeroDivisionError("the build failed")
+
+    was = gc.isenabled()
+    (gc.enable if collecting else gc.disable)()
+    try:
+        built = EntryStore(str(tmp_path), 1 << 20, background=True)
+        assert len(built.tags()) == 4
+        built.close()
+        assert seen == [False] and gc.isenabled() is collecting
+        monkeypatch.setattr(Checkpoint, "entries", broken)
+        with pytest.raises(ZeroDivisionError, match="the build failed"):
+            EntryStore(str(tmp_path), 1 << 20)
+        assert gc.isenabled() is collecting
+    finally:
+        (gc.enable if was else gc.disable)()
 
 
 # --- directories of the one-file-per-entry format (chia-bypass-cache 0.1) -------------------------
