@@ -24,6 +24,7 @@ import pytest
 from chia.base._bypass_cache import cache_store
 from chia.base._bypass_cache.cache_checkpoint import (
     CHECKPOINT_NAME,
+    DELTA_HEAD,
     DELTA_NAME,
     TMP_PREFIX,
     Checkpoint,
@@ -305,13 +306,17 @@ def test_deltas_a_newer_checkpoint_replaced_are_dropped(tmp_path: Path, monkeypa
     restarted.close()
 
 
+@pytest.mark.parametrize("damage", ["a byte of the middle delta", "the first delta's length"])
 def test_damaged_deltas_are_moved_aside_with_their_checkpoint_and_the_log_replayed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     filled_store(tmp_path, monkeypatch, 2, 6).close()  # three deltas
     path = tmp_path / DELTA_NAME
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # the middle one: not a kill's doing
+    if damage == "a byte of the middle delta":
+        data[len(data) // 2] ^= 0xFF
+    else:  # read as is, the first delta would run past the end of the file as if a kill had cut it short
+        struct.pack_into("<Q", data, DELTA_HEAD.size - 16, 1 << 40)
     path.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
         restarted = EntryStore(str(tmp_path), 1 << 20)

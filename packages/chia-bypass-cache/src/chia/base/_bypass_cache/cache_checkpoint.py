@@ -66,8 +66,9 @@ _ROW_BYTES = sum(_COLUMN_BYTES)
 _HASH = struct.Struct("=I")
 DELTA_MAGIC = b"CHIADLT1"
 DELTA_VERSION = 1
-# magic, version, rows, the checkpoint it follows (entries, position, crc32), its position, body bytes, crc32 of the body
-DELTA_HEAD = struct.Struct("<8sIIIQQIQQQI")
+# magic, version, rows, the checkpoint it follows (entries, position, crc32), its position, body bytes, crc32 of the
+# body, crc32 of the header's bytes before it (a header is never trusted: a kill leaves a delta short, not wrong)
+DELTA_HEAD = struct.Struct("<8sIIIQQIQQQII")
 # The segment column of a row that removes its tag (segments are numbered from 1).
 REMOVED = 0
 # Entries are built (and tags unmarshalled) in chunks this long: each is one C call holding the GIL.
@@ -268,18 +269,20 @@ def read_deltas(path: str, base: Base) -> DeltaFile | None:
     deltas: list[Delta] = []
     at = 0
     while len(data) - at >= DELTA_HEAD.size:
-        _magic, _version, rows, *follows, segment, offset, length, crc = unpack_versioned(
+        _magic, _version, rows, *follows, segment, offset, length, crc, head_crc = unpack_versioned(
             data[at:], DELTA_HEAD, DELTA_MAGIC, DELTA_VERSION, "a cache checkpoint delta", CheckpointProblem
         )
+        if zlib.crc32(data[at : at + DELTA_HEAD.size - 4]) != head_crc or length < rows * _ROW_BYTES:
+            raise CheckpointProblem(f"the delta header at byte {at} is corrupt (checksum mismatch)")
+        body = data[at + DELTA_HEAD.size : at + DELTA_HEAD.size + length]
+        if len(body) < length:
+            break  # cut short
+        if zlib.crc32(body) != crc:
+            raise CheckpointProblem(f"the delta at byte {at} is corrupt (checksum mismatch)")
         if Base(*follows) != base:
             if at == 0:
                 return DeltaFile([], 0, len(data), stale=True)
             raise CheckpointProblem(f"the delta at byte {at} follows another checkpoint than the deltas before it")
-        body = data[at + DELTA_HEAD.size : at + DELTA_HEAD.size + length]
-        if len(body) < length:
-            break  # cut short
-        if zlib.crc32(body) != crc or length < rows * _ROW_BYTES:
-            raise CheckpointProblem(f"the delta at byte {at} is corrupt (checksum mismatch)")
         columns, tags_at = _columns(body, rows)
         deltas.append(Delta((segment, offset), bytes(columns[3].cast("B")), columns, body[tags_at:]))
         at += DELTA_HEAD.size + length
@@ -296,7 +299,8 @@ def append_delta(fd: int, base: Base, position: tuple[int, int], rows: list[Row]
     locations = [(REMOVED, 0, 0, tag_hash(tag.encode())) if location is None else location for tag, location in rows]
     parts = _pack(locations, marshal.dumps(tags))
     body = b"".join(parts)
-    head = DELTA_HEAD.pack(DELTA_MAGIC, DELTA_VERSION, len(rows), *base, *position, len(body), zlib.crc32(body))
+    head = DELTA_HEAD.pack(DELTA_MAGIC, DELTA_VERSION, len(rows), *base, *position, len(body), zlib.crc32(body), 0)
+    head = head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
     data = memoryview(head + body)
     size = os.fstat(fd).st_size
     try:
