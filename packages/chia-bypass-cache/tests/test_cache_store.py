@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from chia.base._bypass_cache import cache_store
+from chia.base._bypass_cache import cache_checkpoint, cache_store
 from chia.base._bypass_cache.cache_checkpoint import (
     CHECKPOINT_NAME,
     DELTA_HEAD,
@@ -249,6 +249,7 @@ def test_a_restart_after_a_crash_keeps_the_recency_of_the_last_delta(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cache_store, "CHECKPOINT_RECORDS", 4)
+    monkeypatch.setattr(cache_checkpoint, "_CHUNK", 2)  # the delta of six rows is applied two rows at a time
     store = EntryStore(str(tmp_path), 1 << 20)
     for tag in ("a", "b", "c", "d", "e", "f", "g", "h"):
         store.put(tag, tag.encode())

@@ -46,6 +46,7 @@ __all__ = [
     "CheckpointProblem",
     "Delta",
     "DeltaFile",
+    "Row",
     "append_delta",
     "read_checkpoint",
     "read_deltas",
@@ -234,14 +235,20 @@ class Delta:
                 return True, None if segment == REMOVED else (segment, offsets[index], lengths[index], wanted)
         return False, None
 
-    def apply(self, entries: OrderedDict[str, Location]) -> None:
-        """Apply the rows to ``entries``: removed tags go, the others move to the end with their new location."""
+    def apply(self, entries: OrderedDict[str, Location], pause: Callable[[], None] = _no_pause) -> None:
+        """Apply the rows to ``entries``: removed tags go, the others move to the end with their new location.
+
+        ``pause()`` runs between chunks of rows (to let other threads in).
+        """
         tags = self.tags()
-        deque(map(entries.pop, tags, itertools.repeat(None)), maxlen=0)  # each tag's old place, in C
-        kept = self.columns[0]
-        entries.update(
-            zip(itertools.compress(tags, kept), itertools.compress(zip(*self.columns, strict=True), kept), strict=True)
-        )
+        for start in range(0, len(tags), _CHUNK):
+            chunk = tags[start : start + _CHUNK]
+            columns = [column[start : start + _CHUNK] for column in self.columns]
+            deque(map(entries.pop, chunk, itertools.repeat(None)), maxlen=0)  # each tag's old place, in C
+            kept = columns[0]
+            located = itertools.compress(zip(*columns, strict=True), kept)
+            entries.update(zip(itertools.compress(chunk, kept), located, strict=True))
+            pause()
 
 
 @dataclass(slots=True)

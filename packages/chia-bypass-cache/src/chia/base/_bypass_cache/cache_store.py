@@ -293,8 +293,7 @@ class EntryStore:
         # Readers are served meanwhile: let them in between chunks.
         entries = checkpoint.entries(pause=_let_readers_in) if checkpoint is not None else OrderedDict()
         for delta in deltas:
-            delta.apply(entries)
-            _let_readers_in()
+            delta.apply(entries, pause=_let_readers_in)
         for tag, location in tail:
             entries.pop(tag, None)
             if location is not None:
