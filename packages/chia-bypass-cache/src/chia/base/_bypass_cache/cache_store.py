@@ -487,7 +487,7 @@ class EntryStore:
         return payload
 
     def _early_get(self, tag: str) -> memoryview | None:
-        """``tag``'s payload before the index exists: the records after the checkpoint, else its table."""
+        """``tag``'s payload before the index exists: the records after the last delta, its deltas, the checkpoint."""
         self._locatable.wait()
         early = self._early
         if early is None or self._ready.is_set():  # the index is built (or its build failed: get raises why)
