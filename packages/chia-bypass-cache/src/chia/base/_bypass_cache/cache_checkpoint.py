@@ -96,13 +96,17 @@ class Base(NamedTuple):
 Row = tuple[str, Location | None]  # a delta's row: the entry's location, None when the tag was removed
 
 
-def _columns(body: memoryview, count: int) -> tuple[tuple[memoryview, memoryview, memoryview, memoryview], int]:
-    """The four columns of ``count`` rows at the start of ``body``, and where the tags begin."""
+Columns = tuple[memoryview, memoryview, memoryview, memoryview]  # segment, offset, length, hash
+
+
+def _table(body: memoryview, count: int) -> tuple[bytes, Columns, memoryview]:
+    """The hash column's bytes (for a byte search), the four columns of ``count`` rows, the tags after them."""
     ends = list(itertools.accumulate(count * size for size in _COLUMN_BYTES))
     segments = body[: ends[0]].cast("I")
     offsets = body[ends[0] : ends[1]].cast("Q")
     lengths = body[ends[1] : ends[2]].cast("Q")
-    return (segments, offsets, lengths, body[ends[2] : ends[3]].cast("I")), ends[3]
+    hashes = body[ends[2] : ends[3]]
+    return bytes(hashes), (segments, offsets, lengths, hashes.cast("I")), body[ends[3] :]
 
 
 def _pack(locations: list[Location], tags: bytes) -> list[bytes]:
@@ -137,7 +141,7 @@ class Checkpoint:
 
     position: tuple[int, int]
     hash_bytes: bytes
-    columns: tuple[memoryview, memoryview, memoryview, memoryview]  # segment, offset, length, hash
+    columns: Columns
     tags_blob: memoryview
     base: Base
 
@@ -177,9 +181,7 @@ def read_checkpoint(path: str) -> Checkpoint | None:
         raise CheckpointProblem("checksum mismatch (corrupt)")
     if len(body) < count * _ROW_BYTES:
         raise CheckpointProblem(f"truncated ({len(data)} bytes for {count} entries)")
-    columns, tags_at = _columns(body, count)
-    hash_bytes = bytes(columns[3].cast("B"))
-    return Checkpoint((segment, offset), hash_bytes, columns, body[tags_at:], Base(count, segment, offset, crc))
+    return Checkpoint((segment, offset), *_table(body, count), Base(count, segment, offset, crc))
 
 
 def write_checkpoint(path: str, entries: OrderedDict[str, Location], position: tuple[int, int]) -> Base:
@@ -213,7 +215,7 @@ class Delta:
 
     position: tuple[int, int]
     hash_bytes: bytes
-    columns: tuple[memoryview, memoryview, memoryview, memoryview]  # segment (REMOVED: removed), offset, length, hash
+    columns: Columns  # a segment of REMOVED: the tag was removed
     tags_blob: memoryview
     _tags: list[str] | None = None
 
@@ -225,10 +227,13 @@ class Delta:
             self._tags = marshal.loads(self.tags_blob)
         return self._tags
 
-    def find(self, tag: str) -> tuple[bool, Location | None]:
-        """``(True, location)`` when this delta has a row for ``tag`` (location None: removed), else ``(False, None)``."""
+    def find(self, tag: str, tag_bytes: bytes) -> tuple[bool, Location | None]:
+        """``(True, location)`` when this delta has a row for ``tag`` (location None: removed), else ``(False, None)``.
+
+        ``tag_bytes`` is ``tag`` encoded.
+        """
         segments, offsets, lengths, _hashes = self.columns
-        wanted = tag_hash(tag.encode())
+        wanted = tag_hash(tag_bytes)
         for index in _rows_with_hash(self.hash_bytes, wanted):
             if self.tags()[index] == tag:
                 segment = segments[index]
@@ -290,8 +295,7 @@ def read_deltas(path: str, base: Base) -> DeltaFile | None:
             if at == 0:
                 return DeltaFile([], 0, len(data), stale=True)
             raise CheckpointProblem(f"the delta at byte {at} follows another checkpoint than the deltas before it")
-        columns, tags_at = _columns(body, rows)
-        deltas.append(Delta((segment, offset), bytes(columns[3].cast("B")), columns, body[tags_at:]))
+        deltas.append(Delta((segment, offset), *_table(body, rows)))
         at += DELTA_HEAD.size + length
     return DeltaFile(deltas, at, len(data), stale=False)
 
@@ -305,10 +309,10 @@ def append_delta(fd: int, base: Base, position: tuple[int, int], rows: list[Row]
     tags = [tag for tag, _location in rows]
     locations = [(REMOVED, 0, 0, tag_hash(tag.encode())) if location is None else location for tag, location in rows]
     parts = _pack(locations, marshal.dumps(tags))
-    body = b"".join(parts)
-    head = DELTA_HEAD.pack(DELTA_MAGIC, DELTA_VERSION, len(rows), *base, *position, len(body), zlib.crc32(body), 0)
+    length = sum(map(len, parts))
+    head = DELTA_HEAD.pack(DELTA_MAGIC, DELTA_VERSION, len(rows), *base, *position, length, _crc(parts), 0)
     head = head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
-    data = memoryview(head + body)
+    data = memoryview(b"".join([head, *parts]))
     size = os.fstat(fd).st_size
     try:
         while data:

@@ -122,7 +122,7 @@ class _Early(NamedTuple):
             location = self.tail[tag]
             return [] if location is None else [location]
         for delta in reversed(self.deltas):
-            found, location = delta.find(tag)
+            found, location = delta.find(tag, tag_bytes)
             if found:
                 return [] if location is None else [location]
         return [] if self.checkpoint is None else self.checkpoint.locations(tag_bytes)
