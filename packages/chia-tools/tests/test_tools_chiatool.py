@@ -126,7 +126,9 @@ def test_task_options_place_the_actor_and_busy_ports_are_skipped(deploy: Deploye
 
 @pytest.mark.ray_compat
 def test_stop_shuts_the_server_and_kills_the_actor(ray_cluster: object, mcp: MCP) -> None:
-    tool = EchoSetup("stopme")
+    # A port the OS picks: tools elsewhere (the parallel CI cells) scan up from 8000 and could take
+    # this one the moment it is freed, which would answer the connection below.
+    tool = EchoSetup("stopme", server_config=ToolServerConfig(base_port=0))
     url, actor = tool.url, tool._actor
     assert mcp.call(url, "stopme_echo", {"text": "x"}) == "x"
     tool.stop()
