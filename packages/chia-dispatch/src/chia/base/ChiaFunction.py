@@ -749,6 +749,10 @@ def _run_resolve_callbacks(ref: Any, value: Any) -> None:
             logger.exception("resolve callback %r failed; the value is returned unchanged", callback)
 
 
+_WRAPPED_REFS = (ObjectRefCallback, TrackedRef)
+"""What ``get`` unwraps before ``ray.get``: a list holding none of these goes to Ray as it is."""
+
+
 @overload
 def get(
     ref: ObjectRefCallback,
@@ -825,18 +829,22 @@ def get(
     ``callback``: invoked with the resolved value; its return value is what
     ``get`` returns. An :class:`ObjectRefCallback` carries its own callback;
     if both are present they compose: the ref's own callback first, then the
-    explicit ``callback``. Sequences may mix ObjectRefs and
-    ObjectRefCallbacks. ``_use_object_store`` is accepted for compatibility
-    with earlier chia releases and has no effect (values always come through
-    Ray's object store).
+    explicit ``callback``. A :class:`TrackedRef` is fetched through its
+    ``ref`` (``get(tr)`` is ``get(tr.ref)``). Sequences may mix ObjectRefs,
+    ObjectRefCallbacks and TrackedRefs. ``_use_object_store`` is accepted
+    for compatibility with earlier chia releases and has no effect (values
+    always come through Ray's object store).
     """
+    if isinstance(ref, TrackedRef):
+        ref = ref.ref
     if type(ref) is ObjectRefCallback:
         value = ref.callback(get(ref.ref, timeout=timeout))
-    elif isinstance(ref, (list, tuple)) and any(type(item) is ObjectRefCallback for item in ref):
-        plain = [item.ref if type(item) is ObjectRefCallback else item for item in ref]
+    elif isinstance(ref, (list, tuple)) and any(type(item) in _WRAPPED_REFS for item in ref):
+        items: list[Any] = [item.ref if isinstance(item, TrackedRef) else item for item in ref]
+        plain = [item.ref if type(item) is ObjectRefCallback else item for item in items]
         values = get(plain, timeout=timeout)
         value = [
-            item.callback(v) if type(item) is ObjectRefCallback else v for item, v in zip(ref, values, strict=True)
+            item.callback(v) if type(item) is ObjectRefCallback else v for item, v in zip(items, values, strict=True)
         ]
     else:
         try:

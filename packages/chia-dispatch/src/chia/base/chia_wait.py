@@ -46,7 +46,7 @@ _PROGRESS_INTERVAL = 5.0
 
 
 @dataclass(slots=True, eq=False)
-class TrackedRef:
+class TrackedRef(ray.ObjectRef[Any]):
     """ObjectRef + resubmit closure + submission timestamp. Stable.
 
     ``submit_fn`` must accept no arguments and produce a fresh ObjectRef
@@ -56,11 +56,22 @@ class TrackedRef:
     its callback). ``submitted_at`` is a ``time.monotonic()`` reading; the
     default 0.0 means "now".
 
+    A TrackedRef is itself an ``ObjectRef``: the one it tracks (``ref``, or
+    the ref inside an ``ObjectRefCallback``; after a retry, the fresh one).
+    ``chia_wait`` hands the very TrackedRefs to Ray's wait, so sorting them
+    into ready and pending costs nothing per ref. ``get(tr)`` is
+    ``get(tr.ref)``; ``ray.get(tr)``, ``ray.cancel(tr)`` and passing ``tr``
+    to a task as an argument act on the tracked ref, as with any ObjectRef
+    (the task receives the value). ``ray.put(tr)`` is refused, as for any
+    ObjectRef; pickling a TrackedRef (``copy.copy``, or nested in a task's
+    arguments) keeps its fields.
+
     TrackedRefs compare by value: two are equal when they track the same
     submission, i.e. the same ``ref``, ``label`` and ``submit_fn`` (the
     bookkeeping fields ``submitted_at`` and ``retries`` do not count). The
-    hash is taken from ``label`` and ``submit_fn`` only, which a retry never
-    changes, so a TrackedRef stays findable in a dict or set while
+    hash is taken from ``label`` and ``submit_fn``, which a retry never
+    changes, and, for a TrackedRef without ``submit_fn`` (never resubmitted),
+    from ``ref`` too. So a TrackedRef stays findable in a dict or set while
     ``chia_wait`` mutates ``ref``, ``submitted_at`` and ``retries`` in place;
     ``chia_wait`` itself returns the very objects passed in.
 
@@ -93,14 +104,30 @@ class TrackedRef:
             self.label == other.label and self.submit_fn is other.submit_fn and self._plain_ref == other._plain_ref
         )
 
+    def __ne__(self, other: object) -> bool:
+        # Spelled out: ObjectRef's own ``!=`` compares the object ids alone.
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
     def __hash__(self) -> int:
+        if self.submit_fn is None:
+            return hash((self.label, self._plain_ref))
         return hash((self.label, id(self.submit_fn)))
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # ``ref`` is validated and unwrapped once per assignment, not on every wait.
+        # ``ref`` is validated and unwrapped once per assignment, not on every wait,
+        # and the ObjectRef this TrackedRef is follows it.
         if name == "ref":
-            object.__setattr__(self, "_plain_ref", _plain(value))
+            plain = _plain(value)
+            _point_at(self, plain)
+            object.__setattr__(self, "_plain_ref", plain)
         object.__setattr__(self, name, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # ObjectRef's own reduction would rebuild a bare ObjectRef from the id alone.
+        fields = (self.ref, self.submit_fn, self.label, self.submitted_at, self.retries)
+        flags = {"_stuck_warned": self._stuck_warned, "_missing_noted": self._missing_noted}
+        return (TrackedRef, fields, (None, flags))
 
     @property
     def object_ref(self) -> ObjectRef[Any]:
@@ -112,107 +139,76 @@ class TrackedRef:
 
 
 def _plain(ref: Any) -> ObjectRef[Any]:
-    if isinstance(ref, ray.ObjectRef):
+    if isinstance(ref, ray.ObjectRef) and not isinstance(ref, TrackedRef):
         return ref
     inner = getattr(ref, "ref", None)
-    if isinstance(inner, ray.ObjectRef):
+    if isinstance(inner, ray.ObjectRef) and not isinstance(inner, TrackedRef):
         return inner
     raise TypeError(f"TrackedRef.ref must be an ObjectRef or an ObjectRefCallback, got {ref!r}")
 
 
-def _core_wait(refs: list[ObjectRef[Any]], num_returns: int, timeout: float | None) -> list[ObjectRef[Any]]:
-    """The ready refs, in input order, as the same objects.
+_bind_object_ref = ray.ObjectRef.__init__
 
-    Calls the core worker's wait, as ``ray.wait`` does, without ``ray.wait``'s
-    per-ref Python validation: TrackedRef already validated each ref once,
-    and this call is what a wait loop repeats over thousands of refs.
+
+def _point_at(tracked: TrackedRef, plain: ObjectRef[Any]) -> None:
+    """Make the ObjectRef that ``tracked`` is the same ref as ``plain``, as Ray counts references.
+
+    Binding takes a local reference to the new object, as any ObjectRef
+    does. Re-binding after a retry first gives back the one taken for the old
+    object, which ``tracked.ref`` still holds at this point, so neither object
+    is freed in between. Without a core worker (Ray Client) nothing is bound,
+    and ``chia_wait`` waits on the plain refs instead.
     """
     core_worker = getattr(ray._private.worker.global_worker, "core_worker", None)
-    if core_worker is None:  # Ray Client, or not connected (ray.wait says which)
-        return ray.wait(refs, num_returns=num_returns, timeout=timeout)[0]
-    timeout_ms = int((10**6 if timeout is None else timeout) * 1000)
-    try:
-        ready: list[ObjectRef[Any]] = core_worker.wait(refs, num_returns, timeout_ms, True)[0]
-    except ray.exceptions.RaySystemError:
-        if len(set(refs)) != len(refs):
-            raise ValueError("chia_wait needs TrackedRefs of distinct ObjectRefs (like ray.wait)") from None
-        raise
-    return ready
+    if core_worker is None:
+        return
+    if not tracked.is_nil():
+        core_worker.remove_object_ref_reference(tracked)
+    _bind_object_ref(tracked, plain.binary(), plain.owner_address(), plain.call_site())
 
 
 def _wait_once(
     tracked: list[TrackedRef], num_returns: int, timeout: float | None
 ) -> tuple[list[TrackedRef], list[TrackedRef]]:
+    """One wait: ``(ready, pending)``, each in input order, holding the very TrackedRefs passed in.
+
+    Calls the core worker's wait, as ``ray.wait`` does, on the TrackedRefs
+    themselves: they are ObjectRefs, so Ray's own ready and pending lists are
+    the answer, with no sorting back per ref. ``ray.wait``'s per-ref Python
+    validation is left out too: TrackedRef validated its ref once, and this
+    call is what a wait loop repeats over thousands of refs.
+    """
+    core_worker = getattr(ray._private.worker.global_worker, "core_worker", None)
+    if core_worker is None:  # Ray Client, or not connected (ray.wait says which)
+        return _wait_by_value(tracked, num_returns, timeout)
+    if not all(map(isinstance, tracked, itertools.repeat(TrackedRef))):
+        offending = next(tr for tr in tracked if not isinstance(tr, TrackedRef))
+        raise TypeError(f"chia_wait needs a list of TrackedRef, got {offending!r} in it")
+    timeout_ms = int((10**6 if timeout is None else timeout) * 1000)
+    try:
+        ready: list[TrackedRef]
+        pending: list[TrackedRef]
+        ready, pending = core_worker.wait(tracked, num_returns, timeout_ms, True)
+    except ray.exceptions.RaySystemError:
+        if len({tr.binary() for tr in tracked}) != len(tracked):
+            raise ValueError("chia_wait needs TrackedRefs of distinct ObjectRefs (like ray.wait)") from None
+        raise
+    return ready, pending
+
+
+def _wait_by_value(
+    tracked: list[TrackedRef], num_returns: int, timeout: float | None
+) -> tuple[list[TrackedRef], list[TrackedRef]]:
+    """``ray.wait`` on the plain refs, its answer matched back by value (its refs may be new objects)."""
     try:
         refs = [tr._plain_ref for tr in tracked]
     except AttributeError:
         offending = next(tr for tr in tracked if not isinstance(tr, TrackedRef))
         raise TypeError(f"chia_wait needs a list of TrackedRef, got {offending!r} in it") from None
-    ready_refs = _core_wait(refs, num_returns, timeout)
-    if not ready_refs:
-        return [], list(tracked)
-    if len(ready_refs) == len(refs):
-        return list(tracked), []
-    try:
-        return _partition(tracked, refs, ready_refs)
-    except _NotTheSameObjects:  # new ref objects came back (Ray Client): match by value
-        ready_set = set(ready_refs)
-        ready = [tr for tr, ref in zip(tracked, refs, strict=False) if ref in ready_set]
-        pending = [tr for tr, ref in zip(tracked, refs, strict=False) if ref not in ready_set]
-        return ready, pending
-
-
-_LONGEST_RUN = 1024
-"""The most refs one slice comparison matches while :func:`_partition` follows the leading run of ready refs."""
-
-
-class _NotTheSameObjects(Exception):
-    """The ready refs are not the very objects passed in."""
-
-
-def _partition(
-    tracked: list[TrackedRef], refs: list[ObjectRef[Any]], ready_refs: list[ObjectRef[Any]]
-) -> tuple[list[TrackedRef], list[TrackedRef]]:
-    """Split ``tracked`` into ready and pending; ``ready_refs`` are objects of ``refs``, in input order.
-
-    A run of ready refs at the start (the calls that finished first, as a
-    sweep's refs usually are) is matched a growing slice at a time: a list
-    comparison, in C, that short-circuits on identity. The rest is one identity
-    walk (hashing ObjectRefs costs more), stopping at the last ready ref, over
-    refs first brought into the CPU's cache.
-    """
-    count = len(ready_refs)
-    head, step = 0, 1
-    while head < count and refs[head] is ready_refs[head]:
-        step = min(step * 2, _LONGEST_RUN, count - head)
-        if refs[head : head + step] == ready_refs[head : head + step]:
-            head += step
-        else:
-            head, step = head + 1, 1
-    ready = tracked[:head]
-    if head == count:
-        return ready, tracked[head:]
-    # The walk below takes one ObjectRef at a time, and each one not in the CPU's cache
-    # stalls it (a sweep's refs lie all over the heap). Copying the rest of the list first
-    # touches them all in one C loop, many at once, so the walk finds them cached: at
-    # 50,000 shuffled refs, half ready, the split takes 2.9 ms instead of 4.7 ms.
-    warm = refs[head:]
-    del warm
-    pending: list[TrackedRef] = []
-    add_ready, add_pending = ready.append, pending.append
-    marks = itertools.islice(ready_refs, head, None)
-    mark = next(marks)
-    for tr, ref in zip(itertools.islice(tracked, head, None), itertools.islice(refs, head, None), strict=False):
-        if ref is mark:
-            add_ready(tr)
-            next_mark = next(marks, None)
-            if next_mark is None:
-                pending += tracked[len(ready) + len(pending) :]
-                return ready, pending
-            mark = next_mark
-        else:
-            add_pending(tr)
-    raise _NotTheSameObjects
+    ready_set = set(ray.wait(refs, num_returns=num_returns, timeout=timeout)[0])
+    ready = [tr for tr, ref in zip(tracked, refs, strict=True) if ref in ready_set]
+    pending = [tr for tr, ref in zip(tracked, refs, strict=True) if ref not in ready_set]
+    return ready, pending
 
 
 def _check_wait_arguments(
@@ -441,7 +437,7 @@ def _report(
     """Tell ``sweep`` what this slice saw; counting stuck refs walks ``pending`` only once one was seen."""
     stuck_now = sum(tr._stuck_warned for tr in pending) if detector is not None and detector.stuck else 0
     resubmitted = detector.resubmitted if detector is not None else 0
-    sweep._observe([tr._plain_ref for tr in ready], len(pending), stuck_now, resubmitted, returning=returning)
+    sweep._observe(ready, len(pending), stuck_now, resubmitted, returning=returning)
 
 
 def _cancel_quietly(ref: ObjectRef[Any]) -> None:
