@@ -150,6 +150,11 @@ def _plain(ref: Any) -> ObjectRef[Any]:
 _bind_object_ref = ray.ObjectRef.__init__
 
 
+def _core_worker() -> Any:
+    """This process's Ray core worker; None under Ray Client or when not connected."""
+    return getattr(ray._private.worker.global_worker, "core_worker", None)
+
+
 def _point_at(tracked: TrackedRef, plain: ObjectRef[Any]) -> None:
     """Make the ObjectRef that ``tracked`` is the same ref as ``plain``, as Ray counts references.
 
@@ -159,7 +164,7 @@ def _point_at(tracked: TrackedRef, plain: ObjectRef[Any]) -> None:
     is freed in between. Without a core worker (Ray Client) nothing is bound,
     and ``chia_wait`` waits on the plain refs instead.
     """
-    core_worker = getattr(ray._private.worker.global_worker, "core_worker", None)
+    core_worker = _core_worker()
     if core_worker is None:
         return
     if not tracked.is_nil():
@@ -178,12 +183,12 @@ def _wait_once(
     validation is left out too: TrackedRef validated its ref once, and this
     call is what a wait loop repeats over thousands of refs.
     """
-    core_worker = getattr(ray._private.worker.global_worker, "core_worker", None)
-    if core_worker is None:  # Ray Client, or not connected (ray.wait says which)
-        return _wait_by_value(tracked, num_returns, timeout)
     if not all(map(isinstance, tracked, itertools.repeat(TrackedRef))):
         offending = next(tr for tr in tracked if not isinstance(tr, TrackedRef))
         raise TypeError(f"chia_wait needs a list of TrackedRef, got {offending!r} in it")
+    core_worker = _core_worker()
+    if core_worker is None:  # Ray Client, or not connected (ray.wait says which)
+        return _wait_by_value(tracked, num_returns, timeout)
     timeout_ms = int((10**6 if timeout is None else timeout) * 1000)
     try:
         ready: list[TrackedRef]
@@ -200,11 +205,7 @@ def _wait_by_value(
     tracked: list[TrackedRef], num_returns: int, timeout: float | None
 ) -> tuple[list[TrackedRef], list[TrackedRef]]:
     """``ray.wait`` on the plain refs, its answer matched back by value (its refs may be new objects)."""
-    try:
-        refs = [tr._plain_ref for tr in tracked]
-    except AttributeError:
-        offending = next(tr for tr in tracked if not isinstance(tr, TrackedRef))
-        raise TypeError(f"chia_wait needs a list of TrackedRef, got {offending!r} in it") from None
+    refs = [tr._plain_ref for tr in tracked]
     ready_set = set(ray.wait(refs, num_returns=num_returns, timeout=timeout)[0])
     ready = [tr for tr, ref in zip(tracked, refs, strict=True) if ref in ready_set]
     pending = [tr for tr, ref in zip(tracked, refs, strict=True) if ref not in ready_set]
